@@ -1,0 +1,1 @@
+"""ml-connector shared contracts and plumbing. See docs/architecture.md for what belongs here."""

@@ -1,0 +1,66 @@
+"""Settings every service and simulator reads, from ``MLC_`` environment variables.
+
+The defaults form a working local setup: RabbitMQ and PostgreSQL on 127.0.0.1 and the two
+built-in simulators standing in for Exact Online and Twilio. The simulators read the same
+variables, so both sides of each vendor conversation agree on credentials without extra setup.
+"""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["SIMULATOR_DEFAULTS", "ServiceSettings"]
+
+#: Credentials the simulators accept out of the box. They are not secrets: they only open the
+#: built-in simulators, never a real account.
+SIMULATOR_DEFAULTS = {
+    "exact_client_id": "6b1d2c3e-4f50-4a61-8b72-9c8d7e6f5a40",
+    "exact_client_secret": "sim-exact-client-secret",
+    "exact_webhook_secret": "sim-exact-webhook-secret",
+    "exact_refresh_token": "sim-exact-initial-refresh-token",
+    "exact_division": 3108123,
+    "twilio_account_sid": "AC" + "5ec0de" * 5 + "00",
+    "twilio_auth_token": "sim-twilio-auth-token",
+    "twilio_messaging_service_sid": "MG" + "5ec0de" * 5 + "01",
+    "twilio_voice_from": "+15005550006",
+    "sendgrid_api_key": "SG.sim-sendgrid-key",
+    "email_from": "billing@example.com",
+}
+
+
+class ServiceSettings(BaseSettings):
+    """The shared contract of architecture section 8. Services subclass it for their own fields."""
+
+    model_config = SettingsConfigDict(env_prefix="MLC_", extra="ignore", frozen=True)
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/mlc"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    log_json: bool = True
+    log_level: str = "INFO"
+
+    exact_base_url: str = "http://127.0.0.1:8090"
+    twilio_api_base_url: str = "http://127.0.0.1:8091"
+    sendgrid_api_base_url: str = "http://127.0.0.1:8091"
+    public_base_url: str = "http://127.0.0.1:8080"
+    secret_key: SecretStr | None = None
+
+    twilio_account_sid: str = SIMULATOR_DEFAULTS["twilio_account_sid"]  # type: ignore[assignment]
+    twilio_auth_token: SecretStr = SecretStr(str(SIMULATOR_DEFAULTS["twilio_auth_token"]))
+    #: An API key SID (SK...) and secret for REST calls; the auth token still signs callbacks.
+    twilio_api_key_sid: str | None = None
+    twilio_api_key_secret: SecretStr | None = None
+    twilio_messaging_service_sid: str = SIMULATOR_DEFAULTS["twilio_messaging_service_sid"]  # type: ignore[assignment]
+    twilio_voice_from: str = SIMULATOR_DEFAULTS["twilio_voice_from"]  # type: ignore[assignment]
+    sendgrid_api_key: SecretStr = SecretStr(str(SIMULATOR_DEFAULTS["sendgrid_api_key"]))
+    email_from: str = SIMULATOR_DEFAULTS["email_from"]  # type: ignore[assignment]
+
+    #: The default connection of a single-company install; its id in URLs and messages.
+    exact_connection_id: str = "default"
+    exact_client_id: str = SIMULATOR_DEFAULTS["exact_client_id"]  # type: ignore[assignment]
+    exact_client_secret: SecretStr = SecretStr(str(SIMULATOR_DEFAULTS["exact_client_secret"]))
+    exact_webhook_secret: SecretStr = SecretStr(str(SIMULATOR_DEFAULTS["exact_webhook_secret"]))
+    exact_division: int = SIMULATOR_DEFAULTS["exact_division"]  # type: ignore[assignment]
+    exact_refresh_token: SecretStr = SecretStr(str(SIMULATOR_DEFAULTS["exact_refresh_token"]))
