@@ -1,0 +1,51 @@
+"""Wire contracts: every message that crosses the broker, defined once.
+
+``Event`` (a fact, past tense, any number of consumers, exchange ``mlc.events``) and ``Command``
+(a request for work, one handler, exchange ``mlc.commands``) share the ``Message`` base. The
+envelope travels in AMQP properties (see ``common.amqp``); the body is the model as JSON.
+"""
+
+from common.contracts.base import SCHEMA_VERSION, Command, Event, Message
+from common.contracts.exact import ExactWebhookReceived
+from common.contracts.notifications import (
+    Channel,
+    NotificationAmbiguous,
+    NotificationFailed,
+    NotificationSent,
+    NotificationSkipped,
+    Recipient,
+    SendNotification,
+    SourceDocument,
+)
+from common.contracts.tokens import (
+    AccessToken,
+    RpcError,
+    TokenGet,
+    TokenRefresh,
+    WebhookSecret,
+    WebhookSecretGet,
+)
+from common.contracts.twilio import TwilioStatus
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AccessToken",
+    "Channel",
+    "Command",
+    "Event",
+    "ExactWebhookReceived",
+    "Message",
+    "NotificationAmbiguous",
+    "NotificationFailed",
+    "NotificationSent",
+    "NotificationSkipped",
+    "Recipient",
+    "RpcError",
+    "SendNotification",
+    "SourceDocument",
+    "TokenGet",
+    "TokenRefresh",
+    "TwilioStatus",
+    "WebhookSecret",
+    "WebhookSecretGet",
+]

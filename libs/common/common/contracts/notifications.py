@@ -1,0 +1,119 @@
+"""The notification command and the facts about its fate.
+
+Lifecycle of one notification (all share ``notification_id``)::
+
+    SendNotification ──▶ NotificationSent ──▶ (TwilioStatus ...)
+           │         ├─▶ NotificationFailed       permanent, or retries used up
+           │         └─▶ NotificationAmbiguous    may have been sent; resolved later, never resent
+           └─ or, instead, NotificationSkipped from the enricher (nobody to tell, not a fact)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from common.contracts.base import Command, Event
+
+__all__ = [
+    "Channel",
+    "NotificationAmbiguous",
+    "NotificationFailed",
+    "NotificationSent",
+    "NotificationSkipped",
+    "Recipient",
+    "SendNotification",
+    "SourceDocument",
+]
+
+Channel = Literal["sms", "email", "voice"]
+
+
+class SourceDocument(BaseModel):
+    """The Exact record a notification is about: the audit trail is keyed by it."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    connection_id: str
+    division: int
+    entity: str
+    id: UUID
+    number: str | None = None
+
+
+class Recipient(BaseModel):
+    """Who gets it: the Exact contact and the address on the chosen channel."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    contact_id: UUID | None = None
+    address: str  # E.164 for sms/voice, an email address for email
+    name: str | None = None
+    language: str | None = None
+    time_zone: str | None = None
+
+
+class SendNotification(Command):
+    """Send one notification. The dispatcher claims ``idempotency_key`` before sending."""
+
+    routing_key: ClassVar[str] = "notification.send"  # per channel, see key()
+    notification_id: UUID
+    idempotency_key: str
+    channel: Channel
+    recipient: Recipient
+    template: str
+    content: str
+    subject: str | None = None
+    source: SourceDocument
+    fact: str
+    urgency: Literal["normal", "urgent"] = "normal"
+    not_before: datetime | None = None
+
+    def key(self) -> str:
+        return f"notification.send.{self.channel}"
+
+    def message_id(self) -> str:
+        return str(self.notification_id)
+
+
+class _Outcome(Event):
+    notification_id: UUID
+    attempt: int
+    channel: Channel | None = None
+
+
+class NotificationSent(_Outcome):
+    """A provider accepted the send."""
+
+    routing_key: ClassVar[str] = "notification.sent"
+    provider_id: str
+    provider_status: str | None = None
+
+
+class NotificationFailed(_Outcome):
+    """The send failed for good (permanent error or retries used up)."""
+
+    routing_key: ClassVar[str] = "notification.failed"
+    error_class: str
+    error_code: str | None = None
+    error: str | None = None
+
+
+class NotificationAmbiguous(_Outcome):
+    """The provider may have accepted it: resolved by a callback or a lookup, never resent."""
+
+    routing_key: ClassVar[str] = "notification.ambiguous"
+    error: str | None = None
+
+
+class NotificationSkipped(Event):
+    """A business fact that deserved a notification, but nobody can be told (and why)."""
+
+    routing_key: ClassVar[str] = "notification.skipped"
+    notification_id: UUID
+    source: SourceDocument
+    fact: str
+    reason: str

@@ -1,0 +1,78 @@
+"""RPC requests to token-keeper and its replies (routing keys on ``mlc.rpc``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from pydantic import SecretStr, field_serializer
+
+from common.contracts.base import Message
+
+__all__ = ["AccessToken", "RpcError", "TokenGet", "TokenRefresh", "WebhookSecret",
+           "WebhookSecretGet"]
+
+
+class _Rpc(Message):
+    exchange: ClassVar[str] = "mlc.rpc"
+    connection_id: str
+
+
+class TokenGet(_Rpc):
+    """Ask for a valid access token of a connection."""
+
+    routing_key: ClassVar[str] = "token.get"
+
+
+class TokenRefresh(_Rpc):
+    """Exact answered 401 to the token with this fingerprint: refresh unless already done."""
+
+    routing_key: ClassVar[str] = "token.refresh"
+    fingerprint: str
+
+
+class WebhookSecretGet(_Rpc):
+    """Ask for the webhook secret that signs a connection's Exact webhooks."""
+
+    routing_key: ClassVar[str] = "webhook-secret.get"
+
+
+class AccessToken(Message):
+    """Reply to ``token.get``/``token.refresh``. The token is a SecretStr: it never prints."""
+
+    routing_key: ClassVar[str] = "token.reply"
+    exchange: ClassVar[str] = ""
+    connection_id: str
+    access_token: SecretStr
+    fingerprint: str
+    expires_at: datetime
+    base_url: str
+    division: int
+
+    @field_serializer("access_token", when_used="json")
+    def _reveal(self, value: SecretStr) -> str:
+        # Only the wire form carries the value; repr and logs show it masked.
+        return value.get_secret_value()
+
+
+class WebhookSecret(Message):
+    """Reply to ``webhook-secret.get``."""
+
+    routing_key: ClassVar[str] = "webhook-secret.reply"
+    exchange: ClassVar[str] = ""
+    connection_id: str
+    client_id: str
+    secret: SecretStr
+
+    @field_serializer("secret", when_used="json")
+    def _reveal(self, value: SecretStr) -> str:
+        return value.get_secret_value()
+
+
+class RpcError(Message):
+    """An RPC the server could not answer: ``kind`` tells the caller whether to retry."""
+
+    routing_key: ClassVar[str] = "rpc.error"
+    exchange: ClassVar[str] = ""
+    kind: str  # "unknown_connection" | "needs_reconnect" | "unavailable"
+    message: str

@@ -1,0 +1,57 @@
+"""The error tree every handler and adapter raises into. The consumer loop maps it to outcomes.
+
+::
+
+    MlcError
+    ├── PermanentError      retrying cannot help: Twilio 21211/21614/21610, unknown 4xx, bad data
+    │   └── InvalidMessage  could not decode or validate      -> .dlq, x-error-class: invalid
+    ├── TransientError      may work later: 429, 5xx, connection refused; carries retry_after
+    └── AmbiguousOutcome    a non-idempotent call may have taken effect; never blindly retried
+
+Adapters classify vendor answers into these; handlers never look at HTTP status codes.
+"""
+
+from __future__ import annotations
+
+__all__ = ["AmbiguousOutcome", "InvalidMessage", "MlcError", "PermanentError", "TransientError"]
+
+
+class MlcError(Exception):
+    """Base of every error ml-connector raises on purpose."""
+
+    #: Short, fixed label for logs, metrics and the ``x-error-class`` header.
+    error_class = "error"
+
+    def __init__(self, message: str, *, code: str | int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PermanentError(MlcError):
+    """Retrying cannot help: the message goes to its queue's ``.dlq``."""
+
+    error_class = "permanent"
+
+
+class InvalidMessage(PermanentError):
+    """A message that cannot be decoded or validated against its contract."""
+
+    error_class = "invalid"
+
+
+class TransientError(MlcError):
+    """May work later. ``retry_after`` (seconds) is the vendor's hint, if it gave one."""
+
+    error_class = "transient"
+
+    def __init__(
+        self, message: str, *, code: str | int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class AmbiguousOutcome(MlcError):
+    """A non-idempotent call (a Twilio send) may or may not have taken effect."""
+
+    error_class = "ambiguous"

@@ -1,0 +1,63 @@
+"""pytest plugin for the whole suite (``-p common.testing.plugin``).
+
+Session fixtures give each test run its own RabbitMQ vhost (``amqp_url``) and its own database
+(``database_url``), created here and dropped at the end, so a run never sees another run's or
+the demo's messages. Neither is touched by tests that do not ask for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from common.testing.infra import (
+    Infra,
+    InfraUnavailable,
+    create_vhost,
+    delete_vhost,
+    find_infra,
+    unique,
+)
+
+
+@pytest.fixture(scope="session")
+def _infra_stack() -> Iterator[ExitStack]:
+    with ExitStack() as stack:
+        yield stack
+
+
+@pytest_asyncio.fixture(scope="session")
+async def infra(_infra_stack: ExitStack) -> Infra:
+    try:
+        return await find_infra(_infra_stack)
+    except InfraUnavailable as exc:
+        pytest.exit(f"ml-connector tests need RabbitMQ and PostgreSQL: {exc}", returncode=3)
+
+
+@pytest.fixture(scope="session")
+def amqp_url(infra: Infra) -> Iterator[str]:
+    """A fresh vhost for this session, deleted at the end."""
+    name = unique("mlc-test")
+    try:
+        url = create_vhost(infra, name)
+    except InfraUnavailable as exc:
+        pytest.exit(f"ml-connector tests: {exc}", returncode=3)
+    yield url
+    delete_vhost(infra, name)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def database_url(infra: Infra) -> AsyncIterator[str]:
+    """A fresh database for this session, dropped at the end."""
+    name = unique("mlc_test").replace("-", "_")
+    admin = await asyncpg.connect(infra.database_base)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    yield infra.database_base.rsplit("/", 1)[0] + "/" + name
+    admin = await asyncpg.connect(infra.database_base)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()

@@ -1,0 +1,1 @@
+"""Root conftest: fixtures come from the ``common.testing.plugin`` pytest plugin."""
