@@ -53,8 +53,9 @@ async def consume_with(connection: AbstractRobustConnection, handler) -> Consume
     metrics = ConsumerMetrics.create(make_registry())
     channel = await connection.channel()
     publisher = await Publisher.open(connection)
-    await run_consumer(channel, QUEUE, NotificationSent, handler, publisher=publisher,
-                       metrics=metrics)
+    await run_consumer(
+        channel, QUEUE, {"": (NotificationSent, handler)}, publisher=publisher, metrics=metrics
+    )
     return metrics
 
 
@@ -99,8 +100,11 @@ async def test_retried_messages_come_back_after_the_tier_delay_and_succeed(conne
     await asyncio.wait_for(done.wait(), timeout=topology.RETRY_TIERS[0] + 15)
     assert calls == 2
     assert metrics.messages.labels(queue=QUEUE, outcome="retry")._value.get() == 1
-    await eventually(lambda: metrics.messages.labels(queue=QUEUE, outcome="ack")._value.get(),
-                     until=lambda v: v == 1, what="ack counted")
+    await eventually(
+        lambda: metrics.messages.labels(queue=QUEUE, outcome="ack")._value.get(),
+        until=lambda v: v == 1,
+        what="ack counted",
+    )
     assert await depth(connection, QUEUE) == 0
 
 

@@ -16,7 +16,7 @@ point leaves the message in a queue (at-least-once); handlers are idempotent.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -33,12 +33,16 @@ from common.errors import AmbiguousOutcome, InvalidMessage, PermanentError, Tran
 from common.logging import mask_text
 from common.metrics import ConsumerMetrics
 
-__all__ = ["Handler", "Publisher", "connect", "decode", "run_consumer"]
+__all__ = ["Handler", "Publisher", "Routes", "connect", "decode", "run_consumer"]
 
 log = structlog.get_logger("common.amqp")
 
 #: A handler gets the validated message and returns the messages to publish (may be empty).
 Handler = Callable[[Any], Awaitable[Sequence[Message] | None]]
+
+#: What a queue's consumer reacts to: message type (the routing key, or a prefix ending in ".")
+#: -> (model, handler). The map at the bottom of each service's handlers.py.
+Routes = Mapping[str, tuple[type[BaseModel], Handler]]
 
 #: Longest ``x-error`` header value; the full error goes to the log line.
 _ERROR_HEADER_LIMIT = 500
@@ -95,8 +99,9 @@ class Publisher:
         target = await self._exchange(message.exchange if exchange is None else exchange)
         await target.publish(amqp_message, routing_key=key, mandatory=mandatory)
 
-    async def republish(self, incoming: AbstractIncomingMessage, queue: str,
-                        headers: dict[str, Any]) -> None:
+    async def republish(
+        self, incoming: AbstractIncomingMessage, queue: str, headers: dict[str, Any]
+    ) -> None:
         """Send a copy of ``incoming`` to ``queue`` (a retry tier or a DLQ), confirmed."""
         copy = aio_pika.Message(
             body=incoming.body,
@@ -124,11 +129,20 @@ def decode(model: type[BaseModel], body: bytes) -> Any:
         raise InvalidMessage(f"{model.__name__}: {exc.error_count()} validation error(s)") from exc
 
 
+def _route(routes: Routes, message_type: str | None) -> tuple[type[BaseModel], Handler]:
+    kind = message_type or ""
+    if kind in routes:
+        return routes[kind]
+    for prefix, route in routes.items():
+        if prefix.endswith(".") and kind.startswith(prefix):
+            return route
+    raise InvalidMessage(f"no handler for message type {kind!r}")
+
+
 async def run_consumer(
     channel: AbstractChannel,
     queue: str,
-    model: type[BaseModel],
-    handler: Handler,
+    routes: Routes,
     *,
     publisher: Publisher,
     metrics: ConsumerMetrics,
@@ -141,12 +155,14 @@ async def run_consumer(
     async def on_message(incoming: AbstractIncomingMessage) -> None:
         attempt = int((incoming.headers or {}).get("x-attempt", 1))  # type: ignore[arg-type]
         structlog.contextvars.bind_contextvars(
-            queue=queue, message_id=incoming.message_id,
-            correlation_id=incoming.correlation_id, attempt=attempt,
+            queue=queue,
+            message_id=incoming.message_id,
+            correlation_id=incoming.correlation_id,
+            attempt=attempt,
         )
         started = time.perf_counter()
         try:
-            outcome = await _settle(incoming, queue, model, handler, publisher, attempt)
+            outcome = await _settle(incoming, queue, routes, publisher, attempt)
         finally:
             structlog.contextvars.unbind_contextvars(
                 "queue", "message_id", "correlation_id", "attempt"
@@ -160,17 +176,20 @@ async def run_consumer(
 async def _settle(
     incoming: AbstractIncomingMessage,
     queue: str,
-    model: type[BaseModel],
-    handler: Handler,
+    routes: Routes,
     publisher: Publisher,
     attempt: int,
 ) -> str:
     try:
+        model, handler = _route(routes, incoming.type)
         message = decode(model, incoming.body)
         outputs = await handler(message) or ()
         for output in outputs:
             await publisher.publish(output, correlation_id=incoming.correlation_id)
     except (PermanentError, AmbiguousOutcome) as exc:
+        # Facts the handler attached (e.g. NotificationFailed) go out before the parking.
+        for fact in exc.facts:
+            await publisher.publish(fact, correlation_id=incoming.correlation_id)
         await _dead_letter(incoming, queue, publisher, exc)
         return "dead_letter"
     except Exception as exc:  # the one broad catch: every failure ends in a retry or the DLQ
@@ -183,8 +202,12 @@ async def _settle(
             incoming, topology.retry_queue_name(queue, tier), {"x-attempt": attempt + 1}
         )
         await incoming.ack()
-        log.warning("message_retried", error_class=_error_class(exc), retry_in=tier,
-                    error=mask_text(str(exc)))
+        log.warning(
+            "message_retried",
+            error_class=_error_class(exc),
+            retry_in=tier,
+            error=mask_text(str(exc)),
+        )
         return "retry"
     await incoming.ack()
     return "ack"
@@ -194,8 +217,9 @@ def _error_class(exc: BaseException) -> str:
     return getattr(exc, "error_class", "unexpected")
 
 
-async def _dead_letter(incoming: AbstractIncomingMessage, queue: str, publisher: Publisher,
-                       exc: BaseException) -> None:
+async def _dead_letter(
+    incoming: AbstractIncomingMessage, queue: str, publisher: Publisher, exc: BaseException
+) -> None:
     error = mask_text(f"{type(exc).__name__}: {exc}")[:_ERROR_HEADER_LIMIT]
     headers: dict[str, Any] = {"x-error-class": _error_class(exc), "x-error": error}
     code = getattr(exc, "code", None)
@@ -203,5 +227,6 @@ async def _dead_letter(incoming: AbstractIncomingMessage, queue: str, publisher:
         headers["x-error-code"] = str(code)
     await publisher.republish(incoming, topology.dlq_name(queue), headers)
     await incoming.ack()
-    log.error("message_dead_lettered", error_class=headers["x-error-class"], error=error,
-              exc_info=exc)
+    log.error(
+        "message_dead_lettered", error_class=headers["x-error-class"], error=error, exc_info=exc
+    )

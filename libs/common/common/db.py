@@ -28,8 +28,9 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
 @asynccontextmanager
 async def pool(url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncIterator[asyncpg.Pool]:
     """An asyncpg pool with JSON codecs, closed on exit."""
-    created = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size,
-                                        init=_init_connection)
+    created = await asyncpg.create_pool(
+        url, min_size=min_size, max_size=max_size, init=_init_connection
+    )
     try:
         yield created
     finally:
@@ -54,8 +55,11 @@ async def ensure_database(url: str) -> bool:
 async def migrate(db: asyncpg.Pool, schema: str, package: str) -> list[str]:
     """Apply ``package``'s ``migrations/*.sql`` to ``schema``. Returns the versions applied."""
     files = sorted(
-        (f for f in resources.files(package).joinpath("migrations").iterdir()
-         if f.name.endswith(".sql")),
+        (
+            f
+            for f in resources.files(package).joinpath("migrations").iterdir()
+            if f.name.endswith(".sql")
+        ),
         key=lambda f: f.name,
     )
     applied: list[str] = []
@@ -68,8 +72,10 @@ async def migrate(db: asyncpg.Pool, schema: str, package: str) -> list[str]:
                 f'CREATE TABLE IF NOT EXISTS "{schema}".schema_migrations '
                 "(version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            done = {r["version"] for r in await connection.fetch(
-                f'SELECT version FROM "{schema}".schema_migrations')}
+            done = {
+                r["version"]
+                for r in await connection.fetch(f'SELECT version FROM "{schema}".schema_migrations')
+            }
             for file in files:
                 if file.name in done:
                     continue
@@ -84,4 +90,3 @@ async def migrate(db: asyncpg.Pool, schema: str, package: str) -> list[str]:
         finally:
             await connection.execute("SELECT pg_advisory_unlock($1)", lock)
     return applied
-

@@ -13,6 +13,9 @@ Adapters classify vendor answers into these; handlers never look at HTTP status 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 __all__ = ["AmbiguousOutcome", "InvalidMessage", "MlcError", "PermanentError", "TransientError"]
 
 
@@ -22,9 +25,14 @@ class MlcError(Exception):
     #: Short, fixed label for logs, metrics and the ``x-error-class`` header.
     error_class = "error"
 
-    def __init__(self, message: str, *, code: str | int | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | int | None = None, facts: Sequence[Any] = ()
+    ) -> None:
         super().__init__(message)
         self.code = code
+        #: Messages to publish before the delivery is parked (e.g. NotificationFailed), so
+        #: the audit trail learns of a failure that also needs an operator.
+        self.facts = tuple(facts)
 
 
 class PermanentError(MlcError):

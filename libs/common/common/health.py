@@ -39,8 +39,9 @@ def broker_check(connection: AbstractRobustConnection) -> Check:
     return check
 
 
-def add_health_routes(app: web.Application, checks: Mapping[str, Check],
-                      registry: CollectorRegistry) -> None:
+def add_health_routes(
+    app: web.Application, checks: Mapping[str, Check], registry: CollectorRegistry
+) -> None:
     """Add the three standard routes to ``app``."""
 
     async def healthz(_: web.Request) -> web.Response:
@@ -54,8 +55,9 @@ def add_health_routes(app: web.Application, checks: Mapping[str, Check],
             except Exception as exc:  # a readiness probe reports every failure, whatever it is
                 failed[name] = type(exc).__name__
         status = 503 if failed else 200
-        return web.json_response({"status": "fail" if failed else "ok", "failed": failed},
-                                 status=status)
+        return web.json_response(
+            {"status": "fail" if failed else "ok", "failed": failed}, status=status
+        )
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

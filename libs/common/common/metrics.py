@@ -29,10 +29,18 @@ class ConsumerMetrics:
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ConsumerMetrics:
         return cls(
-            Counter("mlc_consumer_messages_total", "Deliveries settled, by outcome",
-                    ["queue", "outcome"], registry=registry),
-            Histogram("mlc_consumer_handle_seconds", "Time to handle and settle a delivery",
-                      ["queue"], registry=registry),
+            Counter(
+                "mlc_consumer_messages_total",
+                "Deliveries settled, by outcome",
+                ["queue", "outcome"],
+                registry=registry,
+            ),
+            Histogram(
+                "mlc_consumer_handle_seconds",
+                "Time to handle and settle a delivery",
+                ["queue"],
+                registry=registry,
+            ),
         )
 
 
@@ -40,7 +48,8 @@ def metrics_view(registry: CollectorRegistry) -> web.Handler:
     """An aiohttp view serving ``registry`` in the Prometheus text format."""
 
     async def view(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
     return view

@@ -56,17 +56,19 @@ class RpcClient:
     async def call(self, request: Message, reply_model: type[R]) -> R:
         """Send ``request`` and return the validated reply. Raises typed errors on failure."""
         correlation_id = str(uuid.uuid4())
-        future: asyncio.Future[AbstractIncomingMessage] = (
-            asyncio.get_running_loop().create_future()
-        )
+        future: asyncio.Future[AbstractIncomingMessage] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
         try:
             exchange = await self._channel.get_exchange(topology.RPC, ensure=False)
             await exchange.publish(
-                aio_pika.Message(body=request.model_dump_json().encode(),
-                                 content_type="application/json", correlation_id=correlation_id,
-                                 reply_to=_DIRECT_REPLY_TO, type=request.key(),
-                                 expiration=self._timeout),
+                aio_pika.Message(
+                    body=request.model_dump_json().encode(),
+                    content_type="application/json",
+                    correlation_id=correlation_id,
+                    reply_to=_DIRECT_REPLY_TO,
+                    type=request.key(),
+                    expiration=self._timeout,
+                ),
                 routing_key=request.key(),
             )
             reply = await asyncio.wait_for(future, self._timeout)
@@ -76,7 +78,8 @@ class RpcClient:
             self._pending.pop(correlation_id, None)
         if reply.type == RpcError.routing_key:
             error = decode(RpcError, reply.body)
-            if error.kind == "unavailable":
+            if error.kind in ("unavailable", "needs_reconnect"):
+                # A connection waiting for a new consent keeps its work queued, not failed.
                 raise TransientError(f"{request.key()}: {error.message}")
             raise PermanentError(f"{request.key()}: {error.message}", code=error.kind)
         result: R = decode(reply_model, reply.body)
@@ -100,12 +103,19 @@ async def serve_rpc(
                 model, handler = route
                 reply: Message = await handler(decode(model, message.body))
             except MlcError as exc:
-                kind = "unavailable" if isinstance(exc, TransientError) else str(exc.code or "error")
+                kind = (
+                    "unavailable" if isinstance(exc, TransientError) else str(exc.code or "error")
+                )
                 reply = RpcError(kind=kind, message=str(exc))
                 log.warning("rpc_failed", rpc=message.type, error_class=exc.error_class)
             if message.reply_to:
                 # Not mandatory: a caller that gave up has no reply queue any more.
-                await publisher.publish(reply, exchange="", routing_key=message.reply_to,
-                                        correlation_id=message.correlation_id, mandatory=False)
+                await publisher.publish(
+                    reply,
+                    exchange="",
+                    routing_key=message.reply_to,
+                    correlation_id=message.correlation_id,
+                    mandatory=False,
+                )
 
     await queue.consume(on_request)

@@ -115,7 +115,9 @@ def twilio_verify(
     )
 
 
-def sendgrid_verify(public_key_b64_der: str, payload: bytes, signature_b64: str, timestamp: str) -> bool:
+def sendgrid_verify(
+    public_key_b64_der: str, payload: bytes, signature_b64: str, timestamp: str
+) -> bool:
     """Verify a SendGrid Signed Event Webhook post over ``timestamp + payload``."""
     try:
         key = load_der_public_key(base64.b64decode(public_key_b64_der))

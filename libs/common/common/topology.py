@@ -93,9 +93,7 @@ class QueueSpec:
 
 #: Every work queue of the system, named ``<service>.<purpose>``.
 QUEUES: dict[str, QueueSpec] = {
-    "enricher.exact-events": QueueSpec(
-        "enricher.exact-events", ((EVENTS, "exact.#"),)
-    ),
+    "enricher.exact-events": QueueSpec("enricher.exact-events", ((EVENTS, "exact.#"),)),
     "dispatcher.sends": QueueSpec("dispatcher.sends", ((COMMANDS, "notification.send.*"),)),
     "auditor.events": QueueSpec(
         "auditor.events",
@@ -156,20 +154,46 @@ async def declare(channel: aio_pika.abc.AbstractChannel, *queues: str) -> None:
 def definitions(vhost: str = "/") -> dict[str, Any]:
     """The topology as a RabbitMQ definitions document (``rabbitmqctl import_definitions``)."""
     exchanges = [
-        {"name": n, "vhost": vhost, "type": t, "durable": True, "auto_delete": False,
-         "internal": False, "arguments": {}}
+        {
+            "name": n,
+            "vhost": vhost,
+            "type": t,
+            "durable": True,
+            "auto_delete": False,
+            "internal": False,
+            "arguments": {},
+        }
         for n, t in ((EVENTS, "topic"), (COMMANDS, "topic"), (RPC, "direct"))
     ]
     queues, bindings = [], []
     for spec in QUEUES.values():
         for name, arguments in _queue_plan(spec):
-            queues.append({"name": name, "vhost": vhost, "durable": True,
-                           "auto_delete": False, "arguments": arguments})
+            queues.append(
+                {
+                    "name": name,
+                    "vhost": vhost,
+                    "durable": True,
+                    "auto_delete": False,
+                    "arguments": arguments,
+                }
+            )
         for exchange, key in spec.bindings:
-            bindings.append({"source": exchange, "vhost": vhost, "destination": spec.name,
-                             "destination_type": "queue", "routing_key": key, "arguments": {}})
-    return {"vhosts": [{"name": vhost}], "exchanges": exchanges, "queues": queues,
-            "bindings": bindings}
+            bindings.append(
+                {
+                    "source": exchange,
+                    "vhost": vhost,
+                    "destination": spec.name,
+                    "destination_type": "queue",
+                    "routing_key": key,
+                    "arguments": {},
+                }
+            )
+    return {
+        "vhosts": [{"name": vhost}],
+        "exchanges": exchanges,
+        "queues": queues,
+        "bindings": bindings,
+    }
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m common.topology > definitions.json`

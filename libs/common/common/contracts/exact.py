@@ -33,6 +33,12 @@ class ExactWebhookReceived(Event):
     def message_id(self) -> str:
         # The same delivery repeated by Exact gets the same id, so consumers can spot repeats.
         return str(
-            stable_id(self.connection_id, self.division, self.topic, self.key_id, self.action,
-                      self.event_created_on)
+            stable_id(
+                self.connection_id,
+                self.division,
+                self.topic,
+                self.key_id,
+                self.action,
+                self.event_created_on,
+            )
         )

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from common.contracts.base import Command, Event
+from common.contracts.base import Command, Event, stable_id
 
 __all__ = [
     "Channel",
@@ -84,6 +84,10 @@ class _Outcome(Event):
     attempt: int
     channel: Channel | None = None
 
+    def message_id(self) -> str:
+        # One outcome per notification and attempt: a republished copy is the same fact.
+        return str(stable_id(self.routing_key, self.notification_id, self.attempt))
+
 
 class NotificationSent(_Outcome):
     """A provider accepted the send."""
@@ -117,3 +121,6 @@ class NotificationSkipped(Event):
     source: SourceDocument
     fact: str
     reason: str
+
+    def message_id(self) -> str:
+        return str(stable_id(self.routing_key, self.notification_id))

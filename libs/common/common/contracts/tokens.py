@@ -9,8 +9,14 @@ from pydantic import SecretStr, field_serializer
 
 from common.contracts.base import Message
 
-__all__ = ["AccessToken", "RpcError", "TokenGet", "TokenRefresh", "WebhookSecret",
-           "WebhookSecretGet"]
+__all__ = [
+    "AccessToken",
+    "RpcError",
+    "TokenGet",
+    "TokenRefresh",
+    "WebhookSecret",
+    "WebhookSecretGet",
+]
 
 
 class _Rpc(Message):

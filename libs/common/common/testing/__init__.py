@@ -1,4 +1,4 @@
-"""Test support shared by every suite: a pytest plugin (broker and database fixtures) and polling."""
+"""Test support for every suite: a pytest plugin (broker and database fixtures), polling."""
 
 from common.testing.polling import eventually
 

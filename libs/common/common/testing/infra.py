@@ -64,7 +64,7 @@ def _management_url(amqp_url: str, port: int = 15672) -> str | None:
     url = f"http://{parts.hostname}:{port}"
     request = urllib.request.Request(f"{url}/api/overview", headers=_auth(user, password))
     try:
-        with urllib.request.urlopen(request, timeout=2):  # noqa: S310 - our own broker
+        with urllib.request.urlopen(request, timeout=2):
             return f"http://{user}:{password}@{parts.hostname}:{port}"
     except (urllib.error.URLError, OSError):
         return None
@@ -96,13 +96,17 @@ async def find_infra(stack: ExitStack) -> Infra:
     if amqp_up and db_up:
         return Infra(amqp, database_admin, _management_url(amqp))
     if not _docker_available():
-        missing = [name for name, up in (("RabbitMQ at " + _safe(amqp), amqp_up),
-                                         ("PostgreSQL at " + _safe(database_admin), db_up))
-                   if not up]
+        missing = [
+            name
+            for name, up in (
+                ("RabbitMQ at " + _safe(amqp), amqp_up),
+                ("PostgreSQL at " + _safe(database_admin), db_up),
+            )
+            if not up
+        ]
         raise InfraUnavailable(
             f"cannot reach {' and '.join(missing)} and no Docker engine answers: start them "
-            "(e.g. `make services`, or `rabbitmq-server -detached` and `pg_ctlcluster 15 main start`)"
-            " or set MLC_AMQP_URL / MLC_DATABASE_URL"
+            "with `make services` (local packages) or point MLC_AMQP_URL / MLC_DATABASE_URL at them"
         )
     from testcontainers.postgres import PostgresContainer
     from testcontainers.rabbitmq import RabbitMqContainer
@@ -131,12 +135,19 @@ def create_vhost(infra: Infra, name: str) -> str:
     user = parts.username or "guest"
     if infra.management_url:
         _management(infra.management_url, "PUT", f"/api/vhosts/{name}", {})
-        _management(infra.management_url, "PUT", f"/api/permissions/{name}/{user}",
-                    {"configure": ".*", "write": ".*", "read": ".*"})
+        _management(
+            infra.management_url,
+            "PUT",
+            f"/api/permissions/{name}/{user}",
+            {"configure": ".*", "write": ".*", "read": ".*"},
+        )
     elif shutil.which("rabbitmqctl"):
         subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, capture_output=True)
-        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", name, user, ".*", ".*", ".*"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["rabbitmqctl", "-q", "set_permissions", "-p", name, user, ".*", ".*", ".*"],
+            check=True,
+            capture_output=True,
+        )
     else:
         raise InfraUnavailable(
             "cannot create a RabbitMQ vhost: enable the management plugin "
@@ -149,17 +160,19 @@ def delete_vhost(infra: Infra, name: str) -> None:
     if infra.management_url:
         _management(infra.management_url, "DELETE", f"/api/vhosts/{name}", None)
     else:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], check=False,
-                       capture_output=True)
+        subprocess.run(
+            ["rabbitmqctl", "-q", "delete_vhost", name], check=False, capture_output=True
+        )
 
 
 def _management(base: str, method: str, path: str, body: object) -> None:
     parts = urllib.parse.urlsplit(base)
     url = f"{parts.scheme}://{parts.hostname}:{parts.port}{path}"
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers=_auth(parts.username or "", parts.password or ""))
-    with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - our own broker
+    request = urllib.request.Request(
+        url, data=data, method=method, headers=_auth(parts.username or "", parts.password or "")
+    )
+    with urllib.request.urlopen(request, timeout=10):
         pass
 
 

@@ -1,0 +1,30 @@
+"""Forward-only ordering of provider statuses: an older status never overwrites a newer one.
+
+Twilio's callbacks carry no sequence number and arrive out of order and repeated, so a status
+moves forward only by rank::
+
+    accepted/scheduled/queued (1) < sending (2) < sent (3)
+        < delivered / undelivered / failed / canceled (4) < read (5)
+"""
+
+from __future__ import annotations
+
+__all__ = ["rank"]
+
+_RANKS = {
+    "accepted": 1,
+    "scheduled": 1,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+    "read": 5,
+}
+
+
+def rank(status: str) -> int:
+    """The status's rank; unknown statuses rank 0, so they never overwrite a known one."""
+    return _RANKS.get(status.lower(), 0)

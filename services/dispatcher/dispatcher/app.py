@@ -1,0 +1,81 @@
+"""dispatcher's composition root."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from contextlib import AsyncExitStack
+
+import httpx
+import structlog
+
+from common import amqp, db, health, topology
+from common.metrics import ConsumerMetrics, make_registry
+from dispatcher import handlers
+from dispatcher.adapters.claims import PostgresClaimStore
+from dispatcher.adapters.twilio import TwilioNotifier
+from dispatcher.settings import Settings
+
+__all__ = ["run"]
+
+log = structlog.get_logger("dispatcher")
+
+
+def twilio_auth(settings: Settings) -> httpx.BasicAuth:
+    """An API key when configured (Twilio's advice), else the account SID and auth token."""
+    if settings.twilio_api_key_sid and settings.twilio_api_key_secret:
+        return httpx.BasicAuth(
+            settings.twilio_api_key_sid, settings.twilio_api_key_secret.get_secret_value()
+        )
+    return httpx.BasicAuth(
+        settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value()
+    )
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    async with AsyncExitStack() as stack:
+        pool = await stack.enter_async_context(db.pool(settings.database_url))
+        await db.migrate(pool, "dispatch", "dispatcher")
+        connection = await stack.enter_async_context(
+            amqp.connect(settings.amqp_url, name="dispatcher")
+        )
+        channel = await connection.channel()
+        await topology.declare(channel)
+        timeout = httpx.Timeout(
+            settings.dispatcher_read_timeout, connect=settings.dispatcher_connect_timeout
+        )
+        twilio = await stack.enter_async_context(
+            httpx.AsyncClient(
+                base_url=settings.twilio_api_base_url, auth=twilio_auth(settings), timeout=timeout
+            )
+        )
+        send = functools.partial(
+            handlers.send_notification,
+            claims=PostgresClaimStore(pool, stale_seconds=settings.dispatcher_claim_stale_seconds),
+            notifier=TwilioNotifier(
+                twilio,
+                account_sid=settings.twilio_account_sid,
+                messaging_service_sid=settings.twilio_messaging_service_sid,
+                status_callback=settings.public_base_url.rstrip("/") + "/webhooks/twilio/status",
+            ),
+        )
+        registry = make_registry()
+        model = handlers.HANDLERS["notification.send."][0]
+        await amqp.run_consumer(
+            channel,
+            "dispatcher.sends",
+            {"notification.send.": (model, send)},
+            publisher=await amqp.Publisher.open(connection),
+            metrics=ConsumerMetrics.create(registry),
+        )
+        checks = {
+            "database": health.database_check(pool),
+            "broker": health.broker_check(connection),
+        }
+        await stack.enter_async_context(
+            health.serve(
+                health.health_app(checks, registry), settings.http_host, settings.http_port
+            )
+        )
+        log.info("service_started", port=settings.http_port)
+        await stop.wait()

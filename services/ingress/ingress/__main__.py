@@ -1,0 +1,25 @@
+"""``mlc-ingress``: the webhook front door (Exact, Twilio)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from common.logging import configure_logging
+from ingress.app import create_app
+from ingress.settings import Settings
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging("ingress", json=settings.log_json, level=settings.log_level)
+    web.run_app(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        access_log=None,
+        print=None,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""ingress's app factory: settings, broker and RPC as cleanup contexts, then the routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import Counter
+
+from common import amqp, health, topology
+from common.metrics import make_registry
+from common.rpc import RpcClient
+from ingress import views
+from ingress.keys import METRICS, PUBLISHER, SECRETS, SETTINGS
+from ingress.settings import Settings
+from ingress.webhook_secrets import WebhookSecrets
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.ingress_max_body_bytes)
+    app[SETTINGS] = settings
+    registry = make_registry()
+    app[METRICS] = Counter(
+        "mlc_ingress_webhooks_total",
+        "Webhooks received, by outcome",
+        ["source", "outcome"],
+        registry=registry,
+    )
+    checks: dict[str, health.Check] = {}
+
+    async def broker(app: web.Application) -> AsyncIterator[None]:
+        async with amqp.connect(settings.amqp_url, name="ingress") as connection:
+            channel = await connection.channel()
+            await topology.declare(channel)
+            await channel.close()
+            app[PUBLISHER] = await amqp.Publisher.open(connection)
+            rpc = await RpcClient.open(connection)
+            app[SECRETS] = WebhookSecrets(rpc, ttl=settings.ingress_secret_cache_seconds)
+            checks["broker"] = health.broker_check(connection)
+            yield
+
+    app.cleanup_ctx.append(broker)
+    app.router.add_post("/webhooks/exact/{connection_id}", views.exact_webhook)
+    app.router.add_post("/webhooks/twilio/status", views.twilio_status)
+    health.add_health_routes(app, checks, registry)
+    return app

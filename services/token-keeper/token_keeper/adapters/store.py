@@ -1,0 +1,122 @@
+"""PostgresConnectionStore over schema ``tokens``: sealed secrets, one refresher at a time."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from common.crypto import Sealer
+from token_keeper.ports import Connection, TokenPair
+
+__all__ = ["PostgresConnectionStore", "fingerprint"]
+
+_SELECT = "SELECT * FROM tokens.connections WHERE id = $1"
+
+
+def fingerprint(access_token: str) -> str:
+    """A short, non-reversible name for a token, safe to pass around and log."""
+    return hashlib.sha256(access_token.encode()).hexdigest()[:16]
+
+
+class _Session:
+    def __init__(
+        self, store: PostgresConnectionStore, db: asyncpg.Connection, row: Connection | None
+    ) -> None:
+        self._store, self._db, self.row = store, db, row
+
+    async def save(self, pair: TokenPair, now: datetime) -> Connection:
+        if self.row is None:
+            raise LookupError("cannot save tokens of a connection that does not exist")
+        sealer = self._store.sealer
+        record = await self._db.fetchrow(
+            """UPDATE tokens.connections SET refresh_token_sealed = $2, access_token_sealed = $3,
+                   access_fingerprint = $4, access_expires_at = $5, refreshed_at = $6,
+                   refresh_count = refresh_count + 1, status = 'active', status_reason = NULL,
+                   updated_at = now()
+               WHERE id = $1 RETURNING *""",
+            self.row.id,
+            sealer.seal(pair.refresh_token),
+            sealer.seal(pair.access_token),
+            fingerprint(pair.access_token),
+            now + timedelta(seconds=pair.expires_in),
+            now,
+        )
+        self.row = self._store.open_row(record)
+        return self.row
+
+
+class PostgresConnectionStore:
+    def __init__(self, db: asyncpg.Pool, sealer: Sealer) -> None:
+        self.db = db
+        self.sealer = sealer
+
+    def open_row(self, record: asyncpg.Record) -> Connection:
+        sealed_access = record["access_token_sealed"]
+        return Connection(
+            id=record["id"],
+            base_url=record["base_url"],
+            client_id=record["client_id"],
+            client_secret=self.sealer.open(record["client_secret_sealed"]),
+            webhook_secret=self.sealer.open(record["webhook_secret_sealed"]),
+            division=record["division"],
+            refresh_token=self.sealer.open(record["refresh_token_sealed"]),
+            access_token=self.sealer.open(sealed_access) if sealed_access else None,
+            access_fingerprint=record["access_fingerprint"],
+            access_expires_at=record["access_expires_at"],
+            refreshed_at=record["refreshed_at"],
+            status=record["status"],
+        )
+
+    async def get(self, connection_id: str) -> Connection | None:
+        record = await self.db.fetchrow(_SELECT, connection_id)
+        return self.open_row(record) if record else None
+
+    @asynccontextmanager
+    async def refresh_lock(self, connection_id: str) -> AsyncIterator[_Session]:
+        # A transaction-scoped advisory lock: every replica serialises here, and the lock is
+        # released only after the new pair is committed.
+        async with self.db.acquire() as db, db.transaction():
+            await db.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('tokens:' || $1))", connection_id
+            )
+            record = await db.fetchrow(_SELECT, connection_id)
+            yield _Session(self, db, self.open_row(record) if record else None)
+
+    async def mark_needs_reconnect(self, connection_id: str, reason: str) -> None:
+        await self.db.execute(
+            "UPDATE tokens.connections SET status = 'needs_reconnect', status_reason = $2, "
+            "updated_at = now() WHERE id = $1",
+            connection_id,
+            reason,
+        )
+
+    async def ensure(
+        self,
+        *,
+        id: str,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        webhook_secret: str,
+        division: int,
+        refresh_token: str,
+    ) -> bool:
+        """Insert a connection unless it exists: a restart must never put back a refresh token
+        that has since rotated. Returns True when it inserted."""
+        status = await self.db.execute(
+            """INSERT INTO tokens.connections (id, base_url, client_id, client_secret_sealed,
+                   webhook_secret_sealed, division, refresh_token_sealed)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING""",
+            id,
+            base_url,
+            client_id,
+            self.sealer.seal(client_secret),
+            self.sealer.seal(webhook_secret),
+            division,
+            self.sealer.seal(refresh_token),
+        )
+        return bool(status == "INSERT 0 1")

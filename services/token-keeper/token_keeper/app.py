@@ -1,0 +1,81 @@
+"""token-keeper's composition root: the only place that opens anything."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from contextlib import AsyncExitStack
+
+import httpx
+import structlog
+
+from common import amqp, db, health, topology
+from common.crypto import Sealer
+from common.metrics import make_registry
+from common.rpc import serve_rpc
+from token_keeper import handlers
+from token_keeper.adapters.exact_oauth import ExactTokenEndpoint
+from token_keeper.adapters.store import PostgresConnectionStore
+from token_keeper.settings import Settings
+
+__all__ = ["run"]
+
+log = structlog.get_logger("token-keeper")
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    if settings.secret_key is None:
+        raise SystemExit("MLC_SECRET_KEY is required: token-keeper seals tokens with it")
+    sealer = Sealer(settings.secret_key)
+    async with AsyncExitStack() as stack:
+        pool = await stack.enter_async_context(db.pool(settings.database_url))
+        await db.migrate(pool, "tokens", "token_keeper")
+        store = PostgresConnectionStore(pool, sealer)
+        inserted = await store.ensure(
+            id=settings.exact_connection_id,
+            base_url=settings.exact_base_url,
+            client_id=settings.exact_client_id,
+            client_secret=settings.exact_client_secret.get_secret_value(),
+            webhook_secret=settings.exact_webhook_secret.get_secret_value(),
+            division=settings.exact_division,
+            refresh_token=settings.exact_refresh_token.get_secret_value(),
+        )
+        if inserted:
+            log.info("connection_configured", connection_id=settings.exact_connection_id)
+        connection = await stack.enter_async_context(
+            amqp.connect(settings.amqp_url, name="token-keeper")
+        )
+        channel = await connection.channel()
+        await topology.declare(channel)
+        client = await stack.enter_async_context(httpx.AsyncClient(timeout=15))
+        endpoint = ExactTokenEndpoint(client)
+        publisher = await amqp.Publisher.open(connection)
+        bound = {
+            handlers.TokenGet.routing_key: functools.partial(
+                handlers.get_token,
+                store=store,
+                endpoint=endpoint,
+                margin=settings.token_keeper_refresh_margin,
+            ),
+            handlers.TokenRefresh.routing_key: functools.partial(
+                handlers.refresh_token, store=store, endpoint=endpoint
+            ),
+            handlers.WebhookSecretGet.routing_key: functools.partial(
+                handlers.get_webhook_secret, store=store
+            ),
+        }
+        await serve_rpc(
+            channel, {key: (handlers.HANDLERS[key][0], fn) for key, fn in bound.items()}, publisher
+        )
+        registry = make_registry()
+        checks = {
+            "database": health.database_check(pool),
+            "broker": health.broker_check(connection),
+        }
+        await stack.enter_async_context(
+            health.serve(
+                health.health_app(checks, registry), settings.http_host, settings.http_port
+            )
+        )
+        log.info("service_started", port=settings.http_port)
+        await stop.wait()
