@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import aio_pika
 import asyncpg
 
-__all__ = ["Infra", "InfraUnavailable", "find_infra"]
+__all__ = ["Infra", "InfraUnavailable", "amqp_answers", "db_answers", "find_infra"]
 
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -40,7 +40,7 @@ class Infra:
     management_url: str | None  # http://user:pass@host:15672 when the management API answers
 
 
-async def _amqp_ok(url: str) -> bool:
+async def amqp_answers(url: str) -> bool:
     try:
         connection = await asyncio.wait_for(aio_pika.connect(url), timeout=5)
     except (OSError, TimeoutError, aio_pika.exceptions.AMQPError):
@@ -49,7 +49,7 @@ async def _amqp_ok(url: str) -> bool:
     return True
 
 
-async def _db_ok(url: str) -> bool:
+async def db_answers(url: str) -> bool:
     try:
         connection = await asyncio.wait_for(asyncpg.connect(url), timeout=5)
     except (OSError, TimeoutError, asyncpg.PostgresError):
@@ -92,7 +92,7 @@ async def find_infra(stack: ExitStack) -> Infra:
     amqp = os.environ.get("MLC_AMQP_URL", DEFAULT_AMQP)
     database = os.environ.get("MLC_DATABASE_URL", DEFAULT_DB)
     database_admin = database.rsplit("/", 1)[0] + "/postgres"
-    amqp_up, db_up = await asyncio.gather(_amqp_ok(amqp), _db_ok(database_admin))
+    amqp_up, db_up = await asyncio.gather(amqp_answers(amqp), db_answers(database_admin))
     if amqp_up and db_up:
         return Infra(amqp, database_admin, _management_url(amqp))
     if not _docker_available():

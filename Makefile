@@ -1,0 +1,40 @@
+# The two commands a newcomer needs: `make demo` (the whole pipeline on the built-in simulators)
+# and `make test` (the whole suite). Everything installs into .venv from pinned requirements.
+PY := .venv/bin/python
+.DEFAULT_GOAL := help
+.PHONY: help venv services demo demo-once test check lint typecheck bench fixtures definitions
+
+help:
+	@echo "make demo    run the whole pipeline against the built-in simulators (Ctrl-C stops)"
+	@echo "make test    install everything and run the whole test suite"
+	@echo "make check   formatting, lint, types and tests"
+
+venv:
+	@./scripts/bootstrap.sh
+
+services: venv
+	@./scripts/services.sh
+
+demo: services
+	@$(PY) scripts/demo.py
+
+demo-once: services
+	@$(PY) scripts/demo.py --once
+
+test: services
+	@$(PY) -m pytest -q
+
+lint: venv
+	@$(PY) -m ruff format --check .
+	@$(PY) -m ruff check .
+
+typecheck: venv
+	@$(PY) -m mypy libs/common/common
+
+check: lint typecheck test
+
+fixtures: venv
+	@$(PY) scripts/derive_twilio_fixture.py
+
+definitions: venv
+	@$(PY) -m common.topology > deploy/rabbitmq/definitions.json

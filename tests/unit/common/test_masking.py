@@ -1,0 +1,42 @@
+"""No phone number, email address, token or secret reaches a log line in clear."""
+
+from __future__ import annotations
+
+import json
+import string
+
+import structlog
+from hypothesis import given
+from hypothesis import strategies as st
+
+from common.logging import configure_logging, mask_text
+
+
+def test_log_lines_are_masked_before_rendering(capsys):
+    configure_logging("test", json=True)
+    log = structlog.get_logger("test")
+    log.info("notification_sent", to="+31 6 12345678", email="anna@bakkerij.nl",
+             access_token="eyJsecret", note="call +31612345678 or mail piet@example.com",
+             headers={"Authorization": "Bearer abc.def"})
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    text = json.dumps(line)
+    for leaked in ("12345678", "anna@", "piet@", "eyJsecret", "abc.def"):
+        assert leaked not in text
+    assert line["to"].endswith("78")
+    assert line["access_token"] == "***"
+    assert line["service"] == "test"
+    structlog.reset_defaults()
+
+
+@given(st.text(alphabet=string.digits, min_size=8, max_size=15),
+       st.sampled_from(["", " ", "-", "."]))
+def test_masking_leaves_no_number_behind(digits, sep):
+    number = "+" + sep.join(digits[i:i + 3] for i in range(0, len(digits), 3))
+    masked = mask_text(f"to {number} now")
+    assert digits[:-2] not in masked.replace(sep, "")
+
+
+@given(st.from_regex(r"[a-z]{2,10}@[a-z]{2,10}\.(nl|com|org)", fullmatch=True))
+def test_masking_hides_the_local_part_of_emails(email):
+    local, domain = email.split("@")
+    assert mask_text(email) == f"{local[0]}***@{domain}"

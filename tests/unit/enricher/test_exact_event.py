@@ -1,0 +1,95 @@
+"""The enricher's handler with a fake Exact: drafts send nothing, an issued invoice one command."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+from common.contracts import ExactWebhookReceived, NotificationSkipped, SendNotification
+from enricher.handlers import handle_exact_event
+from enricher.templates import Renderer
+
+ACCOUNT = UUID("11111111-1111-4111-8111-111111111111")
+MAIN = UUID("22222222-2222-4222-8222-222222222222")
+OTHER = UUID("33333333-3333-4333-8333-333333333333")
+
+
+class FakeExact:
+    def __init__(self, invoice: dict | None, contacts: list[dict]) -> None:
+        self.invoice, self.contacts = invoice, contacts
+        self.calls: list[str] = []
+
+    async def get_one(self, connection_id, division, resource, key_field, key, select):  # type: ignore[no-untyped-def]
+        self.calls.append(resource)
+        if resource.endswith("SalesInvoices"):
+            return self.invoice
+        return {"ID": str(ACCOUNT), "Name": "Bakkerij", "MainContact": str(MAIN),
+                "Country": "NL", "Language": "NL"}
+
+    async def get_many(self, connection_id, division, resource, filter_, select):  # type: ignore[no-untyped-def]
+        self.calls.append(resource)
+        return self.contacts
+
+
+def event(action: str = "Update", topic: str = "SalesInvoices") -> ExactWebhookReceived:
+    return ExactWebhookReceived(
+        connection_id="default", client_id="c", division=3108123, topic=topic, action=action,
+        key_id=uuid4(), endpoint="https://start.exactonline.nl/x", event_created_on="2026-11-25",
+        received_at=datetime.now(UTC))
+
+
+def invoice(status: int = 50, kind: int = 8020) -> dict:
+    return {"InvoiceID": str(uuid4()), "InvoiceNumber": 26000001, "InvoiceTo": str(ACCOUNT),
+            "InvoiceToContactPerson": None, "Status": status, "Type": kind, "AmountFC": 1210.0,
+            "Currency": "EUR", "DueDate": "/Date(1767225600000)/"}
+
+
+CONTACTS = [
+    {"ID": str(OTHER), "FirstName": "Piet", "Mobile": "06 98765432", "IsMainContact": False},
+    {"ID": str(MAIN), "FirstName": "Anna", "Mobile": "", "BusinessMobile": "+31 6 12345678",
+     "IsMainContact": True, "Language": "NL"},
+]
+
+
+async def run(exact: FakeExact, ev: ExactWebhookReceived | None = None) -> list:
+    return await handle_exact_event(ev or event(), exact=exact, renderer=Renderer(),
+                                    region="NL", sender_name="Demo Company")
+
+
+async def test_an_issued_invoice_becomes_one_sms_to_the_main_contact():
+    exact = FakeExact(invoice(), CONTACTS)
+    (command,) = await run(exact)
+    assert isinstance(command, SendNotification)
+    assert command.recipient.address == "+31612345678"
+    assert command.recipient.contact_id == MAIN
+    assert command.content.startswith("Beste Anna, factuur 26000001")
+    assert "2026-01-01" in command.content
+    assert command.fact == "invoice_issued"
+    assert exact.calls == ["salesinvoice/SalesInvoices", "crm/Accounts", "crm/Contacts"]
+
+
+async def test_the_same_fact_always_gets_the_same_idempotency_key_and_notification_id():
+    ev = event()
+    exact = FakeExact(invoice(), CONTACTS)
+    first, second = await run(exact, ev), await run(exact, ev)
+    assert first[0].idempotency_key == second[0].idempotency_key
+    assert first[0].notification_id == second[0].notification_id
+
+
+async def test_drafts_and_credit_notes_send_nothing_and_deletes_are_not_fetched():
+    assert await run(FakeExact(invoice(status=10), CONTACTS)) == []
+    assert await run(FakeExact(invoice(status=20), CONTACTS)) == []
+    assert await run(FakeExact(invoice(kind=8021), CONTACTS)) == []
+    exact = FakeExact(invoice(), CONTACTS)
+    assert await run(exact, event(action="Delete")) == []
+    assert exact.calls == []
+
+
+async def test_an_invoice_whose_account_has_no_mobile_is_skipped_with_a_reason():
+    (skipped,) = await run(FakeExact(invoice(), [{"ID": str(MAIN), "Mobile": "020 1234567"}]))
+    assert isinstance(skipped, NotificationSkipped)
+    assert skipped.reason == "no_contact_with_mobile"
+
+
+async def test_a_vanished_invoice_sends_nothing():
+    assert await run(FakeExact(None, CONTACTS)) == []
