@@ -18,8 +18,14 @@ from sim_twilio.client import SimTwilioAdmin
 class Pipeline:
     """Handles on the running stack for the tests: simulators, HTTP, broker probes."""
 
-    def __init__(self, stack: PipelineStack, broker: aio_pika.abc.AbstractRobustConnection,
-                 http: httpx.AsyncClient, exact: SimExactAdmin, twilio: SimTwilioAdmin) -> None:
+    def __init__(
+        self,
+        stack: PipelineStack,
+        broker: aio_pika.abc.AbstractRobustConnection,
+        http: httpx.AsyncClient,
+        exact: SimExactAdmin,
+        twilio: SimTwilioAdmin,
+    ) -> None:
         self.stack, self.broker, self.http = stack, broker, http
         self.exact, self.twilio = exact, twilio
 
@@ -32,20 +38,28 @@ class Pipeline:
             await channel.close()
 
     async def trail(self, number: str) -> list[dict[str, object]]:
-        answer = await self.http.get(f"{self.stack.url('auditor')}/trail",
-                                     params={"number": number})
+        answer = await self.http.get(
+            f"{self.stack.url('auditor')}/trail", params={"number": number}
+        )
         answer.raise_for_status()
         return list(answer.json()["notifications"])
 
     async def post_exact(self, body: bytes, connection: str = "default") -> httpx.Response:
-        return await self.http.post(f"{self.stack.url('ingress')}/webhooks/exact/{connection}",
-                                    content=body, headers={"Content-Type": "application/json"})
+        return await self.http.post(
+            f"{self.stack.url('ingress')}/webhooks/exact/{connection}",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
 
     async def parked(self) -> dict[str, int]:
         """Depth of every DLQ and retry queue that holds something."""
         names = [topology.dlq_name(q) for q, s in topology.QUEUES.items() if s.retries]
-        names += [topology.retry_queue_name(q, t) for q, s in topology.QUEUES.items()
-                  if s.retries for t in topology.RETRY_TIERS]
+        names += [
+            topology.retry_queue_name(q, t)
+            for q, s in topology.QUEUES.items()
+            if s.retries
+            for t in topology.RETRY_TIERS
+        ]
         depths = {name: await self.depth(name) for name in names}
         return {name: n for name, n in depths.items() if n}
 
@@ -59,11 +73,14 @@ async def pipeline(amqp_url: str, database_url: str, tmp_path_factory) -> AsyncI
     except Exception:
         await stack.stop()
         raise
-    broker = await aio_pika.connect_robust(amqp_url,
-                                           client_properties={"connection_name": "e2e-tests"})
-    async with httpx.AsyncClient(timeout=10) as http, \
-            SimExactAdmin(stack.url("sim-exact")) as exact, \
-            SimTwilioAdmin(stack.url("sim-twilio")) as twilio:
+    broker = await aio_pika.connect_robust(
+        amqp_url, client_properties={"connection_name": "e2e-tests"}
+    )
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        SimExactAdmin(stack.url("sim-exact")) as exact,
+        SimTwilioAdmin(stack.url("sim-twilio")) as twilio,
+    ):
         yield Pipeline(stack, broker, http, exact, twilio)
     await broker.close()
     codes = await stack.stop()

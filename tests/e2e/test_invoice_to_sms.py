@@ -15,19 +15,32 @@ from common.testing import eventually
 pytestmark = pytest.mark.e2e
 
 
-def signed_webhook(invoice_id: str, *, secret: str | None = None, topic: str = "SalesInvoices",
-                   division: int | None = None) -> bytes:
+def signed_webhook(
+    invoice_id: str,
+    *,
+    secret: str | None = None,
+    topic: str = "SalesInvoices",
+    division: int | None = None,
+) -> bytes:
     """An Exact webhook body, compact and signed as Exact signs it."""
     division = division or int(SIMULATOR_DEFAULTS["exact_division"])  # type: ignore[call-overload]
-    content = json.dumps({
-        "Topic": topic, "ClientId": SIMULATOR_DEFAULTS["exact_client_id"], "Division": division,
-        "Action": "Update", "Key": invoice_id,
-        "ExactOnlineEndpoint": f"https://start.exactonline.nl/api/v1/{division}/salesinvoice/"
-                               f"SalesInvoices(guid'{invoice_id}')",
-        "EventCreatedOn": "2026-11-25T10:00:00.000",
-    }, separators=(",", ":")).encode()
+    content = json.dumps(
+        {
+            "Topic": topic,
+            "ClientId": SIMULATOR_DEFAULTS["exact_client_id"],
+            "Division": division,
+            "Action": "Update",
+            "Key": invoice_id,
+            "ExactOnlineEndpoint": f"https://start.exactonline.nl/api/v1/{division}/salesinvoice/"
+            f"SalesInvoices(guid'{invoice_id}')",
+            "EventCreatedOn": "2026-11-25T10:00:00.000",
+        },
+        separators=(",", ":"),
+    ).encode()
     key = secret or str(SIMULATOR_DEFAULTS["exact_webhook_secret"])
-    return b'{"Content":' + content + b',"HashCode":"' + exact_hashcode(key, content).encode() + b'"}'
+    return (
+        b'{"Content":' + content + b',"HashCode":"' + exact_hashcode(key, content).encode() + b'"}'
+    )
 
 
 async def sms_to_invoice(pipeline, number: str) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -47,13 +60,20 @@ async def test_an_issued_invoice_becomes_one_delivered_sms_in_the_audit_trail(pi
     issued = await pipeline.exact.issue_invoice(invoice["InvoiceID"])
     number = str(issued["InvoiceNumber"])
 
-    sms = await eventually(lambda: sms_to_invoice(pipeline, number), until=lambda m: len(m) == 1,
-                           timeout=30, what="one SMS for the invoice")
+    sms = await eventually(
+        lambda: sms_to_invoice(pipeline, number),
+        until=lambda m: len(m) == 1,
+        timeout=30,
+        what="one SMS for the invoice",
+    )
     assert sms[0]["to"].startswith("+316")
     assert "1,210.00" in sms[0]["body"]
-    trail = await eventually(lambda: pipeline.trail(number),
-                             until=lambda t: t and t[0]["delivery_status"] == "delivered",
-                             timeout=30, what="delivered in the audit trail")
+    trail = await eventually(
+        lambda: pipeline.trail(number),
+        until=lambda t: t and t[0]["delivery_status"] == "delivered",
+        timeout=30,
+        what="delivered in the audit trail",
+    )
     assert len(trail) == 1
     entry = trail[0]
     assert entry["entity"] == "SalesInvoices"
@@ -68,16 +88,21 @@ async def test_an_issued_invoice_becomes_one_delivered_sms_in_the_audit_trail(pi
 
 async def test_the_same_webhook_delivered_three_times_still_sends_one_sms(pipeline):
     invoice_id, number = await issue(pipeline)
-    await eventually(lambda: sms_to_invoice(pipeline, number), until=lambda m: len(m) == 1,
-                     timeout=30, what="first SMS")
+    await eventually(
+        lambda: sms_to_invoice(pipeline, number),
+        until=lambda m: len(m) == 1,
+        timeout=30,
+        what="first SMS",
+    )
     body = signed_webhook(invoice_id)
     for _ in range(3):
         assert (await pipeline.post_exact(body)).status_code == 200
     # the replays are consumed (queue drained) and the claim stops a second send
     await eventually(lambda: pipeline.depth("enricher.exact-events"), until=lambda n: n == 0)
     await eventually(lambda: pipeline.depth("dispatcher.sends"), until=lambda n: n == 0)
-    trail = await eventually(lambda: pipeline.trail(number),
-                             until=lambda t: t and t[0]["delivery_status"] == "delivered")
+    trail = await eventually(
+        lambda: pipeline.trail(number), until=lambda t: t and t[0]["delivery_status"] == "delivered"
+    )
     assert len(await sms_to_invoice(pipeline, number)) == 1
     assert len(trail) == 1
 
@@ -86,9 +111,13 @@ async def test_a_forged_webhook_is_refused_and_publishes_nothing(pipeline):
     channel = await pipeline.broker.channel()
     probe = await channel.declare_queue(exclusive=True)
     await probe.bind("mlc.events", routing_key="exact.#")
-    invoice_id, number = await issue(pipeline)
-    await eventually(lambda: sms_to_invoice(pipeline, number), until=lambda m: len(m) == 1,
-                     timeout=30, what="SMS of the genuine invoice")
+    _invoice_id, number = await issue(pipeline)
+    await eventually(
+        lambda: sms_to_invoice(pipeline, number),
+        until=lambda m: len(m) == 1,
+        timeout=30,
+        what="SMS of the genuine invoice",
+    )
     while await probe.get(fail=False, timeout=1):  # drop what the genuine flow published
         pass
     forged = signed_webhook(str(uuid.uuid4()), secret="not-the-webhook-secret")
@@ -112,12 +141,18 @@ async def test_malformed_json_is_a_400_and_an_empty_validation_post_a_200(pipeli
 
 async def test_twilio_failing_once_is_retried_and_sends_one_sms(pipeline):
     await pipeline.twilio.inject(kind="http_500", count=1)
-    invoice_id, number = await issue(pipeline)
-    trail = await eventually(lambda: pipeline.trail(number),
-                             until=lambda t: t and t[0]["delivery_status"] == "delivered",
-                             timeout=60, what="delivered after a retry")
-    creates = [r for r in await pipeline.twilio.requests("Messages.json")
-               if r["method"] == "POST" and number in dict(r["form"]).get("Body", "")]
+    _invoice_id, number = await issue(pipeline)
+    trail = await eventually(
+        lambda: pipeline.trail(number),
+        until=lambda t: t and t[0]["delivery_status"] == "delivered",
+        timeout=60,
+        what="delivered after a retry",
+    )
+    creates = [
+        r
+        for r in await pipeline.twilio.requests("Messages.json")
+        if r["method"] == "POST" and number in dict(r["form"]).get("Body", "")
+    ]
     assert [r["status"] for r in creates] == [500, 201]
     assert len(await sms_to_invoice(pipeline, number)) == 1
     assert [a["outcome"] for a in trail[0]["attempts"]] == ["sent"]

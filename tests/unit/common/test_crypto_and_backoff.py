@@ -26,7 +26,9 @@ def test_sealed_secrets_open_with_the_key_and_survive_a_key_rotation():
 @given(st.integers(min_value=1, max_value=len(topology.RETRY_TIERS) - 1))
 def test_backoff_grows_with_the_attempt_and_ends_in_the_dlq(attempt):
     first, second = next_tier(attempt), next_tier(attempt + 1)
-    assert first is not None and second is not None and first < second
+    assert first is not None
+    assert second is not None
+    assert first < second
     assert next_tier(len(topology.RETRY_TIERS) + 1) is None
 
 
@@ -40,5 +42,8 @@ def test_derived_queue_names_follow_the_convention():
     assert topology.retry_queue_name("dispatcher.sends", 300) == "dispatcher.sends.retry.5m"
     assert topology.dlq_name("dispatcher.sends") == "dispatcher.sends.dlq"
     names = {q["name"] for q in topology.definitions()["queues"]}
-    assert {"enricher.exact-events", "enricher.exact-events.dlq",
-            "auditor.events.retry.30m"} <= names
+    assert {
+        "enricher.exact-events",
+        "enricher.exact-events.dlq",
+        "auditor.events.retry.30m",
+    } <= names

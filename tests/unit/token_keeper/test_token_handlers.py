@@ -36,11 +36,14 @@ class FakeStore:
 
     async def save(self, pair: TokenPair, now: datetime) -> Connection:
         assert self.row is not None
-        self.row = replace(self.row, refresh_token=pair.refresh_token,
-                           access_token=pair.access_token,
-                           access_fingerprint=fingerprint(pair.access_token),
-                           access_expires_at=now + timedelta(seconds=pair.expires_in),
-                           refreshed_at=now)
+        self.row = replace(
+            self.row,
+            refresh_token=pair.refresh_token,
+            access_token=pair.access_token,
+            access_fingerprint=fingerprint(pair.access_token),
+            access_expires_at=now + timedelta(seconds=pair.expires_in),
+            refreshed_at=now,
+        )
         return self.row
 
     async def mark_needs_reconnect(self, connection_id: str, reason: str) -> None:
@@ -63,48 +66,90 @@ class FakeEndpoint:
 
 
 def connection(**changes: object) -> Connection:
-    base = Connection(id="default", base_url="http://exact", client_id="c", client_secret="s",
-                      webhook_secret="w", division=1, refresh_token="refresh-0",
-                      access_token=None, access_fingerprint=None, access_expires_at=None,
-                      refreshed_at=None, status="active")
+    base = Connection(
+        id="default",
+        base_url="http://exact",
+        client_id="c",
+        client_secret="s",
+        webhook_secret="w",
+        division=1,
+        refresh_token="refresh-0",
+        access_token=None,
+        access_fingerprint=None,
+        access_expires_at=None,
+        refreshed_at=None,
+        status="active",
+    )
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
 async def test_a_hundred_concurrent_callers_cause_one_refresh():
     store = FakeStore(connection())
     endpoint = FakeEndpoint(store)
-    replies = await asyncio.gather(*(
-        get_token(TokenGet(connection_id="default"), store=store, endpoint=endpoint, margin=25,
-                  clock=lambda: NOW) for _ in range(100)))
+    replies = await asyncio.gather(
+        *(
+            get_token(
+                TokenGet(connection_id="default"),
+                store=store,
+                endpoint=endpoint,
+                margin=25,
+                clock=lambda: NOW,
+            )
+            for _ in range(100)
+        )
+    )
     assert endpoint.calls == 1
     assert {r.access_token.get_secret_value() for r in replies} == {"access-1"}
-    assert store.row is not None and store.row.refresh_token == "refresh-1"
+    assert store.row is not None
+    assert store.row.refresh_token == "refresh-1"
 
 
 async def test_a_fresh_token_is_handed_out_without_refreshing_and_a_stale_one_is_refreshed():
-    row = connection(access_token="a", access_fingerprint=fingerprint("a"),
-                     access_expires_at=NOW + timedelta(seconds=300), refreshed_at=NOW)
+    row = connection(
+        access_token="a",
+        access_fingerprint=fingerprint("a"),
+        access_expires_at=NOW + timedelta(seconds=300),
+        refreshed_at=NOW,
+    )
     store = FakeStore(row)
     endpoint = FakeEndpoint(store)
-    reply = await get_token(TokenGet(connection_id="default"), store=store, endpoint=endpoint,
-                            margin=25, clock=lambda: NOW)
-    assert reply.access_token.get_secret_value() == "a" and endpoint.calls == 0
+    reply = await get_token(
+        TokenGet(connection_id="default"),
+        store=store,
+        endpoint=endpoint,
+        margin=25,
+        clock=lambda: NOW,
+    )
+    assert reply.access_token.get_secret_value() == "a"
+    assert endpoint.calls == 0
     later = NOW + timedelta(seconds=580)
-    reply = await get_token(TokenGet(connection_id="default"), store=store, endpoint=endpoint,
-                            margin=25, clock=lambda: later)
+    reply = await get_token(
+        TokenGet(connection_id="default"),
+        store=store,
+        endpoint=endpoint,
+        margin=25,
+        clock=lambda: later,
+    )
     assert reply.access_token.get_secret_value() == "access-1"
     assert endpoint.used == ["refresh-0"]
 
 
 async def test_refresh_after_a_401_happens_once_per_refused_token():
-    row = connection(access_token="a", access_fingerprint=fingerprint("a"),
-                     access_expires_at=NOW + timedelta(seconds=300), refreshed_at=NOW)
+    row = connection(
+        access_token="a",
+        access_fingerprint=fingerprint("a"),
+        access_expires_at=NOW + timedelta(seconds=300),
+        refreshed_at=NOW,
+    )
     store = FakeStore(row)
     endpoint = FakeEndpoint(store)
     request = TokenRefresh(connection_id="default", fingerprint=fingerprint("a"))
-    replies = await asyncio.gather(*(
-        refresh_token(request, store=store, endpoint=endpoint, clock=lambda: NOW)
-        for _ in range(50)))
+    replies = await asyncio.gather(
+        *(
+            refresh_token(request, store=store, endpoint=endpoint, clock=lambda: NOW)
+            for _ in range(50)
+        )
+    )
     assert endpoint.calls == 1
     assert {r.fingerprint for r in replies} == {fingerprint("access-1")}
 
@@ -113,10 +158,21 @@ async def test_a_broken_chain_marks_the_connection_and_its_work_waits():
     store = FakeStore(connection())
     endpoint = FakeEndpoint(store, ChainBroken("Old refresh token used.", code="needs_reconnect"))
     with pytest.raises(ChainBroken):
-        await get_token(TokenGet(connection_id="default"), store=store, endpoint=endpoint,
-                        margin=25, clock=lambda: NOW)
-    assert store.row is not None and store.row.status == "needs_reconnect"
+        await get_token(
+            TokenGet(connection_id="default"),
+            store=store,
+            endpoint=endpoint,
+            margin=25,
+            clock=lambda: NOW,
+        )
+    assert store.row is not None
+    assert store.row.status == "needs_reconnect"
     with pytest.raises(TransientError):
-        await get_token(TokenGet(connection_id="default"), store=store, endpoint=endpoint,
-                        margin=25, clock=lambda: NOW)
+        await get_token(
+            TokenGet(connection_id="default"),
+            store=store,
+            endpoint=endpoint,
+            margin=25,
+            clock=lambda: NOW,
+        )
     assert endpoint.calls == 1

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from common.crypto import Sealer
+from common.crypto import InvalidToken, Sealer
+from common.errors import PermanentError
 from token_keeper.ports import Connection, TokenPair
 
 __all__ = ["PostgresConnectionStore", "fingerprint"]
@@ -55,6 +56,16 @@ class PostgresConnectionStore:
         self.sealer = sealer
 
     def open_row(self, record: asyncpg.Record) -> Connection:
+        try:
+            return self._open_row(record)
+        except InvalidToken as exc:
+            raise PermanentError(
+                f"connection {record['id']!r} was sealed with a key MLC_SECRET_KEY no longer "
+                "lists: add the old key after the new one",
+                code="bad_secret_key",
+            ) from exc
+
+    def _open_row(self, record: asyncpg.Record) -> Connection:
         sealed_access = record["access_token_sealed"]
         return Connection(
             id=record["id"],
