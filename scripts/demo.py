@@ -54,8 +54,10 @@ async def fresh_database(admin_url: str, name: str) -> str:
 
 
 async def show_one_invoice(stack: PipelineStack) -> None:
-    async with SimExactAdmin(stack.url("sim-exact")) as exact, \
-            SimTwilioAdmin(stack.url("sim-twilio")) as twilio:
+    async with (
+        SimExactAdmin(stack.url("sim-exact")) as exact,
+        SimTwilioAdmin(stack.url("sim-twilio")) as twilio,
+    ):
         invoice = await exact.create_invoice(amount=1210.00, description="Monthly bread supply")
         invoice_id = invoice["InvoiceID"]
         say(f"Exact: draft sales invoice {invoice_id} created (a draft sends nothing)")
@@ -63,21 +65,29 @@ async def show_one_invoice(stack: PipelineStack) -> None:
         issued = await exact.issue_invoice(invoice_id)
         number = issued["InvoiceNumber"]
         say(f"Exact: invoice {number} issued; webhooks go to ingress")
-        messages = await eventually(twilio.messages, until=lambda m: len(m) >= 1, timeout=60,
-                                    what="an SMS at the Twilio simulator")
+        messages = await eventually(
+            twilio.messages,
+            until=lambda m: len(m) >= 1,
+            timeout=60,
+            what="an SMS at the Twilio simulator",
+        )
         sms = messages[0]
         say(f"Twilio: SMS {sms['sid']} to {mask_text(sms['to'])}: {sms['body']!r}")
         trail_url = f"{stack.url('auditor')}/trail"
         import httpx
 
         async with httpx.AsyncClient() as http:
+
             async def trail() -> list[dict[str, object]]:
                 answer = await http.get(trail_url, params={"number": str(number)})
                 return list(answer.json()["notifications"])
 
             entries = await eventually(
-                trail, until=lambda t: bool(t) and t[0].get("delivery_status") == "delivered",
-                timeout=60, what="the delivered status in the audit trail")
+                trail,
+                until=lambda t: bool(t) and t[0].get("delivery_status") == "delivered",
+                timeout=60,
+                what="the delivered status in the audit trail",
+            )
         say(f"Audit trail of invoice {number}:")
         print(format_trail(entries), flush=True)
         say(f"Same trail any time: .venv/bin/mlc-audit trail {number} --url {stack.url('auditor')}")
@@ -87,8 +97,11 @@ async def main(once: bool) -> int:
     amqp = os.environ.get("MLC_AMQP_URL", DEFAULT_AMQP)
     database = os.environ.get("MLC_DATABASE_URL", DEFAULT_DB).rsplit("/", 1)[0] + "/postgres"
     if not (await amqp_answers(amqp) and await db_answers(database)):
-        print("ml-connector demo: RabbitMQ or PostgreSQL is not reachable; run `make services` "
-              "or set MLC_AMQP_URL / MLC_DATABASE_URL", file=sys.stderr)
+        print(
+            "ml-connector demo: RabbitMQ or PostgreSQL is not reachable; run `make services` "
+            "or set MLC_AMQP_URL / MLC_DATABASE_URL",
+            file=sys.stderr,
+        )
         return 1
     from contextlib import ExitStack
 
