@@ -2,7 +2,7 @@
 # and `make test` (the whole suite). Everything installs into .venv from pinned requirements.
 PY := .venv/bin/python
 .DEFAULT_GOAL := help
-.PHONY: help venv services demo demo-once test check lint typecheck bench fixtures definitions
+.PHONY: help venv services demo demo-once test check lint typecheck bench fixtures fixtures-check definitions
 
 help:
 	@echo "make demo    run the whole pipeline against the built-in simulators (Ctrl-C stops)"
@@ -31,7 +31,12 @@ lint: venv
 typecheck: venv
 	@$(PY) -m mypy libs/common/common
 
-check: lint typecheck test
+check: lint typecheck fixtures-check test
+
+# Compares the committed Twilio fixtures with the OpenAPI description they were derived from,
+# where that description is at hand (../shared/twilio-oai).
+fixtures-check: venv
+	@$(PY) scripts/derive_twilio_fixture.py --check
 
 fixtures: venv
 	@$(PY) scripts/derive_twilio_fixture.py

@@ -64,7 +64,7 @@ class Pipeline:
         return {name: n for name, n in depths.items() if n}
 
 
-@pytest_asyncio.fixture(scope="session")
+@pytest_asyncio.fixture(scope="package")
 async def pipeline(amqp_url: str, database_url: str, tmp_path_factory) -> AsyncIterator[Pipeline]:  # type: ignore[no-untyped-def]
     logs: Path = tmp_path_factory.mktemp("pipeline-logs")
     stack = PipelineStack.on_free_ports(amqp_url, database_url, logs)

@@ -83,8 +83,12 @@ async def test_an_issued_invoice_becomes_one_delivered_sms_in_the_audit_trail(pi
     assert {e["status"] for e in entry["status_history"]} >= {"sent", "delivered"}
     # the draft edits sent nothing; webhooks that raced the first send wait one retry tier,
     # find the claim sent, and leave nothing parked
-    await eventually(pipeline.parked, until=lambda parked: parked == {}, timeout=30,
-                     what="retry and dead-letter queues empty")
+    await eventually(
+        pipeline.parked,
+        until=lambda parked: parked == {},
+        timeout=30,
+        what="retry and dead-letter queues empty",
+    )
     assert len(await sms_to_invoice(pipeline, number)) == 1
 
 
@@ -159,5 +163,9 @@ async def test_twilio_failing_once_is_retried_and_sends_one_sms(pipeline):
     assert len(await sms_to_invoice(pipeline, number)) == 1
     assert [a["outcome"] for a in trail[0]["attempts"]] == ["sent"]
     assert trail[0]["attempts"][0]["attempt"] == 2
-    await eventually(pipeline.parked, until=lambda parked: parked == {}, timeout=30,
-                     what="retry and dead-letter queues empty")
+    await eventually(
+        pipeline.parked,
+        until=lambda parked: parked == {},
+        timeout=30,
+        what="retry and dead-letter queues empty",
+    )

@@ -24,9 +24,9 @@ QUEUE = "dispatcher.sends"
 
 
 @pytest_asyncio.fixture
-async def connection(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
+async def connection(private_amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
     connection = await aio_pika.connect_robust(
-        amqp_url, client_properties={"connection_name": "test_consumer_settlement"}
+        private_amqp_url, client_properties={"connection_name": "test_consumer_settlement"}
     )
     channel = await connection.channel()
     await topology.declare(channel)

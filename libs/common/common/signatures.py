@@ -73,14 +73,19 @@ def twilio_signature(auth_token: str, url: str, params: Iterable[tuple[str, str]
 
 
 def _port_variants(url: str) -> tuple[str, str]:
-    """The URL without its port and with the scheme's default port (Twilio signs either)."""
+    """The URL without its port and with the scheme's default port (Twilio signs either).
+
+    The host keeps its case as received: Twilio signs the URL as configured.
+    """
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.username or parts.password:  # pragma: no cover - never in callback URLs
-        host = parts.netloc.rsplit("@", 1)[0] + "@" + host
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    host = hostport.rsplit(":", 1)[0] if parts.port else hostport
+    prefix = userinfo + "@" if userinfo else ""
     default = 443 if parts.scheme == "https" else 80
-    without = urlunsplit(parts._replace(netloc=host))
-    with_port = url if parts.port else urlunsplit(parts._replace(netloc=f"{host}:{default}"))
+    without = urlunsplit(parts._replace(netloc=prefix + host))
+    with_port = (
+        url if parts.port else urlunsplit(parts._replace(netloc=f"{prefix}{host}:{default}"))
+    )
     return without, with_port
 
 

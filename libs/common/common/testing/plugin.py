@@ -61,3 +61,12 @@ async def database_url(infra: Infra) -> AsyncIterator[str]:
     admin = await asyncpg.connect(infra.database_base)
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await admin.close()
+
+
+@pytest.fixture
+def private_amqp_url(infra: Infra) -> Iterator[str]:
+    """A vhost of this test's own, for tests whose consumers must not meet the pipeline's."""
+    name = unique("mlc-test")
+    url = create_vhost(infra, name)
+    yield url
+    delete_vhost(infra, name)
