@@ -15,9 +15,14 @@ from common.logging import configure_logging, mask_text
 def test_log_lines_are_masked_before_rendering(capsys):
     configure_logging("test", json=True)
     log = structlog.get_logger("test")
-    log.info("notification_sent", to="+31 6 12345678", email="anna@bakkerij.nl",
-             access_token="eyJsecret", note="call +31612345678 or mail piet@example.com",
-             headers={"Authorization": "Bearer abc.def"})
+    log.info(
+        "notification_sent",
+        to="+31 6 12345678",
+        email="anna@bakkerij.nl",
+        access_token="eyJsecret",
+        note="call +31612345678 or mail piet@example.com",
+        headers={"Authorization": "Bearer abc.def"},
+    )
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     text = json.dumps(line)
     for leaked in ("12345678", "anna@", "piet@", "eyJsecret", "abc.def"):
@@ -28,10 +33,11 @@ def test_log_lines_are_masked_before_rendering(capsys):
     structlog.reset_defaults()
 
 
-@given(st.text(alphabet=string.digits, min_size=8, max_size=15),
-       st.sampled_from(["", " ", "-", "."]))
+@given(
+    st.text(alphabet=string.digits, min_size=8, max_size=15), st.sampled_from(["", " ", "-", "."])
+)
 def test_masking_leaves_no_number_behind(digits, sep):
-    number = "+" + sep.join(digits[i:i + 3] for i in range(0, len(digits), 3))
+    number = "+" + sep.join(digits[i : i + 3] for i in range(0, len(digits), 3))
     masked = mask_text(f"to {number} now")
     assert digits[:-2] not in masked.replace(sep, "")
 

@@ -35,8 +35,9 @@ class FakeClaimStore:
             return Claim("stale" if key in self.stale else "in_flight", self.attempts[key])
         return Claim(state, self.attempts[key])  # type: ignore[arg-type]
 
-    async def mark(self, key: str, state: str, *, provider_id: str | None = None,
-                   error_code: str | None = None) -> None:
+    async def mark(
+        self, key: str, state: str, *, provider_id: str | None = None, error_code: str | None = None
+    ) -> None:
         self.states[key] = state
 
 
@@ -54,11 +55,17 @@ class FakeNotifier:
 
 def command(channel: str = "sms") -> SendNotification:
     return SendNotification(
-        notification_id=uuid4(), idempotency_key=uuid4().hex, channel=channel,  # type: ignore[arg-type]
-        recipient=Recipient(address="+31612345678"), template="t", content="hello",
-        source=SourceDocument(connection_id="default", division=1, entity="SalesInvoices",
-                              id=uuid4()),
-        fact="invoice_issued")
+        notification_id=uuid4(),
+        idempotency_key=uuid4().hex,
+        channel=channel,  # type: ignore[arg-type]
+        recipient=Recipient(address="+31612345678"),
+        template="t",
+        content="hello",
+        source=SourceDocument(
+            connection_id="default", division=1, entity="SalesInvoices", id=uuid4()
+        ),
+        fact="invoice_issued",
+    )
 
 
 async def test_a_claimed_notification_is_sent_once_and_reported_sent():

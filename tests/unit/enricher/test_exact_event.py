@@ -23,8 +23,13 @@ class FakeExact:
         self.calls.append(resource)
         if resource.endswith("SalesInvoices"):
             return self.invoice
-        return {"ID": str(ACCOUNT), "Name": "Bakkerij", "MainContact": str(MAIN),
-                "Country": "NL", "Language": "NL"}
+        return {
+            "ID": str(ACCOUNT),
+            "Name": "Bakkerij",
+            "MainContact": str(MAIN),
+            "Country": "NL",
+            "Language": "NL",
+        }
 
     async def get_many(self, connection_id, division, resource, filter_, select):  # type: ignore[no-untyped-def]
         self.calls.append(resource)
@@ -33,27 +38,49 @@ class FakeExact:
 
 def event(action: str = "Update", topic: str = "SalesInvoices") -> ExactWebhookReceived:
     return ExactWebhookReceived(
-        connection_id="default", client_id="c", division=3108123, topic=topic, action=action,
-        key_id=uuid4(), endpoint="https://start.exactonline.nl/x", event_created_on="2026-11-25",
-        received_at=datetime.now(UTC))
+        connection_id="default",
+        client_id="c",
+        division=3108123,
+        topic=topic,
+        action=action,
+        key_id=uuid4(),
+        endpoint="https://start.exactonline.nl/x",
+        event_created_on="2026-11-25",
+        received_at=datetime.now(UTC),
+    )
 
 
 def invoice(status: int = 50, kind: int = 8020) -> dict:
-    return {"InvoiceID": str(uuid4()), "InvoiceNumber": 26000001, "InvoiceTo": str(ACCOUNT),
-            "InvoiceToContactPerson": None, "Status": status, "Type": kind, "AmountFC": 1210.0,
-            "Currency": "EUR", "DueDate": "/Date(1767225600000)/"}
+    return {
+        "InvoiceID": str(uuid4()),
+        "InvoiceNumber": 26000001,
+        "InvoiceTo": str(ACCOUNT),
+        "InvoiceToContactPerson": None,
+        "Status": status,
+        "Type": kind,
+        "AmountFC": 1210.0,
+        "Currency": "EUR",
+        "DueDate": "/Date(1767225600000)/",
+    }
 
 
 CONTACTS = [
     {"ID": str(OTHER), "FirstName": "Piet", "Mobile": "06 98765432", "IsMainContact": False},
-    {"ID": str(MAIN), "FirstName": "Anna", "Mobile": "", "BusinessMobile": "+31 6 12345678",
-     "IsMainContact": True, "Language": "NL"},
+    {
+        "ID": str(MAIN),
+        "FirstName": "Anna",
+        "Mobile": "",
+        "BusinessMobile": "+31 6 12345678",
+        "IsMainContact": True,
+        "Language": "NL",
+    },
 ]
 
 
 async def run(exact: FakeExact, ev: ExactWebhookReceived | None = None) -> list:
-    return await handle_exact_event(ev or event(), exact=exact, renderer=Renderer(),
-                                    region="NL", sender_name="Demo Company")
+    return await handle_exact_event(
+        ev or event(), exact=exact, renderer=Renderer(), region="NL", sender_name="Demo Company"
+    )
 
 
 async def test_an_issued_invoice_becomes_one_sms_to_the_main_contact():
