@@ -78,7 +78,7 @@ async def serve(app: web.Application, host: str, port: int) -> AsyncIterator[int
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+    sockets = getattr(site._server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port
     try:
         yield bound

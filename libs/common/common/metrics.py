@@ -5,6 +5,7 @@ Names follow ``mlc_<subsystem>_<thing>_<unit>``; labels come from small fixed se
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -44,7 +45,9 @@ class ConsumerMetrics:
         )
 
 
-def metrics_view(registry: CollectorRegistry) -> web.Handler:
+def metrics_view(
+    registry: CollectorRegistry,
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     """An aiohttp view serving ``registry`` in the Prometheus text format."""
 
     async def view(_: web.Request) -> web.Response:

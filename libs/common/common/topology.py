@@ -145,7 +145,7 @@ async def declare(channel: aio_pika.abc.AbstractChannel, *queues: str) -> None:
         await channel.declare_exchange(name, kind, durable=True)
     for spec in (QUEUES[q] for q in queues) if queues else QUEUES.values():
         for name, arguments in _queue_plan(spec):
-            await channel.declare_queue(name, durable=True, arguments=dict(arguments))
+            await channel.declare_queue(name, durable=True, arguments=dict(arguments))  # type: ignore[arg-type]
         queue = await channel.get_queue(spec.name, ensure=False)
         for exchange, key in spec.bindings:
             await queue.bind(exchange, routing_key=key)

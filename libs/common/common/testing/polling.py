@@ -29,9 +29,10 @@ async def eventually(
     last: T | None = None
     while True:
         result = probe()
-        last = await result if inspect.isawaitable(result) else result  # type: ignore[assignment]
-        if until(last):  # type: ignore[arg-type]
-            return last  # type: ignore[return-value]
+        value: T = await result if inspect.isawaitable(result) else result
+        last = value
+        if until(value):
+            return value
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what} not reached within {timeout}s; last value: {last!r}")
         await asyncio.sleep(interval)
