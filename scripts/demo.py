@@ -14,9 +14,11 @@ import asyncio
 import os
 import signal
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import asyncpg
+import httpx
 
 from auditor.cli import format_trail
 from common.logging import mask_text
@@ -74,8 +76,6 @@ async def show_one_invoice(stack: PipelineStack) -> None:
         sms = messages[0]
         say(f"Twilio: SMS {sms['sid']} to {mask_text(sms['to'])}: {sms['body']!r}")
         trail_url = f"{stack.url('auditor')}/trail"
-        import httpx
-
         async with httpx.AsyncClient() as http:
 
             async def trail() -> list[dict[str, object]]:
@@ -103,8 +103,6 @@ async def main(once: bool) -> int:
             file=sys.stderr,
         )
         return 1
-    from contextlib import ExitStack
-
     with ExitStack() as resources:
         try:
             infra = await find_infra(resources)

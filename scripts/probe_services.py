@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 
@@ -19,8 +20,6 @@ async def missing(amqp_url: str, database_url: str) -> list[str]:
 
 
 def main() -> int:
-    import os
-
     parser = argparse.ArgumentParser()
     parser.add_argument("--wait", type=float, default=0)
     parser.add_argument("--quiet", action="store_true")

@@ -15,6 +15,7 @@ point leaves the message in a queue (at-least-once); handlers are idempotent.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -33,7 +34,7 @@ from common.errors import AmbiguousOutcome, InvalidMessage, PermanentError, Tran
 from common.logging import mask_text
 from common.metrics import ConsumerMetrics
 
-__all__ = ["Handler", "Publisher", "Routes", "connect", "decode", "run_consumer"]
+__all__ = ["Handler", "Publisher", "Routes", "bind", "connect", "decode", "run_consumer"]
 
 log = structlog.get_logger("common.amqp")
 
@@ -43,6 +44,16 @@ Handler = Callable[[Any], Awaitable[Sequence[Message] | None]]
 #: What a queue's consumer reacts to: message type (the routing key, or a prefix ending in ".")
 #: -> (model, handler). The map at the bottom of each service's handlers.py.
 Routes = Mapping[str, tuple[type[BaseModel], Handler]]
+
+
+def bind(routes: Routes, **ports: Any) -> Routes:
+    """The same routes with every handler given ``ports`` (for services whose handlers all take
+    the same ports; handlers with different ports are bound one by one in app.py)."""
+    return {
+        key: (model, functools.partial(handler, **ports))
+        for key, (model, handler) in routes.items()
+    }
+
 
 #: Longest ``x-error`` header value; the full error goes to the log line.
 _ERROR_HEADER_LIMIT = 500

@@ -11,13 +11,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import asyncpg
+import structlog
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from common.metrics import metrics_view
 
-__all__ = ["Check", "add_health_routes", "broker_check", "database_check", "health_app", "serve"]
+__all__ = [
+    "Check",
+    "add_health_routes",
+    "broker_check",
+    "database_check",
+    "health_app",
+    "serve",
+    "serve_until",
+]
 
 #: A readiness check: returns normally when the dependency answers, raises otherwise.
 Check = Callable[[], Awaitable[None]]
@@ -84,3 +93,10 @@ async def serve(app: web.Application, host: str, port: int) -> AsyncIterator[int
         yield bound
     finally:
         await runner.cleanup()
+
+
+async def serve_until(stop: asyncio.Event, app: web.Application, host: str, port: int) -> None:
+    """Serve ``app`` (health, metrics, any API) until ``stop`` is set: a service's last step."""
+    async with serve(app, host, port) as bound:
+        structlog.get_logger("common.health").info("service_started", port=bound)
+        await stop.wait()

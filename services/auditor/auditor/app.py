@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from contextlib import AsyncExitStack
-
-import structlog
 
 from auditor import api, handlers
 from auditor.adapters.trail import PostgresTrail
@@ -15,8 +12,6 @@ from common import amqp, db, health, topology
 from common.metrics import ConsumerMetrics, make_registry
 
 __all__ = ["run"]
-
-log = structlog.get_logger("auditor")
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -30,10 +25,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         channel = await connection.channel()
         await topology.declare(channel)
         registry = make_registry()
-        routes = {
-            key: (model, functools.partial(handler, trail=trail))
-            for key, (model, handler) in handlers.HANDLERS.items()
-        }
+        routes = amqp.bind(handlers.HANDLERS, trail=trail)
         await amqp.run_consumer(
             channel,
             "auditor.events",
@@ -48,6 +40,4 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         app = health.health_app(checks, registry)
         app[api.TRAIL] = trail
         app.router.add_get("/trail", api.trail_view)
-        await stack.enter_async_context(health.serve(app, settings.http_host, settings.http_port))
-        log.info("service_started", port=settings.http_port)
-        await stop.wait()
+        await health.serve_until(stop, app, settings.http_host, settings.http_port)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from contextlib import AsyncExitStack
 
 import httpx
-import structlog
 
 from common import amqp, db, health, topology
 from common.metrics import ConsumerMetrics, make_registry
@@ -17,8 +15,6 @@ from dispatcher.adapters.twilio import TwilioNotifier
 from dispatcher.settings import Settings
 
 __all__ = ["run"]
-
-log = structlog.get_logger("dispatcher")
 
 
 def twilio_auth(settings: Settings) -> httpx.BasicAuth:
@@ -49,8 +45,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 base_url=settings.twilio_api_base_url, auth=twilio_auth(settings), timeout=timeout
             )
         )
-        send = functools.partial(
-            handlers.send_notification,
+        registry = make_registry()
+        routes = amqp.bind(
+            handlers.HANDLERS,
             claims=PostgresClaimStore(pool, stale_seconds=settings.dispatcher_claim_stale_seconds),
             notifier=TwilioNotifier(
                 twilio,
@@ -59,12 +56,10 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 status_callback=settings.public_base_url.rstrip("/") + "/webhooks/twilio/status",
             ),
         )
-        registry = make_registry()
-        model = handlers.HANDLERS["notification.send."][0]
         await amqp.run_consumer(
             channel,
             "dispatcher.sends",
-            {"notification.send.": (model, send)},
+            routes,
             publisher=await amqp.Publisher.open(connection),
             metrics=ConsumerMetrics.create(registry),
         )
@@ -72,10 +67,6 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),
         }
-        await stack.enter_async_context(
-            health.serve(
-                health.health_app(checks, registry), settings.http_host, settings.http_port
-            )
+        await health.serve_until(
+            stop, health.health_app(checks, registry), settings.http_host, settings.http_port
         )
-        log.info("service_started", port=settings.http_port)
-        await stop.wait()

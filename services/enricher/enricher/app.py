@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from contextlib import AsyncExitStack
 
 import httpx
-import structlog
 
 from common import amqp, health, topology
 from common.metrics import ConsumerMetrics, make_registry
@@ -19,8 +17,6 @@ from enricher.settings import Settings
 from enricher.templates import Renderer
 
 __all__ = ["run"]
-
-log = structlog.get_logger("enricher")
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -34,27 +30,22 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             httpx.AsyncClient(timeout=settings.enricher_exact_timeout)
         )
         tokens = RpcTokenSource(await RpcClient.open(connection))
-        handle = functools.partial(
-            handlers.handle_exact_event,
+        registry = make_registry()
+        routes = amqp.bind(
+            handlers.HANDLERS,
             exact=ExactClient(http, tokens),
             renderer=Renderer(),
             region=settings.enricher_default_region,
             sender_name=settings.enricher_sender_name,
         )
-        registry = make_registry()
-        model = handlers.HANDLERS["exact."][0]
         await amqp.run_consumer(
             channel,
             "enricher.exact-events",
-            {"exact.": (model, handle)},
+            routes,
             publisher=await amqp.Publisher.open(connection),
             metrics=ConsumerMetrics.create(registry),
         )
         checks = {"broker": health.broker_check(connection)}
-        await stack.enter_async_context(
-            health.serve(
-                health.health_app(checks, registry), settings.http_host, settings.http_port
-            )
+        await health.serve_until(
+            stop, health.health_app(checks, registry), settings.http_host, settings.http_port
         )
-        log.info("service_started", port=settings.http_port)
-        await stop.wait()

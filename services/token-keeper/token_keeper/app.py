@@ -72,10 +72,6 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),
         }
-        await stack.enter_async_context(
-            health.serve(
-                health.health_app(checks, registry), settings.http_host, settings.http_port
-            )
+        await health.serve_until(
+            stop, health.health_app(checks, registry), settings.http_host, settings.http_port
         )
-        log.info("service_started", port=settings.http_port)
-        await stop.wait()

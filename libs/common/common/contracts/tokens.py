@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import SecretStr, field_serializer
+from pydantic import PlainSerializer, SecretStr
 
 from common.contracts.base import Message
 
@@ -16,6 +16,12 @@ __all__ = [
     "TokenRefresh",
     "WebhookSecret",
     "WebhookSecretGet",
+]
+
+
+#: A secret that only the wire form carries in clear; repr and logs show it masked.
+WireSecret = Annotated[
+    SecretStr, PlainSerializer(lambda value: value.get_secret_value(), when_used="json")
 ]
 
 
@@ -49,16 +55,11 @@ class AccessToken(Message):
     routing_key: ClassVar[str] = "token.reply"
     exchange: ClassVar[str] = ""
     connection_id: str
-    access_token: SecretStr
+    access_token: WireSecret
     fingerprint: str
     expires_at: datetime
     base_url: str
     division: int
-
-    @field_serializer("access_token", when_used="json")
-    def _reveal(self, value: SecretStr) -> str:
-        # Only the wire form carries the value; repr and logs show it masked.
-        return value.get_secret_value()
 
 
 class WebhookSecret(Message):
@@ -68,11 +69,7 @@ class WebhookSecret(Message):
     exchange: ClassVar[str] = ""
     connection_id: str
     client_id: str
-    secret: SecretStr
-
-    @field_serializer("secret", when_used="json")
-    def _reveal(self, value: SecretStr) -> str:
-        return value.get_secret_value()
+    secret: WireSecret
 
 
 class RpcError(Message):
