@@ -204,8 +204,12 @@ async def _settle(
         await _dead_letter(incoming, queue, publisher, exc)
         return "dead_letter"
     except Exception as exc:  # the one broad catch: every failure ends in a retry or the DLQ
-        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-        tier = next_tier(attempt, retry_after)
+        transient = exc if isinstance(exc, TransientError) else None
+        tier = next_tier(
+            attempt,
+            transient.retry_after if transient else None,
+            indefinite=bool(transient and transient.indefinite),
+        )
         if tier is None:
             await _dead_letter(incoming, queue, publisher, exc)
             return "dead_letter"

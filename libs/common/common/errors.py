@@ -53,10 +53,18 @@ class TransientError(MlcError):
     error_class = "transient"
 
     def __init__(
-        self, message: str, *, code: str | int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        code: str | int | None = None,
+        retry_after: float | None = None,
+        indefinite: bool = False,
     ) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
+        #: Wait as long as it takes (e.g. a connection waiting for a new consent): the message
+        #: keeps cycling through the longest tier instead of going to the DLQ.
+        self.indefinite = indefinite
 
 
 class AmbiguousOutcome(MlcError):

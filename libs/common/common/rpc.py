@@ -35,18 +35,34 @@ R = TypeVar("R", bound=BaseModel)
 class RpcClient:
     """Calls token-keeper. One instance per process; safe for concurrent calls."""
 
-    def __init__(self, channel: AbstractChannel, *, timeout: float = 5.0) -> None:
-        self._channel = channel
+    def __init__(self, connection: AbstractRobustConnection, *, timeout: float = 5.0) -> None:
+        self._connection = connection
+        self._channel: AbstractChannel | None = None
+        self._opening = asyncio.Lock()
         self._timeout = timeout
         self._pending: dict[str, asyncio.Future[AbstractIncomingMessage]] = {}
 
     @classmethod
     async def open(cls, connection: AbstractRobustConnection, *, timeout: float = 5.0) -> RpcClient:
-        channel = await connection.channel()
-        client = cls(channel, timeout=timeout)
-        queue = await channel.get_queue(_DIRECT_REPLY_TO, ensure=False)
-        await queue.consume(client._on_reply, no_ack=True)
+        client = cls(connection, timeout=timeout)
+        await client._ready_channel()
         return client
+
+    async def _ready_channel(self) -> AbstractChannel:
+        """The channel that publishes requests and consumes replies, (re)opened when needed.
+
+        A channel error (e.g. publishing before token-keeper declared ``mlc.rpc``) closes the
+        channel; direct reply-to then needs a fresh channel with its consumer in place before
+        the next request, so a plain channel is rebuilt here rather than left to auto-recovery.
+        """
+        async with self._opening:
+            if self._channel is None or self._channel.is_closed:
+                channel = await self._connection.channel()
+                await channel.declare_exchange(topology.RPC, "direct", durable=True)
+                queue = await channel.get_queue(_DIRECT_REPLY_TO, ensure=False)
+                await queue.consume(self._on_reply, no_ack=True)
+                self._channel = channel
+            return self._channel
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         future = self._pending.pop(message.correlation_id or "", None)
@@ -59,7 +75,8 @@ class RpcClient:
         future: asyncio.Future[AbstractIncomingMessage] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
         try:
-            exchange = await self._channel.get_exchange(topology.RPC, ensure=False)
+            channel = await self._ready_channel()
+            exchange = await channel.get_exchange(topology.RPC, ensure=False)
             await exchange.publish(
                 aio_pika.Message(
                     body=request.model_dump_json().encode(),
@@ -74,13 +91,24 @@ class RpcClient:
             reply = await asyncio.wait_for(future, self._timeout)
         except TimeoutError as exc:
             raise TransientError(f"no reply to {request.key()} within {self._timeout}s") from exc
+        except (aio_pika.exceptions.AMQPError, RuntimeError) as exc:
+            # ChannelInvalidStateError is a RuntimeError: the channel closed under us.
+            if self._channel is not None and not self._channel.is_closed:
+                await self._channel.close()
+            raise TransientError(f"{request.key()} not sent: {type(exc).__name__}") from exc
         finally:
             self._pending.pop(correlation_id, None)
         if reply.type == RpcError.routing_key:
             error = decode(RpcError, reply.body)
-            if error.kind in ("unavailable", "needs_reconnect"):
+            if error.kind == "needs_reconnect":
                 # A connection waiting for a new consent keeps its work queued, not failed.
-                raise TransientError(f"{request.key()}: {error.message}")
+                raise TransientError(
+                    f"{request.key()}: {error.message}", code=error.kind, indefinite=True
+                )
+            if error.kind == "unavailable":
+                raise TransientError(
+                    f"{request.key()}: {error.message}", retry_after=error.retry_after
+                )
             raise PermanentError(f"{request.key()}: {error.message}", code=error.kind)
         result: R = decode(reply_model, reply.body)
         return result
@@ -103,10 +131,13 @@ async def serve_rpc(
                 model, handler = route
                 reply: Message = await handler(decode(model, message.body))
             except MlcError as exc:
-                kind = (
-                    "unavailable" if isinstance(exc, TransientError) else str(exc.code or "error")
-                )
-                reply = RpcError(kind=kind, message=str(exc))
+                transient = isinstance(exc, TransientError)
+                if exc.code == "needs_reconnect":
+                    kind = "needs_reconnect"
+                else:
+                    kind = "unavailable" if transient else str(exc.code or "error")
+                retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+                reply = RpcError(kind=kind, message=str(exc), retry_after=retry_after)
                 log.warning("rpc_failed", rpc=message.type, error_class=exc.error_class)
             if message.reply_to:
                 # Not mandatory: a caller that gave up has no reply queue any more.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 
 import httpx
 import structlog
@@ -16,6 +17,8 @@ from common.rpc import serve_rpc
 from token_keeper import handlers
 from token_keeper.adapters.exact_oauth import ExactTokenEndpoint
 from token_keeper.adapters.store import PostgresConnectionStore
+from token_keeper.handlers import Clock
+from token_keeper.housekeeping import Housekeeping
 from token_keeper.settings import Settings
 
 __all__ = ["run"]
@@ -23,7 +26,13 @@ __all__ = ["run"]
 log = structlog.get_logger("token-keeper")
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def run(settings: Settings, stop: asyncio.Event, clock: Clock = _utcnow) -> None:
+    """Serve token RPCs until ``stop``. ``clock`` is Exact's notion of now (tests that
+    accelerate the simulator's clock pass the same one here)."""
     if settings.secret_key is None:
         raise SystemExit("MLC_SECRET_KEY is required: token-keeper seals tokens with it")
     sealer = Sealer(settings.secret_key)
@@ -50,15 +59,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         client = await stack.enter_async_context(httpx.AsyncClient(timeout=15))
         endpoint = ExactTokenEndpoint(client)
         publisher = await amqp.Publisher.open(connection)
+        policy = settings.policy()
         bound = {
             handlers.TokenGet.routing_key: functools.partial(
-                handlers.get_token,
-                store=store,
-                endpoint=endpoint,
-                margin=settings.token_keeper_refresh_margin,
+                handlers.get_token, store=store, endpoint=endpoint, policy=policy, clock=clock
             ),
             handlers.TokenRefresh.routing_key: functools.partial(
-                handlers.refresh_token, store=store, endpoint=endpoint
+                handlers.refresh_token, store=store, endpoint=endpoint, policy=policy, clock=clock
             ),
             handlers.WebhookSecretGet.routing_key: functools.partial(
                 handlers.get_webhook_secret, store=store
@@ -68,6 +75,11 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             channel, {key: (handlers.HANDLERS[key][0], fn) for key, fn in bound.items()}, publisher
         )
         registry = make_registry()
+        housekeeping = Housekeeping(store, endpoint, policy, clock, registry)
+        chores = asyncio.create_task(
+            housekeeping.run(settings.token_keeper_housekeeping_seconds), name="housekeeping"
+        )
+        stack.callback(chores.cancel)
         checks = {
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),

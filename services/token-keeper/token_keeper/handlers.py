@@ -1,13 +1,23 @@
-"""token-keeper's RPC handlers: hand out access tokens, refresh them one caller at a time.
+"""token-keeper's handlers: hand out access tokens and rotate them without breaking the chain.
 
-Refresh rule: a token with fewer than ``margin`` seconds left is refreshed under the
-connection's lock; the row is re-read after taking the lock (another replica may have just
-refreshed), and the new pair is committed before anyone gets the access token.
+Exact's rules (reference exact-online.md §2.4-2.6): access tokens live 600 s; a refresh sooner
+than ~570 s after the last is refused (and counts toward the hourly error block); every
+refresh rotates the refresh token and reusing an old one breaks the chain; a refresh token
+unused for 30 days dies. So:
+
+- one refresher per connection across all replicas (the store's advisory lock), the row re-read
+  after taking the lock, the new pair committed before anyone gets the access token;
+- never ask Exact before ``policy.min_interval`` has passed since the last refresh;
+- refresh when fewer than ``policy.margin`` seconds are left, or when Exact refused the token
+  a caller names by fingerprint (a hundred callers naming it cause one refresh);
+- a keep-alive refreshes connections idle for ``policy.keepalive_after``, well inside 30 days;
+- a broken chain marks the connection ``needs_reconnect``: its work waits, it does not fail.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -18,7 +28,15 @@ from common.errors import PermanentError, TransientError
 from token_keeper.adapters.exact_oauth import ChainBroken
 from token_keeper.ports import Connection, ConnectionStore, TokenEndpoint
 
-__all__ = ["HANDLERS", "get_token", "get_webhook_secret", "refresh_token"]
+__all__ = [
+    "HANDLERS",
+    "Clock",
+    "TokenPolicy",
+    "get_token",
+    "get_webhook_secret",
+    "keep_alive",
+    "refresh_token",
+]
 
 log = structlog.get_logger("token-keeper")
 Clock = Callable[[], datetime]
@@ -26,6 +44,16 @@ Clock = Callable[[], datetime]
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    #: Refresh when fewer seconds than this remain on the access token (< 600 - min_interval).
+    margin: int = 25
+    #: Never refresh sooner than this after the last refresh (Exact refuses < ~570 s).
+    min_interval: int = 575
+    #: Refresh an idle connection after this long, so its refresh token never ages out (30 d).
+    keepalive_after: int = 7 * 24 * 3600
 
 
 def _fresh(row: Connection, now: datetime, margin: int) -> bool:
@@ -65,6 +93,7 @@ async def _refresh_locked(
     store: ConnectionStore,
     endpoint: TokenEndpoint,
     clock: Clock,
+    policy: TokenPolicy,
     still_needed: Callable[[Connection], bool],
 ) -> Connection:
     try:
@@ -72,8 +101,16 @@ async def _refresh_locked(
             row = _usable(session.row, connection_id)
             if not still_needed(row):
                 return row
+            now = clock()
+            if row.refreshed_at is not None:
+                wait = policy.min_interval - (now - row.refreshed_at).total_seconds()
+                if wait > 0:
+                    # Asking now would be refused as too early and count as an error at Exact.
+                    raise TransientError(
+                        "refresh not allowed yet", code="too_early", retry_after=wait
+                    )
             pair = await endpoint.refresh(row)
-            saved = await session.save(pair, clock())
+            saved = await session.save(pair, now)
     except ChainBroken as exc:
         await store.mark_needs_reconnect(connection_id, str(exc))
         log.error("connection_needs_reconnect", connection_id=connection_id, reason=str(exc))
@@ -87,24 +124,30 @@ async def get_token(
     *,
     store: ConnectionStore,
     endpoint: TokenEndpoint,
-    margin: int,
+    policy: TokenPolicy,
     clock: Clock = _now,
 ) -> AccessToken:
     row = _usable(await store.get(request.connection_id), request.connection_id)
-    if _fresh(row, clock(), margin):
+    if _fresh(row, clock(), policy.margin):
         return _reply(row)
     row = await _refresh_locked(
         request.connection_id,
         store=store,
         endpoint=endpoint,
         clock=clock,
-        still_needed=lambda r: not _fresh(r, clock(), margin),
+        policy=policy,
+        still_needed=lambda r: not _fresh(r, clock(), policy.margin),
     )
     return _reply(row)
 
 
 async def refresh_token(
-    request: TokenRefresh, *, store: ConnectionStore, endpoint: TokenEndpoint, clock: Clock = _now
+    request: TokenRefresh,
+    *,
+    store: ConnectionStore,
+    endpoint: TokenEndpoint,
+    policy: TokenPolicy,
+    clock: Clock = _now,
 ) -> AccessToken:
     """Exact refused the token with ``request.fingerprint``: refresh unless someone already did,
     so a hundred callers reporting the same token cause one refresh."""
@@ -113,9 +156,41 @@ async def refresh_token(
         store=store,
         endpoint=endpoint,
         clock=clock,
+        policy=policy,
         still_needed=lambda r: r.access_fingerprint in (None, request.fingerprint),
     )
     return _reply(row)
+
+
+async def keep_alive(
+    connection_id: str,
+    *,
+    store: ConnectionStore,
+    endpoint: TokenEndpoint,
+    policy: TokenPolicy,
+    clock: Clock = _now,
+) -> bool:
+    """Refresh ``connection_id`` if it has been idle past ``policy.keepalive_after``.
+
+    Returns True when it refreshed. Connections waiting for a new consent are left alone.
+    """
+
+    def idle(row: Connection) -> bool:
+        last = row.refreshed_at
+        return last is None or (clock() - last).total_seconds() >= policy.keepalive_after
+
+    row = await store.get(connection_id)
+    if row is None or row.status != "active" or not idle(row):
+        return False
+    saved = await _refresh_locked(
+        connection_id,
+        store=store,
+        endpoint=endpoint,
+        clock=clock,
+        policy=policy,
+        still_needed=idle,
+    )
+    return saved.refreshed_at is not None and not idle(saved)
 
 
 async def get_webhook_secret(request: WebhookSecretGet, *, store: ConnectionStore) -> WebhookSecret:

@@ -47,3 +47,9 @@ def test_derived_queue_names_follow_the_convention():
         "enricher.exact-events.dlq",
         "auditor.events.retry.30m",
     } <= names
+
+
+def test_work_that_waits_indefinitely_never_reaches_the_dlq():
+    last = topology.RETRY_TIERS[-1]
+    assert next_tier(len(topology.RETRY_TIERS) + 5, indefinite=True) == last
+    assert next_tier(1, indefinite=True) == topology.RETRY_TIERS[0]

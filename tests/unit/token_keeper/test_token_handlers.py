@@ -15,10 +15,12 @@ from common.contracts import TokenGet, TokenRefresh
 from common.errors import TransientError
 from token_keeper.adapters.exact_oauth import ChainBroken
 from token_keeper.adapters.store import fingerprint
-from token_keeper.handlers import get_token, refresh_token
+from token_keeper.handlers import TokenPolicy, get_token, keep_alive, refresh_token
 from token_keeper.ports import Connection, TokenPair
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+POLICY = TokenPolicy()
+LATER = NOW + timedelta(seconds=POLICY.min_interval + 5)
 
 
 class FakeStore:
@@ -92,7 +94,7 @@ async def test_a_hundred_concurrent_callers_cause_one_refresh():
                 TokenGet(connection_id="default"),
                 store=store,
                 endpoint=endpoint,
-                margin=25,
+                policy=POLICY,
                 clock=lambda: NOW,
             )
             for _ in range(100)
@@ -117,7 +119,7 @@ async def test_a_fresh_token_is_handed_out_without_refreshing_and_a_stale_one_is
         TokenGet(connection_id="default"),
         store=store,
         endpoint=endpoint,
-        margin=25,
+        policy=POLICY,
         clock=lambda: NOW,
     )
     assert reply.access_token.get_secret_value() == "a"
@@ -127,7 +129,7 @@ async def test_a_fresh_token_is_handed_out_without_refreshing_and_a_stale_one_is
         TokenGet(connection_id="default"),
         store=store,
         endpoint=endpoint,
-        margin=25,
+        policy=POLICY,
         clock=lambda: later,
     )
     assert reply.access_token.get_secret_value() == "access-1"
@@ -146,7 +148,9 @@ async def test_refresh_after_a_401_happens_once_per_refused_token():
     request = TokenRefresh(connection_id="default", fingerprint=fingerprint("a"))
     replies = await asyncio.gather(
         *(
-            refresh_token(request, store=store, endpoint=endpoint, clock=lambda: NOW)
+            refresh_token(
+                request, store=store, endpoint=endpoint, policy=POLICY, clock=lambda: LATER
+            )
             for _ in range(50)
         )
     )
@@ -162,7 +166,7 @@ async def test_a_broken_chain_marks_the_connection_and_its_work_waits():
             TokenGet(connection_id="default"),
             store=store,
             endpoint=endpoint,
-            margin=25,
+            policy=POLICY,
             clock=lambda: NOW,
         )
     assert store.row is not None
@@ -172,7 +176,48 @@ async def test_a_broken_chain_marks_the_connection_and_its_work_waits():
             TokenGet(connection_id="default"),
             store=store,
             endpoint=endpoint,
-            margin=25,
+            policy=POLICY,
             clock=lambda: NOW,
         )
     assert endpoint.calls == 1
+
+
+async def test_a_refresh_sooner_than_the_minimum_interval_never_reaches_exact():
+    row = connection(
+        access_token="a",
+        access_fingerprint=fingerprint("a"),
+        access_expires_at=NOW + timedelta(seconds=600),
+        refreshed_at=NOW,
+    )
+    store = FakeStore(row)
+    endpoint = FakeEndpoint(store)
+    request = TokenRefresh(connection_id="default", fingerprint=fingerprint("a"))
+    soon = NOW + timedelta(seconds=60)
+    with pytest.raises(TransientError) as raised:
+        await refresh_token(
+            request, store=store, endpoint=endpoint, policy=POLICY, clock=lambda: soon
+        )
+    assert endpoint.calls == 0
+    assert raised.value.retry_after == pytest.approx(POLICY.min_interval - 60)
+
+
+async def test_keep_alive_refreshes_only_idle_connections():
+    row = connection(
+        access_token="a",
+        access_fingerprint=fingerprint("a"),
+        access_expires_at=NOW + timedelta(seconds=600),
+        refreshed_at=NOW,
+    )
+    store = FakeStore(row)
+    endpoint = FakeEndpoint(store)
+    day = timedelta(days=1)
+    assert not await keep_alive(
+        "default", store=store, endpoint=endpoint, policy=POLICY, clock=lambda: NOW + day
+    )
+    idle = NOW + timedelta(seconds=POLICY.keepalive_after)
+    assert await keep_alive(
+        "default", store=store, endpoint=endpoint, policy=POLICY, clock=lambda: idle
+    )
+    assert endpoint.used == ["refresh-0"]
+    assert store.row is not None
+    assert store.row.refreshed_at == idle

@@ -79,3 +79,5 @@ class RpcError(Message):
     exchange: ClassVar[str] = ""
     kind: str  # "unknown_connection" | "needs_reconnect" | "unavailable"
     message: str
+    #: For "unavailable": when asking again makes sense (e.g. a refresh not yet allowed).
+    retry_after: float | None = None

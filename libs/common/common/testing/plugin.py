@@ -70,3 +70,16 @@ def private_amqp_url(infra: Infra) -> Iterator[str]:
     url = create_vhost(infra, name)
     yield url
     delete_vhost(infra, name)
+
+
+@pytest_asyncio.fixture
+async def private_database_url(infra: Infra) -> AsyncIterator[str]:
+    """A database of this test's own, for tests that read or rewrite a whole table."""
+    name = unique("mlc_test").replace("-", "_")
+    admin = await asyncpg.connect(infra.database_base)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    yield infra.database_base.rsplit("/", 1)[0] + "/" + name
+    admin = await asyncpg.connect(infra.database_base)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()

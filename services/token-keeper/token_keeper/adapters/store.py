@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -13,9 +14,20 @@ from common.crypto import InvalidToken, Sealer
 from common.errors import PermanentError
 from token_keeper.ports import Connection, TokenPair
 
-__all__ = ["PostgresConnectionStore", "fingerprint"]
+__all__ = ["ConnectionSummary", "PostgresConnectionStore", "fingerprint"]
 
 _SELECT = "SELECT * FROM tokens.connections WHERE id = $1"
+
+
+@dataclass(frozen=True)
+class ConnectionSummary:
+    """A connection without its secrets: safe to list and log."""
+
+    id: str
+    status: str
+    division: int
+    refreshed_at: datetime | None
+    refresh_count: int
 
 
 def fingerprint(access_token: str) -> str:
@@ -96,6 +108,38 @@ class PostgresConnectionStore:
             )
             record = await db.fetchrow(_SELECT, connection_id)
             yield _Session(self, db, self.open_row(record) if record else None)
+
+    async def summaries(self) -> list[ConnectionSummary]:
+        rows = await self.db.fetch(
+            "SELECT id, status, division, refreshed_at, refresh_count FROM tokens.connections "
+            "ORDER BY id"
+        )
+        return [ConnectionSummary(**dict(r)) for r in rows]
+
+    async def reseal(self) -> int:
+        """Re-seal every secret under the newest key (after prepending a key to
+        MLC_SECRET_KEY); returns the number of connections. Old keys may be dropped after."""
+        columns = (
+            "client_secret_sealed",
+            "webhook_secret_sealed",
+            "refresh_token_sealed",
+            "access_token_sealed",
+        )
+        async with self.db.acquire() as db, db.transaction():
+            rows = await db.fetch(
+                "SELECT id, client_secret_sealed, webhook_secret_sealed, refresh_token_sealed, "
+                "access_token_sealed FROM tokens.connections FOR UPDATE"
+            )
+            for row in rows:
+                values = [self.sealer.rotate(row[c]) if row[c] else None for c in columns]
+                await db.execute(
+                    "UPDATE tokens.connections SET client_secret_sealed = $2, "
+                    "webhook_secret_sealed = $3, refresh_token_sealed = $4, "
+                    "access_token_sealed = $5, updated_at = now() WHERE id = $1",
+                    row["id"],
+                    *values,
+                )
+        return len(rows)
 
     async def mark_needs_reconnect(self, connection_id: str, reason: str) -> None:
         await self.db.execute(
