@@ -64,3 +64,10 @@ class ServiceSettings(BaseSettings):
     exact_webhook_secret: SecretStr = SecretStr(str(SIMULATOR_DEFAULTS["exact_webhook_secret"]))
     exact_division: int = SIMULATOR_DEFAULTS["exact_division"]  # type: ignore[assignment]
     exact_refresh_token: SecretStr = SecretStr(str(SIMULATOR_DEFAULTS["exact_refresh_token"]))
+
+    def twilio_credentials(self) -> tuple[str, str]:
+        """Basic-auth pair for Twilio's REST API: an API key when configured (Twilio's advice),
+        else the account SID and auth token. The auth token still signs callbacks."""
+        if self.twilio_api_key_sid and self.twilio_api_key_secret:
+            return self.twilio_api_key_sid, self.twilio_api_key_secret.get_secret_value()
+        return self.twilio_account_sid, self.twilio_auth_token.get_secret_value()

@@ -17,17 +17,6 @@ from dispatcher.settings import Settings
 __all__ = ["run"]
 
 
-def twilio_auth(settings: Settings) -> httpx.BasicAuth:
-    """An API key when configured (Twilio's advice), else the account SID and auth token."""
-    if settings.twilio_api_key_sid and settings.twilio_api_key_secret:
-        return httpx.BasicAuth(
-            settings.twilio_api_key_sid, settings.twilio_api_key_secret.get_secret_value()
-        )
-    return httpx.BasicAuth(
-        settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value()
-    )
-
-
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with AsyncExitStack() as stack:
         pool = await stack.enter_async_context(db.pool(settings.database_url))
@@ -42,7 +31,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         )
         twilio = await stack.enter_async_context(
             httpx.AsyncClient(
-                base_url=settings.twilio_api_base_url, auth=twilio_auth(settings), timeout=timeout
+                base_url=settings.twilio_api_base_url,
+                auth=httpx.BasicAuth(*settings.twilio_credentials()),
+                timeout=timeout,
             )
         )
         registry = make_registry()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from sim_twilio import admin, calls, messages, sendgrid
+from sim_twilio import account, admin, calls, messages, sendgrid
 from sim_twilio.keys import CREATE_CALL, CREATE_MESSAGE, METRICS, SESSION, SETTINGS, STATE
 from sim_twilio.metrics import Metrics
 from sim_twilio.observe import observe
@@ -52,5 +52,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post(f"{_ACCOUNT}/Calls.json", calls.create_call)
     app.router.add_get(f"{_ACCOUNT}/Calls/{{CallSid:{_SID}}}.json", calls.fetch_call)
     app.router.add_post("/v3/mail/send", sendgrid.send_mail)
+    app.router.add_get(f"{_ACCOUNT}.json", account.fetch_account)
+    app.router.add_get("/v1/Services/{ServiceSid}", account.fetch_service)
+    app.router.add_get("/v3/scopes", account.sendgrid_scopes)
     app.router.add_routes(admin.routes)
     return app

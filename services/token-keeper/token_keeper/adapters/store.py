@@ -24,10 +24,13 @@ class ConnectionSummary:
     """A connection without its secrets: safe to list and log."""
 
     id: str
+    base_url: str
     status: str
     division: int
+    divisions: list[int]
     refreshed_at: datetime | None
     refresh_count: int
+    connected_at: datetime | None
 
 
 def fingerprint(access_token: str) -> str:
@@ -111,10 +114,59 @@ class PostgresConnectionStore:
 
     async def summaries(self) -> list[ConnectionSummary]:
         rows = await self.db.fetch(
-            "SELECT id, status, division, refreshed_at, refresh_count FROM tokens.connections "
-            "ORDER BY id"
+            "SELECT id, base_url, status, division, divisions, refreshed_at, refresh_count, "
+            "connected_at FROM tokens.connections ORDER BY id"
         )
         return [ConnectionSummary(**dict(r)) for r in rows]
+
+    async def connect(
+        self,
+        *,
+        id: str,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        webhook_secret: str,
+        divisions: list[int],
+        pair: TokenPair,
+        now: datetime,
+    ) -> None:
+        """Store a freshly consented connection (new, or repairing a broken chain), under the
+        same lock as refreshes so a running token-keeper never races it."""
+        seal = self.sealer.seal
+        async with self.db.acquire() as db, db.transaction():
+            await db.execute("SELECT pg_advisory_xact_lock(hashtext('tokens:' || $1))", id)
+            await db.execute(
+                """INSERT INTO tokens.connections AS c (id, base_url, client_id,
+                       client_secret_sealed, webhook_secret_sealed, division, divisions,
+                       refresh_token_sealed, access_token_sealed, access_fingerprint,
+                       access_expires_at, refreshed_at, connected_at, status)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, 'active')
+                   ON CONFLICT (id) DO UPDATE SET base_url = EXCLUDED.base_url,
+                       client_id = EXCLUDED.client_id,
+                       client_secret_sealed = EXCLUDED.client_secret_sealed,
+                       webhook_secret_sealed = EXCLUDED.webhook_secret_sealed,
+                       division = EXCLUDED.division, divisions = EXCLUDED.divisions,
+                       refresh_token_sealed = EXCLUDED.refresh_token_sealed,
+                       access_token_sealed = EXCLUDED.access_token_sealed,
+                       access_fingerprint = EXCLUDED.access_fingerprint,
+                       access_expires_at = EXCLUDED.access_expires_at,
+                       refreshed_at = EXCLUDED.refreshed_at,
+                       connected_at = EXCLUDED.connected_at, status = 'active',
+                       status_reason = NULL, updated_at = now()""",
+                id,
+                base_url,
+                client_id,
+                seal(client_secret),
+                seal(webhook_secret),
+                divisions[0],
+                divisions,
+                seal(pair.refresh_token),
+                seal(pair.access_token),
+                fingerprint(pair.access_token),
+                now + timedelta(seconds=pair.expires_in),
+                now,
+            )
 
     async def reseal(self) -> int:
         """Re-seal every secret under the newest key (after prepending a key to
@@ -164,8 +216,9 @@ class PostgresConnectionStore:
         that has since rotated. Returns True when it inserted."""
         status = await self.db.execute(
             """INSERT INTO tokens.connections (id, base_url, client_id, client_secret_sealed,
-                   webhook_secret_sealed, division, refresh_token_sealed)
-               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING""",
+                   webhook_secret_sealed, division, divisions, refresh_token_sealed)
+               VALUES ($1, $2, $3, $4, $5, $6, ARRAY[$6::integer], $7)
+               ON CONFLICT (id) DO NOTHING""",
             id,
             base_url,
             client_id,

@@ -1,0 +1,52 @@
+"""``mlc``: the operator's command line for connections.
+
+::
+
+    mlc connect [--region nl|be|uk|de|fr|es|us | --base-url URL] [--division N ...]
+    mlc connections list
+    mlc ping
+    mlc subscriptions list|sync|delete [--connection ID]
+
+Settings come from the same ``MLC_`` variables as the services (database, secret key, public
+URL, Twilio and SendGrid credentials). ``ping`` and ``subscriptions`` get Exact access tokens
+from the running token-keeper, never by refreshing on their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from token_keeper.cli import connect, connections, ping, subscriptions
+from token_keeper.settings import Settings
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlc", description="ml-connector operations")
+    sub = parser.add_subparsers(dest="command", required=True)
+    connect.add_arguments(sub.add_parser("connect", help="connect an Exact Online company"))
+    listing = sub.add_parser("connections", help="list connections (never their secrets)")
+    listing.add_argument("action", choices=["list"])
+    sub.add_parser("ping", help="check every configured credential against the live systems")
+    subs = sub.add_parser("subscriptions", help="Exact webhook subscriptions")
+    subscriptions.add_arguments(subs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    runner = {
+        "connect": connect.run,
+        "connections": connections.run,
+        "ping": ping.run,
+        "subscriptions": subscriptions.run,
+    }[args.command]
+    return asyncio.run(runner(settings, args, print))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The operator's ``mlc`` CLI against both simulators, a real broker and database:
+connect through OAuth, list connections without secrets, ping every credential, and keep
+Exact's webhook subscriptions in sync."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from contextlib import AsyncExitStack
+
+import httpx
+import pytest
+from aiohttp.test_utils import TestServer
+
+from common.crypto import generate_key
+from common.settings import SIMULATOR_DEFAULTS
+from common.testing import eventually
+from ingress.app import create_app as create_ingress
+from ingress.settings import Settings as IngressSettings
+from sim_exact.client import SimExactAdmin
+from sim_exact.server import running as exact_running
+from sim_exact.settings import Settings as ExactSimSettings
+from sim_twilio.server import serve as twilio_serve
+from sim_twilio.settings import Settings as TwilioSimSettings
+from token_keeper.app import run as run_token_keeper
+from token_keeper.cli import connect, connections, ping, subscriptions
+from token_keeper.cli.subscriptions import TOPICS, plan_sync
+from token_keeper.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+DIVISION = int(SIMULATOR_DEFAULTS["exact_division"])  # type: ignore[call-overload]
+
+
+def test_sync_plans_deletes_for_stale_urls_and_duplicates_and_creates_the_rest():
+    ours, old = "https://hooks/webhooks/exact/acme", "https://old/webhooks/exact/acme"
+    existing = [
+        {"ID": "1", "Topic": "SalesInvoices", "CallbackURL": ours},
+        {"ID": "2", "Topic": "SalesInvoices", "CallbackURL": ours},
+        {"ID": "3", "Topic": "Accounts", "CallbackURL": old},
+        {"ID": "4", "Topic": "Items", "CallbackURL": "https://someone-else"},
+    ]
+    delete, create = plan_sync(existing, ["SalesInvoices", "Accounts"], ours)
+    assert delete == ["2", "3"]
+    assert create == ["Accounts"]
+
+
+async def test_connect_list_ping_and_sync_subscriptions(private_amqp_url, private_database_url):
+    key = generate_key()
+    lines: list[str] = []
+    async with AsyncExitStack() as stack:
+        exact = await stack.enter_async_context(exact_running(ExactSimSettings(http_port=0)))
+        twilio_url = await stack.enter_async_context(twilio_serve(TwilioSimSettings(http_port=0)))
+        ingress = TestServer(create_ingress(IngressSettings(amqp_url=private_amqp_url)))
+        await ingress.start_server()
+        stack.push_async_callback(ingress.close)
+        settings = Settings(
+            amqp_url=private_amqp_url,
+            database_url=private_database_url,
+            secret_key=key,
+            exact_base_url=exact.url,
+            twilio_api_base_url=twilio_url,
+            sendgrid_api_base_url=twilio_url,
+            http_port=0,
+            exact_connection_id="acme",
+            public_base_url=str(ingress.make_url("")).rstrip("/"),
+        )
+
+        # mlc connect: consent is given by following the printed URL (the simulator approves)
+        connect_args = argparse.Namespace(
+            base_url=exact.url,
+            region=None,
+            connection="acme",
+            division=[DIVISION],
+            redirect_port=0,
+            no_browser=True,
+            timeout=30,
+        )
+        task = asyncio.create_task(connect.run(settings, connect_args, lines.append))
+        async with httpx.AsyncClient(follow_redirects=True) as browser:
+            printed = await eventually(
+                lambda: [line for line in lines if "/api/oauth2/auth?" in line],
+                what="the authorize URL printed",
+            )
+            url = printed[0].split(": ", 1)[1]
+            assert (await browser.get(url)).status_code == 200
+        assert await task == 0
+        assert f"Connection 'acme' serves division(s) {DIVISION}." in lines
+
+        # mlc connections list: the row, and no secret anywhere
+        lines.clear()
+        assert await connections.run(settings, argparse.Namespace(), lines.append) == 0
+        listing = "\n".join(lines)
+        assert "acme" in listing
+        assert str(DIVISION) in listing
+        assert "active" in listing
+        for secret in (
+            settings.exact_client_secret.get_secret_value(),
+            settings.exact_webhook_secret.get_secret_value(),
+        ):
+            assert secret not in listing
+
+        # token-keeper serves the new connection; ping asks it, never refreshing on its own
+        stop = asyncio.Event()
+        keeper = asyncio.create_task(run_token_keeper(settings, stop))
+
+        async def stop_keeper() -> None:
+            stop.set()
+            await keeper
+
+        stack.push_async_callback(stop_keeper)
+        admin = await stack.enter_async_context(SimExactAdmin(exact.url))
+        refreshes_before = sum(c["refreshes"] for c in (await admin.stats())["token_chains"])
+        lines.clear()
+        assert await ping.run(settings, argparse.Namespace(), lines.append) == 0, lines
+        assert lines[0].startswith("exact[acme]: ok")
+        assert lines[1].startswith("twilio: ok")
+        assert lines[2].startswith("sendgrid: ok")
+        refreshes_after = sum(c["refreshes"] for c in (await admin.stats())["token_chains"])
+        assert refreshes_after == refreshes_before  # the consented token was still fresh
+
+        # subscriptions: sync creates each topic once, a second sync changes nothing
+        sync = argparse.Namespace(action="sync", connection="acme", topic=None)
+        lines.clear()
+        assert await subscriptions.run(settings, sync, lines.append) == 0
+        assert lines == [f"acme {DIVISION}: deleted 0, created {len(TOPICS)}"]
+        lines.clear()
+        assert await subscriptions.run(settings, sync, lines.append) == 0
+        assert lines == [f"acme {DIVISION}: deleted 0, created 0"]
+        lines.clear()
+        listing_args = argparse.Namespace(action="list", connection="acme", topic=None)
+        await subscriptions.run(settings, listing_args, lines.append)
+        assert sorted(line.split()[2] for line in lines) == sorted(TOPICS)
+        lines.clear()
+        delete = argparse.Namespace(action="delete", connection="acme", topic=None)
+        await subscriptions.run(settings, delete, lines.append)
+        assert lines == [f"acme {DIVISION}: deleted {len(TOPICS)}, created 0"]
+
+
+async def test_ping_names_what_to_fix_when_twilio_credentials_are_wrong(
+    private_amqp_url, private_database_url
+):
+    async with twilio_serve(TwilioSimSettings(http_port=0)) as twilio_url:
+        settings = Settings(
+            amqp_url=private_amqp_url,
+            database_url=private_database_url,
+            secret_key=generate_key(),
+            twilio_api_base_url=twilio_url,
+            sendgrid_api_base_url=twilio_url,
+            twilio_auth_token="wrong-token",
+        )
+        lines: list[str] = []
+        assert await ping.run(settings, argparse.Namespace(), lines.append) == 1
+    assert lines[0] == "exact: no connection; fix: run `mlc connect`"
+    assert lines[1].startswith("twilio: account check answered 401")
+    assert lines[2].startswith("sendgrid: ok")
