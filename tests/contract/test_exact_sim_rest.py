@@ -584,3 +584,30 @@ async def test_a_callback_url_setting_subscribes_the_five_topics_at_start(receiv
         bodies = await eventually(receiver.deliveries, until=lambda b: len(b) == 1)
         assert _content(bodies[0])["Topic"] == "SalesOrders"
         assert _content(bodies[0])["Key"] == order["OrderID"]
+
+
+async def test_issuing_opens_a_receivable_and_paying_settles_it_without_a_webhook(api):
+    invoice = await api.admin.create_invoice(amount=99.5)
+    await api.admin.issue_invoice(invoice["InvoiceID"])
+    by_entry = {
+        "$filter": f"TransactionEntryID eq guid'{invoice['InvoiceID']}'",
+        "$select": "ID,IsFullyPaid,Status,AmountDC,InvoiceNumber",
+    }
+    (open_item,) = (await api.get("cashflow/Receivables", params=by_entry)).json()["d"]["results"]
+    assert open_item["IsFullyPaid"] is False
+    assert open_item["Status"] == 20
+    assert open_item["AmountDC"] == 99.5
+    before = (await api.admin.advance_clock(60))["now"]
+    webhooks_before = len(await api.admin.webhooks())
+    await api.admin.pay_invoice(invoice["InvoiceID"])
+    since = before.split("+")[0].replace("Z", "")[:19]
+    paid = {
+        "$filter": f"IsFullyPaid eq true and Modified gt datetime'{since}'",
+        "$select": "ID,InvoiceNumber,LastPaymentDate",
+    }
+    rows = (await api.get("cashflow/Receivables", params=paid)).json()["d"]["results"]
+    assert [r["ID"] for r in rows] == [open_item["ID"]]
+    assert rows[0]["LastPaymentDate"].startswith("/Date(")
+    assert len(await api.admin.webhooks()) == webhooks_before
+    with pytest.raises(httpx.HTTPStatusError):
+        await api.admin.pay_invoice(invoice["InvoiceID"])

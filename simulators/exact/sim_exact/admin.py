@@ -11,6 +11,8 @@ fires webhooks exactly as a change in Exact would::
                                              "division"?, Exact fields...} -> draft (Status 10)
     PATCH  /_sim/invoices/{id}              {fields}
     POST   /_sim/invoices/{id}/issue        Status 50 + InvoiceNumber (409 when already issued)
+                                            and an open receivable for it
+    POST   /_sim/invoices/{id}/pay          its receivable fully paid (409 when not issued/paid)
     DELETE /_sim/invoices/{id}              Delete webhook
     POST   /_sim/entities/{Entity}          any entity set by name (SalesOrders, PurchaseOrders)
     GET    /_sim/entities/{Entity}; PATCH and DELETE /_sim/entities/{Entity}/{id}
@@ -101,6 +103,15 @@ async def issue_invoice(request: web.Request) -> web.Response:
     return web.json_response(record(row))
 
 
+async def pay_invoice(request: web.Request) -> web.Response:
+    sim = simulator(request)
+    try:
+        row = sim.documents.pay_invoice(request.match_info["id"])
+    except ValueError as exc:
+        raise AdminError(409, str(exc)) from exc
+    return web.json_response(record(row))
+
+
 async def add_division(request: web.Request) -> web.Response:
     sim = simulator(request)
     body = await json_body(request)
@@ -118,6 +129,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/_sim/divisions", add_division)
     r.add_post("/_sim/invoices", create_invoice)
     r.add_post("/_sim/invoices/{id}/issue", issue_invoice)
+    r.add_post("/_sim/invoices/{id}/pay", pay_invoice)
     r.add_patch("/_sim/{alias:invoices}/{id}", edit_record)
     r.add_delete("/_sim/{alias:invoices}/{id}", delete_record)
     for prefix in ("/_sim/{alias:accounts|contacts}", "/_sim/entities/{entity}"):

@@ -85,6 +85,10 @@ class SimExactAdmin:
         """Status 50 and the next InvoiceNumber; fires Update."""
         return await self._call("POST", f"/_sim/invoices/{invoice_id}/issue")  # type: ignore[no-any-return]
 
+    async def pay_invoice(self, invoice_id: str) -> dict[str, Any]:
+        """The invoice's receivable becomes fully paid (no webhook: Exact has no such topic)."""
+        return await self._call("POST", f"/_sim/invoices/{invoice_id}/pay")  # type: ignore[no-any-return]
+
     async def delete_invoice(self, invoice_id: str) -> None:
         """Remove the invoice; fires Delete."""
         await self._call("DELETE", f"/_sim/invoices/{invoice_id}")

@@ -20,6 +20,7 @@ from sim_exact.entities import (
     ACCOUNTS,
     CONTACTS,
     PURCHASE_ORDERS,
+    RECEIVABLES,
     SALES_INVOICES,
     SALES_ORDERS,
     EntitySet,
@@ -159,7 +160,7 @@ class Documents:
             raise ValueError(f"invoice {key} is already processed")
         year = self._clock.now_dt().year % 100
         number = self._next_number(division, SALES_INVOICES, year * 1_000_000)
-        return self._store.update(
+        issued = self._store.update(
             division,
             SALES_INVOICES,
             key,
@@ -170,6 +171,30 @@ class Documents:
                 "PaymentReference": f"{number:016d}",
             },
         )
+        # Booking the invoice opens the customer's receivable (Status 20: open).
+        receivable = {
+            "Account": issued["InvoiceTo"], "AmountDC": issued["AmountDC"],
+            "AmountFC": issued["AmountFC"], "Currency": issued["Currency"],
+            "DueDate": issued["DueDate"], "InvoiceDate": issued["InvoiceDate"],
+            "InvoiceNumber": number, "YourRef": issued["YourRef"],
+            "PaymentReference": issued["PaymentReference"], "Status": 20,
+            "IsFullyPaid": False, "TransactionEntryID": issued["InvoiceID"],
+        }  # fmt: skip
+        self.create(division, RECEIVABLES, receivable)
+        return issued
+
+    def pay_invoice(self, key: Any) -> Row:
+        """The customer paid an issued invoice in full: its receivable becomes matched (50)."""
+        division, invoice = self._locate(SALES_INVOICES, key)
+        for row in self._store.rows(division, RECEIVABLES):
+            if row["TransactionEntryID"] == invoice["InvoiceID"]:
+                if row["IsFullyPaid"]:
+                    raise ValueError(f"invoice {key} is already paid")
+                return self._store.update(division, RECEIVABLES, row["ID"], {
+                    "IsFullyPaid": True, "Status": 50,
+                    "LastPaymentDate": self._clock.now_dt(),
+                })  # fmt: skip
+        raise ValueError(f"invoice {key} has no receivable: it is not issued")
 
     # internals -----------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ __all__ = [
     "DIVISIONS",
     "ENTITY_SETS",
     "PURCHASE_ORDERS",
+    "RECEIVABLES",
     "SALES_INVOICES",
     "SALES_ORDERS",
     "TOPICS",
@@ -126,6 +127,18 @@ PURCHASE_ORDERS = EntitySet(
     topic="PurchaseOrders",
 )  # fmt: skip
 
+#: Money to collect from customers: one open item per issued invoice, settled when paid. No
+#: webhook topic fires for it (reference §1.5), so payments are found by reading it.
+RECEIVABLES = EntitySet(
+    "cashflow", "Receivables", "ID", "Exact.Web.Api.Models.Cashflow.Receivable",
+    _fields(
+        ID="guid", Account="guid", AccountName="string", AmountDC="float", AmountFC="float",
+        Currency="string", DueDate="datetime", InvoiceDate="datetime", InvoiceNumber="int",
+        YourRef="string", PaymentReference="string", Status="int", IsFullyPaid="bool",
+        LastPaymentDate="datetime", TransactionEntryID="guid", **_AUDIT,
+    ),
+)  # fmt: skip
+
 DIVISIONS = EntitySet(
     "hrm", "Divisions", "Code", "Exact.Web.Api.Models.HRM.Division",
     _fields(
@@ -143,7 +156,7 @@ WEBHOOK_SUBSCRIPTIONS = EntitySet(
 )  # fmt: skip
 
 ENTITY_SETS: tuple[EntitySet, ...] = (
-    SALES_INVOICES, ACCOUNTS, CONTACTS, SALES_ORDERS, PURCHASE_ORDERS, DIVISIONS,
+    SALES_INVOICES, ACCOUNTS, CONTACTS, SALES_ORDERS, PURCHASE_ORDERS, RECEIVABLES, DIVISIONS,
     WEBHOOK_SUBSCRIPTIONS,
 )  # fmt: skip
 #: ``service/Entity`` -> set, for routing REST calls.
