@@ -6,7 +6,7 @@ envelope travels in AMQP properties (see ``common.amqp``); the body is the model
 """
 
 from common.contracts.base import SCHEMA_VERSION, Command, Event, Message
-from common.contracts.exact import ExactWebhookReceived
+from common.contracts.exact import ExactWebhookReceived, PaymentReceived
 from common.contracts.notifications import (
     Channel,
     NotificationAmbiguous,
@@ -39,6 +39,7 @@ __all__ = [
     "NotificationFailed",
     "NotificationSent",
     "NotificationSkipped",
+    "PaymentReceived",
     "Recipient",
     "RpcError",
     "SendNotification",

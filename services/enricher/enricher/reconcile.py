@@ -1,0 +1,137 @@
+"""Catch-up: find what webhooks missed by reading what changed, and payments, which have none.
+
+Webhooks get lost (downtime, a dropped subscription). Per connection and division, a periodic
+pass reads records ``Modified`` since the last watermark and feeds them into the same pipeline
+as ``exact.<topic>.update`` events marked ``source="reconciliation"``; the idempotency key makes
+overlap with webhooks harmless. Payments are found on ``cashflow/Receivables``
+(``IsFullyPaid``) and published as ``exact.payment.received``.
+
+Watermarks advance only after the events are published (the caller commits them), so a crash
+repeats a window rather than skipping one; each pass reads from a little before the watermark
+(``overlap``) because ``Modified`` is stamped by Exact's clock, not ours.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+from uuid import UUID
+
+from common.contracts import ExactWebhookReceived, Message, PaymentReceived
+from enricher.ports import Record
+
+__all__ = ["STREAMS", "FilteredReader", "Pass", "reconcile"]
+
+#: stream -> (resource, key field, topic of the events it feeds; None for payments)
+STREAMS: dict[str, tuple[str, str, str | None]] = {
+    "SalesInvoices": ("salesinvoice/SalesInvoices", "InvoiceID", "SalesInvoices"),
+    "Payments": ("cashflow/Receivables", "ID", None),
+}
+_PAYMENT_FIELDS = [
+    "ID",
+    "TransactionEntryID",
+    "InvoiceNumber",
+    "AmountDC",
+    "Currency",
+    "LastPaymentDate",
+    "Modified",
+]
+_DATE = re.compile(r"/Date\((-?\d+)\)/")
+
+
+class FilteredReader(Protocol):
+    async def get_filtered(
+        self, connection_id: str, division: int, resource: str, filter_: str, select: list[str]
+    ) -> list[Record]:
+        """Every record matching an OData ``$filter`` (all pages)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Pass:
+    """What one reconciliation pass found: events to publish, then watermarks to commit."""
+
+    messages: Sequence[Message]
+    watermarks: dict[str, datetime]
+
+
+def _when(value: object) -> datetime | None:
+    match = _DATE.fullmatch(str(value or ""))
+    return datetime.fromtimestamp(int(match.group(1)) / 1000, UTC) if match else None
+
+
+def _literal(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("datetime'%Y-%m-%dT%H:%M:%S'")
+
+
+async def reconcile(
+    connection_id: str,
+    division: int,
+    client_id: str,
+    *,
+    exact: FilteredReader,
+    watermarks: dict[str, datetime | None],
+    now: datetime,
+    lookback: timedelta,
+    overlap: timedelta,
+) -> Pass:
+    """One pass over every stream; ``watermarks`` holds the last committed ones (or None)."""
+    messages: list[Message] = []
+    advanced: dict[str, datetime] = {}
+    for stream, (resource, key_field, topic) in STREAMS.items():
+        since = (watermarks.get(stream) or now - lookback) - overlap
+        modified = f"Modified gt {_literal(since)}"
+        if topic is None:
+            rows = await exact.get_filtered(
+                connection_id,
+                division,
+                resource,
+                f"IsFullyPaid eq true and {modified}",
+                _PAYMENT_FIELDS,
+            )
+        else:
+            rows = await exact.get_filtered(
+                connection_id, division, resource, modified, [key_field, "Modified"]
+            )
+        newest = watermarks.get(stream)
+        for row in rows:
+            changed = _when(row.get("Modified"))
+            if changed and (newest is None or changed > newest):
+                newest = changed
+            if topic is None:
+                messages.append(_payment(connection_id, division, row))
+            else:
+                messages.append(
+                    ExactWebhookReceived(
+                        connection_id=connection_id,
+                        client_id=client_id,
+                        division=division,
+                        topic=topic,
+                        action="Update",
+                        key_id=UUID(str(row[key_field])),
+                        endpoint=resource,
+                        event_created_on=(changed or now).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
+                        received_at=now,
+                        source="reconciliation",
+                    )
+                )
+        advanced[stream] = newest or since + overlap
+    return Pass(messages, advanced)
+
+
+def _payment(connection_id: str, division: int, row: Record) -> PaymentReceived:
+    entry = row.get("TransactionEntryID")
+    number = row.get("InvoiceNumber")
+    return PaymentReceived(
+        connection_id=connection_id,
+        division=division,
+        receivable_id=UUID(str(row["ID"])),
+        invoice_id=UUID(str(entry)) if entry else None,
+        invoice_number=str(number) if number is not None else None,
+        amount=row.get("AmountDC"),
+        currency=row.get("Currency"),
+        paid_at=_when(row.get("LastPaymentDate")),
+    )
