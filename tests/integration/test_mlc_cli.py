@@ -12,7 +12,10 @@ import httpx
 import pytest
 from aiohttp.test_utils import TestServer
 
+from common import amqp
+from common.contracts import AccessToken, TokenGet
 from common.crypto import generate_key
+from common.rpc import RpcClient
 from common.settings import SIMULATOR_DEFAULTS
 from common.testing import eventually
 from ingress.app import create_app as create_ingress
@@ -118,6 +121,8 @@ async def test_connect_list_ping_and_sync_subscriptions(private_amqp_url, privat
         assert lines[2].startswith("sendgrid: ok")
         refreshes_after = sum(c["refreshes"] for c in (await admin.stats())["token_chains"])
         assert refreshes_after == refreshes_before  # the consented token was still fresh
+        token = await _token(private_amqp_url, "acme")
+        assert token.divisions == [DIVISION]
 
         # subscriptions: sync creates each topic once, a second sync changes nothing
         sync = argparse.Namespace(action="sync", connection="acme", topic=None)
@@ -154,3 +159,9 @@ async def test_ping_names_what_to_fix_when_twilio_credentials_are_wrong(
     assert lines[0] == "exact: no connection; fix: run `mlc connect`"
     assert lines[1].startswith("twilio: account check answered 401")
     assert lines[2].startswith("sendgrid: ok")
+
+
+async def _token(amqp_url: str, connection_id: str) -> AccessToken:
+    async with amqp.connect(amqp_url, name="test-mlc-cli") as broker:
+        rpc = await RpcClient.open(broker)
+        return await rpc.call(TokenGet(connection_id=connection_id), AccessToken)

@@ -74,6 +74,7 @@ def _reply(row: Connection) -> AccessToken:
         expires_at=row.access_expires_at,
         base_url=row.base_url,
         division=row.division,
+        divisions=list(row.divisions or (row.division,)),
     )
 
 

@@ -26,6 +26,7 @@ class Connection:
     access_expires_at: datetime | None
     refreshed_at: datetime | None
     status: str
+    divisions: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

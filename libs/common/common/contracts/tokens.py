@@ -60,6 +60,8 @@ class AccessToken(Message):
     expires_at: datetime
     base_url: str
     division: int
+    #: Every division the connection serves (``division`` is the default one).
+    divisions: list[int] = []
 
 
 class WebhookSecret(Message):

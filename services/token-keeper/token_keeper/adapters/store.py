@@ -95,6 +95,7 @@ class PostgresConnectionStore:
             access_expires_at=record["access_expires_at"],
             refreshed_at=record["refreshed_at"],
             status=record["status"],
+            divisions=tuple(record["divisions"] or (record["division"],)),
         )
 
     async def get(self, connection_id: str) -> Connection | None:
