@@ -11,12 +11,14 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from common.crypto import generate_key
+from common import db
+from common.crypto import Sealer, generate_key
 from common.settings import SIMULATOR_DEFAULTS
 from common.signatures import exact_hashcode, twilio_signature
 from common.testing.infra import Infra, create_vhost, delete_vhost, unique
 from ingress.app import create_app
 from ingress.settings import Settings as IngressSettings
+from token_keeper.adapters.store import PostgresConnectionStore
 from token_keeper.app import run as run_token_keeper
 from token_keeper.settings import Settings as TokenKeeperSettings
 
@@ -157,4 +159,39 @@ async def test_twilio_status_callbacks_are_verified_against_the_public_url(ingre
     message = await queue.get(timeout=10)
     assert message.routing_key == "twilio.status.delivered"
     assert await queue.get(fail=False, timeout=1) is None
+    await connection.close()
+
+
+async def test_a_connections_own_twilio_account_signs_its_callbacks(ingress, database_url):
+    client, amqp_url = ingress
+    own_token = "acme-own-twilio-auth-token"
+    async with db.pool(database_url) as pool:
+        store = PostgresConnectionStore(pool, Sealer(SEALING_KEY))
+        assert await store.set_channel_credentials(
+            "ingress-test",
+            twilio_account_sid="AC" + "a" * 32,
+            twilio_auth_token=own_token,
+            twilio_messaging_service_sid=None,
+            sendgrid_api_key=None,
+        )
+    connection, queue = await probe(amqp_url, "twilio.status.#")
+    form = {"MessageSid": "SM" + "2" * 32, "MessageStatus": "sent"}
+    url = "https://hooks.example.com/webhooks/twilio/status?connection=ingress-test"
+    path = "/webhooks/twilio/status?connection=ingress-test"
+    default = str(SIMULATOR_DEFAULTS["twilio_auth_token"])
+    assert (
+        await client.post(
+            path,
+            data=form,
+            headers={"X-Twilio-Signature": twilio_signature(default, url, form.items())},
+        )
+    ).status == 401
+    assert (
+        await client.post(
+            path,
+            data=form,
+            headers={"X-Twilio-Signature": twilio_signature(own_token, url, form.items())},
+        )
+    ).status == 200
+    assert (await queue.get(timeout=10)).routing_key == "twilio.status.sent"
     await connection.close()

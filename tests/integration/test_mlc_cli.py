@@ -92,7 +92,7 @@ async def test_connect_list_ping_and_sync_subscriptions(private_amqp_url, privat
 
         # mlc connections list: the row, and no secret anywhere
         lines.clear()
-        assert await connections.run(settings, argparse.Namespace(), lines.append) == 0
+        assert await connections.run(settings, argparse.Namespace(action="list"), lines.append) == 0
         listing = "\n".join(lines)
         assert "acme" in listing
         assert str(DIVISION) in listing
@@ -123,6 +123,26 @@ async def test_connect_list_ping_and_sync_subscriptions(private_amqp_url, privat
         assert refreshes_after == refreshes_before  # the consented token was still fresh
         token = await _token(private_amqp_url, "acme")
         assert token.divisions == [DIVISION]
+
+        # a company bringing its own Twilio account: stored sealed, listed, pinged
+        own = argparse.Namespace(
+            action="set-channels",
+            id="acme",
+            twilio_account_sid=settings.twilio_account_sid,
+            twilio_auth_token=settings.twilio_auth_token.get_secret_value(),
+            twilio_messaging_service_sid=settings.twilio_messaging_service_sid,
+            sendgrid_api_key=None,
+        )
+        lines.clear()
+        assert await connections.run(settings, own, lines.append) == 0
+        assert lines == ["connection 'acme' uses Twilio of its own"]
+        lines.clear()
+        await connections.run(settings, argparse.Namespace(action="list"), lines.append)
+        assert lines[1].endswith("own twilio")
+        assert settings.twilio_auth_token.get_secret_value() not in "\n".join(lines)
+        lines.clear()
+        assert await ping.run(settings, argparse.Namespace(), lines.append) == 0, lines
+        assert lines[3].startswith("twilio[acme]: ok")
 
         # subscriptions: sync creates each topic once, a second sync changes nothing
         sync = argparse.Namespace(action="sync", connection="acme", topic=None)

@@ -9,9 +9,10 @@ reply straight to the calling channel. A timeout or an ``RpcError`` reply of kin
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aio_pika
 import structlog
@@ -24,7 +25,7 @@ from common.contracts.base import Message
 from common.contracts.tokens import RpcError
 from common.errors import MlcError, PermanentError, TransientError
 
-__all__ = ["RpcClient", "serve_rpc"]
+__all__ = ["CachedLookup", "RpcClient", "serve_rpc"]
 
 log = structlog.get_logger("common.rpc")
 
@@ -112,6 +113,26 @@ class RpcClient:
             raise PermanentError(f"{request.key()}: {error.message}", code=error.kind)
         result: R = decode(reply_model, reply.body)
         return result
+
+
+class CachedLookup(Generic[R]):
+    """Per-connection answers of one RPC (a webhook secret, channel credentials), kept for
+    ``ttl`` seconds so a burst of webhooks or sends asks token-keeper once."""
+
+    def __init__(
+        self, rpc: RpcClient, request: Callable[[str], Message], reply: type[R], *, ttl: float
+    ) -> None:
+        self._rpc, self._request, self._reply, self._ttl = rpc, request, reply, ttl
+        self._cache: dict[str, tuple[float, R]] = {}
+
+    async def get(self, connection_id: str) -> R:
+        """The connection's answer. Raises PermanentError (unknown) or TransientError."""
+        hit = self._cache.get(connection_id)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        answer = await self._rpc.call(self._request(connection_id), self._reply)
+        self._cache[connection_id] = (time.monotonic() + self._ttl, answer)
+        return answer
 
 
 async def serve_rpc(

@@ -105,7 +105,12 @@ QUEUES: dict[str, QueueSpec] = {
     ),
     "token-keeper.rpc": QueueSpec(
         "token-keeper.rpc",
-        ((RPC, "token.get"), (RPC, "token.refresh"), (RPC, "webhook-secret.get")),
+        (
+            (RPC, "token.get"),
+            (RPC, "token.refresh"),
+            (RPC, "webhook-secret.get"),
+            (RPC, "channel-credentials.get"),
+        ),
         retries=False,
     ),
 }

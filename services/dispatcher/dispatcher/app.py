@@ -8,8 +8,11 @@ from contextlib import AsyncExitStack
 import httpx
 
 from common import amqp, db, health, topology
+from common.contracts import ChannelCredentials, ChannelCredentialsGet
 from common.metrics import ConsumerMetrics, make_registry
+from common.rpc import CachedLookup, RpcClient
 from dispatcher import handlers
+from dispatcher.adapters.accounts import TwilioAccounts
 from dispatcher.adapters.claims import PostgresClaimStore
 from dispatcher.adapters.twilio import TwilioNotifier
 from dispatcher.settings import Settings
@@ -30,22 +33,19 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             settings.dispatcher_read_timeout, connect=settings.dispatcher_connect_timeout
         )
         twilio = await stack.enter_async_context(
-            httpx.AsyncClient(
-                base_url=settings.twilio_api_base_url,
-                auth=httpx.BasicAuth(*settings.twilio_credentials()),
-                timeout=timeout,
-            )
+            httpx.AsyncClient(base_url=settings.twilio_api_base_url, timeout=timeout)
+        )
+        credentials = CachedLookup(
+            await RpcClient.open(connection),
+            lambda c: ChannelCredentialsGet(connection_id=c),
+            ChannelCredentials,
+            ttl=settings.dispatcher_credentials_cache_seconds,
         )
         registry = make_registry()
         routes = amqp.bind(
             handlers.HANDLERS,
             claims=PostgresClaimStore(pool, stale_seconds=settings.dispatcher_claim_stale_seconds),
-            notifier=TwilioNotifier(
-                twilio,
-                account_sid=settings.twilio_account_sid,
-                messaging_service_sid=settings.twilio_messaging_service_sid,
-                status_callback=settings.public_base_url.rstrip("/") + "/webhooks/twilio/status",
-            ),
+            notifier=TwilioNotifier(twilio, TwilioAccounts(settings, credentials)),
         )
         await amqp.run_consumer(
             channel,

@@ -55,7 +55,11 @@ async def send_notification(
             f"channel {command.channel!r} is not supported yet", code="channel_unsupported"
         )
     try:
-        receipt = await notifier.send_sms(command.recipient.address, command.content)
+        receipt = await notifier.send_sms(
+            command.recipient.address,
+            command.content,
+            connection_id=command.source.connection_id,
+        )
     except TransientError:
         await claims.mark(key, "released")
         raise

@@ -34,6 +34,7 @@ class ClaimStore(Protocol):
 
 
 class Notifier(Protocol):
-    async def send_sms(self, to: str, body: str) -> SendReceipt:
-        """Raises PermanentError, TransientError or AmbiguousOutcome."""
+    async def send_sms(self, to: str, body: str, *, connection_id: str) -> SendReceipt:
+        """Send from the connection's Twilio account (its own, or the install's).
+        Raises PermanentError, TransientError or AmbiguousOutcome."""
         ...

@@ -15,3 +15,6 @@ class Settings(ServiceSettings):
     #: A claim still ``sending`` after this long belongs to a sender that died mid-call: the
     #: send may have happened, so the claim becomes ambiguous instead of being sent again.
     dispatcher_claim_stale_seconds: float = 120.0
+    #: How long a connection's Twilio account choice is cached (set-channels takes effect
+    #: within this time).
+    dispatcher_credentials_cache_seconds: float = 60.0

@@ -8,12 +8,17 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from common import amqp, health, topology
+from common.contracts import (
+    ChannelCredentials,
+    ChannelCredentialsGet,
+    WebhookSecret,
+    WebhookSecretGet,
+)
 from common.metrics import make_registry
-from common.rpc import RpcClient
+from common.rpc import CachedLookup, RpcClient
 from ingress import views
-from ingress.keys import METRICS, PUBLISHER, SECRETS, SETTINGS
+from ingress.keys import CHANNELS, METRICS, PUBLISHER, SECRETS, SETTINGS
 from ingress.settings import Settings
-from ingress.webhook_secrets import WebhookSecrets
 
 __all__ = ["create_app"]
 
@@ -37,7 +42,13 @@ def create_app(settings: Settings) -> web.Application:
             await channel.close()
             app[PUBLISHER] = await amqp.Publisher.open(connection)
             rpc = await RpcClient.open(connection)
-            app[SECRETS] = WebhookSecrets(rpc, ttl=settings.ingress_secret_cache_seconds)
+            ttl = settings.ingress_secret_cache_seconds
+            app[SECRETS] = CachedLookup(
+                rpc, lambda c: WebhookSecretGet(connection_id=c), WebhookSecret, ttl=ttl
+            )
+            app[CHANNELS] = CachedLookup(
+                rpc, lambda c: ChannelCredentialsGet(connection_id=c), ChannelCredentials, ttl=ttl
+            )
             checks["broker"] = health.broker_check(connection)
             yield
 

@@ -6,13 +6,17 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from common.amqp import Publisher
+from common.contracts import ChannelCredentials, WebhookSecret
+from common.rpc import CachedLookup
 from ingress.settings import Settings
-from ingress.webhook_secrets import WebhookSecrets
 
-__all__ = ["METRICS", "PUBLISHER", "SECRETS", "SETTINGS"]
+__all__ = ["CHANNELS", "METRICS", "PUBLISHER", "SECRETS", "SETTINGS"]
 
 SETTINGS = web.AppKey("settings", Settings)
 PUBLISHER = web.AppKey("publisher", Publisher)
-SECRETS = web.AppKey("secrets", WebhookSecrets)
+#: Exact webhook secrets per connection, from token-keeper.
+SECRETS = web.AppKey("secrets", CachedLookup[WebhookSecret])
+#: Twilio accounts a connection brings (their auth token signs that account's callbacks).
+CHANNELS = web.AppKey("channels", CachedLookup[ChannelCredentials])
 #: mlc_ingress_webhooks_total{source,outcome}
 METRICS = web.AppKey("webhooks_total", Counter)

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from common.contracts import ExactWebhookReceived, Message, TwilioStatus
 from common.errors import PermanentError, TransientError
 from common.signatures import split_exact_body, twilio_verify, verify_exact
-from ingress.keys import METRICS, PUBLISHER, SECRETS, SETTINGS
+from ingress.keys import CHANNELS, METRICS, PUBLISHER, SECRETS, SETTINGS
 from ingress.payloads import ExactEnvelope
 
 __all__ = ["exact_webhook", "twilio_status"]
@@ -101,13 +101,30 @@ async def exact_webhook(request: web.Request) -> web.Response:
     return await _publish(request, "exact", event)
 
 
+async def _twilio_auth_token(request: web.Request) -> str:
+    """The auth token that signs this callback: the connection's own Twilio account when the
+    callback URL names a connection that brings one, else the install's account."""
+    default = request.app[SETTINGS].twilio_auth_token.get_secret_value()
+    connection_id = request.query.get("connection")
+    if not connection_id:
+        return default
+    own = await request.app[CHANNELS].get(connection_id)
+    return own.twilio_auth_token.get_secret_value() if own.twilio_auth_token else default
+
+
 async def twilio_status(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     form = await request.post()
     params = [(k, v) for k, v in form.items() if isinstance(v, str)]
     url = settings.public_base_url.rstrip("/") + request.path_qs
     signature = request.headers.get("X-Twilio-Signature", "")
-    if not twilio_verify(settings.twilio_auth_token.get_secret_value(), url, params, signature):
+    try:
+        auth_token = await _twilio_auth_token(request)
+    except PermanentError:
+        return _answer(request, "twilio", "unknown_connection", 401)
+    except TransientError as exc:
+        return _answer(request, "twilio", "secret_unavailable", 503, error=str(exc))
+    if not twilio_verify(auth_token, url, params, signature):
         return _answer(request, "twilio", "forged", 401)
     values = dict(params)
     sid = values.get("MessageSid") or values.get("SmsSid")

@@ -70,6 +70,9 @@ async def run(settings: Settings, stop: asyncio.Event, clock: Clock = _utcnow) -
             handlers.WebhookSecretGet.routing_key: functools.partial(
                 handlers.get_webhook_secret, store=store
             ),
+            handlers.ChannelCredentialsGet.routing_key: functools.partial(
+                handlers.get_channel_credentials, store=store
+            ),
         }
         await serve_rpc(
             channel, {key: (handlers.HANDLERS[key][0], fn) for key, fn in bound.items()}, publisher

@@ -23,7 +23,15 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from pydantic import SecretStr
 
-from common.contracts import AccessToken, TokenGet, TokenRefresh, WebhookSecret, WebhookSecretGet
+from common.contracts import (
+    AccessToken,
+    ChannelCredentials,
+    ChannelCredentialsGet,
+    TokenGet,
+    TokenRefresh,
+    WebhookSecret,
+    WebhookSecretGet,
+)
 from common.errors import PermanentError, TransientError
 from token_keeper.adapters.exact_oauth import ChainBroken
 from token_keeper.ports import Connection, ConnectionStore, TokenEndpoint
@@ -32,6 +40,7 @@ __all__ = [
     "HANDLERS",
     "Clock",
     "TokenPolicy",
+    "get_channel_credentials",
     "get_token",
     "get_webhook_secret",
     "keep_alive",
@@ -205,8 +214,20 @@ async def get_webhook_secret(request: WebhookSecretGet, *, store: ConnectionStor
     )
 
 
+async def get_channel_credentials(
+    request: ChannelCredentialsGet, *, store: ConnectionStore
+) -> ChannelCredentials:
+    credentials = await store.channel_credentials(request.connection_id)
+    if credentials is None:
+        raise PermanentError(
+            f"unknown connection {request.connection_id!r}", code="unknown_connection"
+        )
+    return credentials
+
+
 #: RPC routing key -> (request model, handler); ports are bound in app.py.
 HANDLERS = {
+    ChannelCredentialsGet.routing_key: (ChannelCredentialsGet, get_channel_credentials),
     TokenGet.routing_key: (TokenGet, get_token),
     TokenRefresh.routing_key: (TokenRefresh, refresh_token),
     WebhookSecretGet.routing_key: (WebhookSecretGet, get_webhook_secret),

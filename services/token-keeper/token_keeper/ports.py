@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from common.contracts import ChannelCredentials
+
 __all__ = ["Connection", "ConnectionStore", "RefreshSession", "TokenEndpoint", "TokenPair"]
 
 
@@ -60,3 +62,5 @@ class ConnectionStore(Protocol):
         ...
 
     async def mark_needs_reconnect(self, connection_id: str, reason: str) -> None: ...
+
+    async def channel_credentials(self, connection_id: str) -> ChannelCredentials | None: ...

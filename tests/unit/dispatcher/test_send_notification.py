@@ -46,7 +46,7 @@ class FakeNotifier:
         self.errors = list(errors)
         self.sent: list[tuple[str, str]] = []
 
-    async def send_sms(self, to: str, body: str) -> SendReceipt:
+    async def send_sms(self, to: str, body: str, *, connection_id: str) -> SendReceipt:
         self.sent.append((to, body))
         if self.errors:
             raise self.errors.pop(0)

@@ -19,6 +19,8 @@ from common.contracts.notifications import (
 )
 from common.contracts.tokens import (
     AccessToken,
+    ChannelCredentials,
+    ChannelCredentialsGet,
     RpcError,
     TokenGet,
     TokenRefresh,
@@ -31,6 +33,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "AccessToken",
     "Channel",
+    "ChannelCredentials",
+    "ChannelCredentialsGet",
     "Command",
     "Event",
     "ExactWebhookReceived",

@@ -11,6 +11,8 @@ from common.contracts.base import Message
 
 __all__ = [
     "AccessToken",
+    "ChannelCredentials",
+    "ChannelCredentialsGet",
     "RpcError",
     "TokenGet",
     "TokenRefresh",
@@ -47,6 +49,29 @@ class WebhookSecretGet(_Rpc):
     """Ask for the webhook secret that signs a connection's Exact webhooks."""
 
     routing_key: ClassVar[str] = "webhook-secret.get"
+
+
+class ChannelCredentialsGet(_Rpc):
+    """Ask for the Twilio/SendGrid accounts a connection brings (a company's own accounts)."""
+
+    routing_key: ClassVar[str] = "channel-credentials.get"
+
+
+class ChannelCredentials(Message):
+    """Reply to ``channel-credentials.get``. A field left None means: use the install's
+    default account (MLC_TWILIO_* / MLC_SENDGRID_*)."""
+
+    routing_key: ClassVar[str] = "channel-credentials.reply"
+    exchange: ClassVar[str] = ""
+    connection_id: str
+    twilio_account_sid: str | None = None
+    twilio_auth_token: WireSecret | None = None
+    twilio_messaging_service_sid: str | None = None
+    sendgrid_api_key: WireSecret | None = None
+
+    @property
+    def has_twilio(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
 
 
 class AccessToken(Message):

@@ -15,6 +15,7 @@ import httpx
 from pydantic import BaseModel
 
 from common.errors import AmbiguousOutcome, PermanentError, TransientError
+from dispatcher.adapters.accounts import TwilioAccounts
 from dispatcher.ports import SendReceipt
 
 __all__ = ["TwilioNotifier"]
@@ -31,28 +32,21 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 class TwilioNotifier:
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        *,
-        account_sid: str,
-        messaging_service_sid: str,
-        status_callback: str,
-    ) -> None:
+    def __init__(self, client: httpx.AsyncClient, accounts: TwilioAccounts) -> None:
         self._client = client
-        self._path = f"/2010-04-01/Accounts/{account_sid}/Messages.json"
-        self._service = messaging_service_sid
-        self._status_callback = status_callback
+        self._accounts = accounts
 
-    async def send_sms(self, to: str, body: str) -> SendReceipt:
+    async def send_sms(self, to: str, body: str, *, connection_id: str) -> SendReceipt:
+        account = await self._accounts.for_connection(connection_id)
+        path = f"/2010-04-01/Accounts/{account.account_sid}/Messages.json"
         form = {
             "To": to,
             "Body": body,
-            "MessagingServiceSid": self._service,
-            "StatusCallback": self._status_callback,
+            "MessagingServiceSid": account.messaging_service_sid,
+            "StatusCallback": account.status_callback,
         }
         try:
-            response = await self._client.post(self._path, data=form)
+            response = await self._client.post(path, data=form, auth=httpx.BasicAuth(*account.auth))
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise TransientError(f"Twilio unreachable: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:

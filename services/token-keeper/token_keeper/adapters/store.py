@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
+from pydantic import SecretStr
 
+from common.contracts import ChannelCredentials
 from common.crypto import InvalidToken, Sealer
 from common.errors import PermanentError
 from token_keeper.ports import Connection, TokenPair
@@ -177,22 +179,66 @@ class PostgresConnectionStore:
             "webhook_secret_sealed",
             "refresh_token_sealed",
             "access_token_sealed",
+            "twilio_auth_token_sealed",
+            "sendgrid_api_key_sealed",
         )
         async with self.db.acquire() as db, db.transaction():
             rows = await db.fetch(
                 "SELECT id, client_secret_sealed, webhook_secret_sealed, refresh_token_sealed, "
-                "access_token_sealed FROM tokens.connections FOR UPDATE"
+                "access_token_sealed, twilio_auth_token_sealed, sendgrid_api_key_sealed "
+                "FROM tokens.connections FOR UPDATE"
             )
             for row in rows:
                 values = [self.sealer.rotate(row[c]) if row[c] else None for c in columns]
                 await db.execute(
                     "UPDATE tokens.connections SET client_secret_sealed = $2, "
                     "webhook_secret_sealed = $3, refresh_token_sealed = $4, "
-                    "access_token_sealed = $5, updated_at = now() WHERE id = $1",
+                    "access_token_sealed = $5, twilio_auth_token_sealed = $6, "
+                    "sendgrid_api_key_sealed = $7, updated_at = now() WHERE id = $1",
                     row["id"],
                     *values,
                 )
         return len(rows)
+
+    async def set_channel_credentials(
+        self,
+        connection_id: str,
+        *,
+        twilio_account_sid: str | None,
+        twilio_auth_token: str | None,
+        twilio_messaging_service_sid: str | None,
+        sendgrid_api_key: str | None,
+    ) -> bool:
+        """Give the connection its own Twilio/SendGrid accounts (None: the default account)."""
+        seal = self.sealer.seal
+        status = await self.db.execute(
+            """UPDATE tokens.connections SET twilio_account_sid = $2,
+                   twilio_auth_token_sealed = $3, twilio_messaging_service_sid = $4,
+                   sendgrid_api_key_sealed = $5, updated_at = now() WHERE id = $1""",
+            connection_id,
+            twilio_account_sid,
+            seal(twilio_auth_token) if twilio_auth_token else None,
+            twilio_messaging_service_sid,
+            seal(sendgrid_api_key) if sendgrid_api_key else None,
+        )
+        return bool(status == "UPDATE 1")
+
+    async def channel_credentials(self, connection_id: str) -> ChannelCredentials | None:
+        row = await self.db.fetchrow(
+            "SELECT twilio_account_sid, twilio_auth_token_sealed, twilio_messaging_service_sid, "
+            "sendgrid_api_key_sealed FROM tokens.connections WHERE id = $1",
+            connection_id,
+        )
+        if row is None:
+            return None
+        token, key = row["twilio_auth_token_sealed"], row["sendgrid_api_key_sealed"]
+        return ChannelCredentials(
+            connection_id=connection_id,
+            twilio_account_sid=row["twilio_account_sid"],
+            twilio_auth_token=SecretStr(self.sealer.open(token)) if token else None,
+            twilio_messaging_service_sid=row["twilio_messaging_service_sid"],
+            sendgrid_api_key=SecretStr(self.sealer.open(key)) if key else None,
+        )
 
     async def mark_needs_reconnect(self, connection_id: str, reason: str) -> None:
         await self.db.execute(

@@ -4,6 +4,7 @@
 
     mlc connect [--region nl|be|uk|de|fr|es|us | --base-url URL] [--division N ...]
     mlc connections list
+    mlc connections set-channels ID [--twilio-account-sid SID --twilio-auth-token - ...]
     mlc ping
     mlc subscriptions list|sync|delete [--connection ID]
 
@@ -28,8 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlc", description="ml-connector operations")
     sub = parser.add_subparsers(dest="command", required=True)
     connect.add_arguments(sub.add_parser("connect", help="connect an Exact Online company"))
-    listing = sub.add_parser("connections", help="list connections (never their secrets)")
-    listing.add_argument("action", choices=["list"])
+    connections.add_arguments(
+        sub.add_parser(
+            "connections",
+            help="list connections (never their secrets), or give "
+            "one its own Twilio/SendGrid accounts",
+        )
+    )
     sub.add_parser("ping", help="check every configured credential against the live systems")
     subs = sub.add_parser("subscriptions", help="Exact webhook subscriptions")
     subscriptions.add_arguments(subs)

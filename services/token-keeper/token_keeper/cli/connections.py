@@ -1,8 +1,15 @@
-"""``mlc connections list``: region, divisions, token age and refresh-token expiry; no secret."""
+"""``mlc connections list``: region, divisions, token age, refresh-token expiry and whether the
+connection brings its own Twilio/SendGrid accounts; never a secret.
+
+``mlc connections set-channels ID``: give a connection its own Twilio and SendGrid accounts,
+stored sealed like the Exact secrets. A secret given as ``-`` is asked for without echo, so it
+stays out of the shell history; omitted options fall back to the install's default account.
+"""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -29,27 +36,84 @@ def _age(since: datetime | None, now: datetime) -> str:
     return f"{seconds // 86400} d"
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["list", "set-channels"])
+    parser.add_argument("id", nargs="?", help="connection id (set-channels)")
+    parser.add_argument("--twilio-account-sid")
+    parser.add_argument("--twilio-auth-token", help="'-' to type it without echo")
+    parser.add_argument("--twilio-messaging-service-sid")
+    parser.add_argument("--sendgrid-api-key", help="'-' to type it without echo")
+
+
+def _secret(value: str | None, prompt: str) -> str | None:
+    return getpass.getpass(prompt) if value == "-" else value
+
+
+async def _set_channels(
+    store: PostgresConnectionStore, args: argparse.Namespace, say: Callable[[str], None]
+) -> int:
+    if not args.id:
+        say("set-channels needs a connection id")
+        return 2
+    sid, service = args.twilio_account_sid, args.twilio_messaging_service_sid
+    token = _secret(args.twilio_auth_token, "Twilio auth token: ")
+    if bool(sid) != bool(token) or (service and not sid):
+        say(
+            "give --twilio-account-sid and --twilio-auth-token together (and the Messaging "
+            "Service only with them)"
+        )
+        return 2
+    found = await store.set_channel_credentials(
+        args.id,
+        twilio_account_sid=sid,
+        twilio_auth_token=token,
+        twilio_messaging_service_sid=service,
+        sendgrid_api_key=_secret(args.sendgrid_api_key, "SendGrid API key: "),
+    )
+    if not found:
+        say(f"no connection {args.id!r}; run `mlc connect --connection {args.id}` first")
+        return 1
+    own = [name for name, value in (("Twilio", sid), ("SendGrid", args.sendgrid_api_key)) if value]
+    uses = " and ".join(own) + " of its own" if own else "the default accounts"
+    say(f"connection {args.id!r} uses {uses}")
+    return 0
+
+
 async def run(settings: Settings, args: argparse.Namespace, say: Callable[[str], None]) -> int:
     if settings.secret_key is None:
         raise SystemExit("MLC_SECRET_KEY is required")
     async with db.pool(settings.database_url, max_size=1) as pool:
         await db.migrate(pool, "tokens", "token_keeper")
-        summaries = await PostgresConnectionStore(pool, Sealer(settings.secret_key)).summaries()
+        store = PostgresConnectionStore(pool, Sealer(settings.secret_key))
+        if args.action == "set-channels":
+            return await _set_channels(store, args, say)
+        summaries = await store.summaries()
+        channels = {s.id: await store.channel_credentials(s.id) for s in summaries}
     if not summaries:
         say("no connections; run `mlc connect`")
         return 0
     now = datetime.now(UTC)
     say(
         f"{'connection':16} {'region':7} {'divisions':20} {'status':16} {'token age':10} "
-        "refresh token expires"
+        f"{'refresh token expires':22} channels"
     )
     for s in summaries:
         expires = (
             (s.refreshed_at + REFRESH_TOKEN_LIFE).date().isoformat() if s.refreshed_at else "-"
         )
         divisions = ",".join(map(str, s.divisions or [s.division]))
+        own = channels.get(s.id)
+        mine = [
+            name
+            for name, has in (
+                ("twilio", own is not None and own.has_twilio),
+                ("sendgrid", own is not None and own.sendgrid_api_key),
+            )
+            if has
+        ]
         say(
             f"{s.id:16} {region_of(s.base_url):7} {divisions:20} {s.status:16} "
-            f"{_age(s.refreshed_at, now):10} {expires}"
+            f"{_age(s.refreshed_at, now):10} {expires:22} "
+            f"{'own ' + '+'.join(mine) if mine else 'default'}"
         )
     return 0

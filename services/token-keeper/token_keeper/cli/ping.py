@@ -2,18 +2,19 @@
 
 Exact: an access token from the running token-keeper (never a refresh of its own), then the
 current user and the divisions. Twilio: the account and the Messaging Service. SendGrid: the
-API key's scopes.
+API key's scopes. Connections that bring their own Twilio/SendGrid accounts get a line each.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 
 import httpx
 
 from common import amqp, db
-from common.contracts import AccessToken, TokenGet
+from common.contracts import AccessToken, ChannelCredentials, TokenGet
 from common.crypto import Sealer
 from common.errors import MlcError
 from common.rpc import RpcClient
@@ -74,54 +75,129 @@ def _messaging_base(api_base: str) -> str:
     return "https://messaging.twilio.com" if "api.twilio.com" in api_base else api_base
 
 
-async def _twilio(settings: Settings, http: httpx.AsyncClient, say: Say) -> bool:
-    auth = httpx.BasicAuth(*settings.twilio_credentials())
-    base = settings.twilio_api_base_url.rstrip("/")
-    account = await http.get(
-        f"{base}/2010-04-01/Accounts/{settings.twilio_account_sid}.json", auth=auth
-    )
+async def _twilio(
+    http: httpx.AsyncClient,
+    say: Say,
+    *,
+    label: str,
+    base: str,
+    account_sid: str,
+    auth: tuple[str, str],
+    service_sid: str | None,
+) -> bool:
+    basic = httpx.BasicAuth(*auth)
+    account = await http.get(f"{base}/2010-04-01/Accounts/{account_sid}.json", auth=basic)
     if account.status_code != 200:
         say(
-            f"twilio: account check answered {account.status_code}; fix: "
-            "MLC_TWILIO_ACCOUNT_SID and MLC_TWILIO_AUTH_TOKEN (or an API key)"
+            f"{label}: account check answered {account.status_code}; fix: the account SID "
+            "and auth token (or API key)"
         )
         return False
-    service_sid = settings.twilio_messaging_service_sid
-    service = await http.get(f"{_messaging_base(base)}/v1/Services/{service_sid}", auth=auth)
+    if service_sid is None:
+        say(f"{label}: ok (account {account.json().get('status', '?')}, no Messaging Service)")
+        return True
+    service = await http.get(f"{_messaging_base(base)}/v1/Services/{service_sid}", auth=basic)
     if service.status_code != 200:
         say(
-            f"twilio: account ok, Messaging Service {service_sid} answered "
-            f"{service.status_code}; fix: MLC_TWILIO_MESSAGING_SERVICE_SID"
+            f"{label}: account ok, Messaging Service {service_sid} answered "
+            f"{service.status_code}; fix: the Messaging Service SID"
         )
         return False
     say(
-        f"twilio: ok (account {account.json().get('status', '?')}, "
+        f"{label}: ok (account {account.json().get('status', '?')}, "
         f"service {service.json().get('friendly_name', service_sid)})"
     )
     return True
 
 
-async def _sendgrid(settings: Settings, http: httpx.AsyncClient, say: Say) -> bool:
-    answer = await http.get(
-        f"{settings.sendgrid_api_base_url.rstrip('/')}/v3/scopes",
-        headers={"Authorization": f"Bearer {settings.sendgrid_api_key.get_secret_value()}"},
-    )
+async def _sendgrid(
+    http: httpx.AsyncClient, say: Say, *, label: str, base: str, api_key: str
+) -> bool:
+    answer = await http.get(f"{base}/v3/scopes", headers={"Authorization": f"Bearer {api_key}"})
     if answer.status_code != 200:
-        say(f"sendgrid: key check answered {answer.status_code}; fix: MLC_SENDGRID_API_KEY")
+        say(f"{label}: key check answered {answer.status_code}; fix: the SendGrid API key")
         return False
     if "mail.send" not in answer.json().get("scopes", []):
-        say("sendgrid: the API key lacks the mail.send scope; fix: grant it")
+        say(f"{label}: the API key lacks the mail.send scope; fix: grant it")
         return False
-    say("sendgrid: ok (mail.send allowed)")
+    say(f"{label}: ok (mail.send allowed)")
     return True
 
 
+async def _own_accounts(settings: Settings) -> list[ChannelCredentials]:
+    """The connections that bring their own Twilio or SendGrid accounts."""
+    if settings.secret_key is None:
+        return []
+    async with db.pool(settings.database_url, max_size=1) as pool:
+        await db.migrate(pool, "tokens", "token_keeper")
+        store = PostgresConnectionStore(pool, Sealer(settings.secret_key))
+        found = [await store.channel_credentials(s.id) for s in await store.summaries()]
+    return [c for c in found if c is not None and (c.has_twilio or c.sendgrid_api_key)]
+
+
 async def run(settings: Settings, args: argparse.Namespace, say: Say) -> int:
+    twilio_base = settings.twilio_api_base_url.rstrip("/")
+    sendgrid_base = settings.sendgrid_api_base_url.rstrip("/")
+    checks: list[tuple[str, Callable[[httpx.AsyncClient], Awaitable[bool]]]] = [
+        ("exact", lambda http: _exact(settings, http, say)),
+        (
+            "twilio",
+            lambda http: _twilio(
+                http,
+                say,
+                label="twilio",
+                base=twilio_base,
+                account_sid=settings.twilio_account_sid,
+                auth=settings.twilio_credentials(),
+                service_sid=settings.twilio_messaging_service_sid,
+            ),
+        ),
+        (
+            "sendgrid",
+            lambda http: _sendgrid(
+                http,
+                say,
+                label="sendgrid",
+                base=sendgrid_base,
+                api_key=settings.sendgrid_api_key.get_secret_value(),
+            ),
+        ),
+    ]
+    for own in await _own_accounts(settings):
+        if own.has_twilio and own.twilio_account_sid and own.twilio_auth_token:
+            sid, token = own.twilio_account_sid, own.twilio_auth_token.get_secret_value()
+            checks.append(
+                (
+                    f"twilio[{own.connection_id}]",
+                    functools.partial(
+                        _twilio,
+                        say=say,
+                        label=f"twilio[{own.connection_id}]",
+                        base=twilio_base,
+                        account_sid=sid,
+                        auth=(sid, token),
+                        service_sid=own.twilio_messaging_service_sid,
+                    ),
+                )
+            )
+        if own.sendgrid_api_key:
+            checks.append(
+                (
+                    f"sendgrid[{own.connection_id}]",
+                    functools.partial(
+                        _sendgrid,
+                        say=say,
+                        label=f"sendgrid[{own.connection_id}]",
+                        base=sendgrid_base,
+                        api_key=own.sendgrid_api_key.get_secret_value(),
+                    ),
+                )
+            )
     results = []
     async with httpx.AsyncClient(timeout=15) as http:
-        for name, check in (("exact", _exact), ("twilio", _twilio), ("sendgrid", _sendgrid)):
+        for name, check in checks:
             try:
-                results.append(await check(settings, http, say))
+                results.append(await check(http))
             except (httpx.HTTPError, OSError) as exc:
                 say(
                     f"{name}: unreachable ({type(exc).__name__}); fix: check the base URL and "
