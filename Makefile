@@ -21,6 +21,9 @@ demo: services
 demo-once: services
 	@$(PY) scripts/demo.py --once
 
+bench: services
+	@$(PY) scripts/bench_invoicing_run.py
+
 test: services
 	@$(PY) -m pytest -q
 

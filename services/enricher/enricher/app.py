@@ -7,20 +7,37 @@ from contextlib import AsyncExitStack
 
 import httpx
 
-from common import amqp, health, topology
+from common import amqp, db, health, topology
 from common.metrics import ConsumerMetrics, make_registry
 from common.rpc import RpcClient
 from enricher import handlers
+from enricher.adapters.cache import DisabledCustomerCache, PostgresCustomerCache
 from enricher.adapters.exact import ExactClient
 from enricher.adapters.tokens import RpcTokenSource
+from enricher.batching import BatchingExactReader
+from enricher.customers import Customers
+from enricher.governor import ExactMetrics, RateGovernor
+from enricher.ports import CustomerCache
 from enricher.settings import Settings
 from enricher.templates import Renderer
 
 __all__ = ["run"]
 
 
+def governor(settings: Settings, metrics: ExactMetrics) -> RateGovernor:
+    return RateGovernor(
+        metrics=metrics,
+        minutely_reserve=settings.enricher_exact_minutely_reserve,
+        error_budget=settings.enricher_exact_error_budget,
+        rate_limit_retries=settings.enricher_exact_rate_limit_retries,
+        max_wait=settings.enricher_exact_max_wait_seconds,
+    )
+
+
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with AsyncExitStack() as stack:
+        pool = await stack.enter_async_context(db.pool(settings.database_url))
+        await db.migrate(pool, "enricher", "enricher")
         connection = await stack.enter_async_context(
             amqp.connect(settings.amqp_url, name="enricher")
         )
@@ -29,11 +46,28 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         http = await stack.enter_async_context(
             httpx.AsyncClient(timeout=settings.enricher_exact_timeout)
         )
-        tokens = RpcTokenSource(await RpcClient.open(connection))
         registry = make_registry()
+        client = ExactClient(
+            http,
+            RpcTokenSource(await RpcClient.open(connection)),
+            governor(settings, ExactMetrics.create(registry)),
+        )
+        exact = BatchingExactReader(
+            client,
+            window=settings.enricher_batch_window_seconds,
+            max_batch=settings.enricher_batch_max_keys,
+        )
+        stack.push_async_callback(exact.aclose)
+        cache: CustomerCache = (
+            PostgresCustomerCache(pool, ttl=settings.enricher_cache_ttl_seconds)
+            if settings.enricher_cache_ttl_seconds > 0
+            else DisabledCustomerCache()
+        )
         routes = amqp.bind(
             handlers.HANDLERS,
-            exact=ExactClient(http, tokens),
+            exact=exact,
+            customers=Customers(exact, cache),
+            cache=cache,
             renderer=Renderer(),
             region=settings.enricher_default_region,
             sender_name=settings.enricher_sender_name,
@@ -44,8 +78,12 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             routes,
             publisher=await amqp.Publisher.open(connection),
             metrics=ConsumerMetrics.create(registry),
+            prefetch=settings.enricher_prefetch,
         )
-        checks = {"broker": health.broker_check(connection)}
+        checks = {
+            "database": health.database_check(pool),
+            "broker": health.broker_check(connection),
+        }
         await health.serve_until(
             stop, health.health_app(checks, registry), settings.http_host, settings.http_port
         )

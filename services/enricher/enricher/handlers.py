@@ -1,9 +1,12 @@
 """The enricher's handlers: an Exact key in, a SendNotification (or nothing) out.
 
 Sales invoice, issued: fetch the invoice, its ``InvoiceTo`` account and that account's contacts
-(``$select`` only what is used), pick the SMS recipient, render the text and derive the
-idempotency key from the business fact. A ``Delete`` is never fetched: the record is gone and
-a 404 would count against Exact's error budget.
+(``$select`` only what is used; the customer from the cache when it holds it), pick the SMS
+recipient, render the text and derive the idempotency key from the business fact. A ``Delete``
+is never fetched: the record is gone and a 404 would count against Exact's error budget.
+
+Accounts and Contacts, updated or deleted: drop the cached customer, so the next document reads
+it again. Nothing is fetched and nothing is sent.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from common.contracts import (
     SourceDocument,
 )
 from common.contracts.base import stable_id
+from enricher.customers import Customers
 from enricher.facts import idempotency_key, invoice_fact
-from enricher.ports import ExactReader, Record
-from enricher.recipients import CONTACT_FIELDS, pick_sms_recipient
+from enricher.ports import Customer, CustomerCache, ExactReader
+from enricher.recipients import pick_sms_recipient
 from enricher.templates import Renderer
 
-__all__ = ["HANDLERS", "handle_exact_event"]
+__all__ = ["HANDLERS", "customer_changed", "handle_exact_event"]
 
 log = structlog.get_logger("enricher")
 
@@ -42,7 +46,6 @@ INVOICE_FIELDS = [
     "Currency",
     "DueDate",
 ]
-ACCOUNT_FIELDS = ["ID", "Name", "MainContact", "Country", "Language"]
 _DATE = re.compile(r"/Date\((-?\d+)\)/")
 
 
@@ -65,6 +68,7 @@ async def sales_invoice_updated(
     event: ExactWebhookReceived,
     *,
     exact: ExactReader,
+    customers: Customers,
     renderer: Renderer,
     region: str,
     sender_name: str,
@@ -89,19 +93,14 @@ async def sales_invoice_updated(
         number=number or None,
     )
     account_id = _uuid(invoice.get("InvoiceTo"))
-    account: Record | None = None
-    contacts: list[Record] = []
+    preferred = _uuid(invoice.get("InvoiceToContactPerson"))
+    customer = Customer(None)
     if account_id:
-        account = await exact.get_one(
-            conn, division, "crm/Accounts", "ID", account_id, ACCOUNT_FIELDS
-        )
-        contacts = await exact.get_many(
-            conn, division, "crm/Contacts", f"Account eq guid'{account_id}'", CONTACT_FIELDS
-        )
-    account = account or {}
+        customer = await customers.load(conn, division, account_id, contact_person=preferred)
+    account = customer.account or {}
     recipient = pick_sms_recipient(
-        contacts,
-        preferred=_uuid(invoice.get("InvoiceToContactPerson")),
+        customer.contacts,
+        preferred=preferred,
         main=_uuid(account.get("MainContact")),
         region=account.get("Country") or region,
         language=account.get("Language"),
@@ -140,10 +139,24 @@ async def sales_invoice_updated(
     ]
 
 
+async def customer_changed(event: ExactWebhookReceived, *, cache: CustomerCache) -> list[Message]:
+    """An account or contact changed or went: drop the cached customer it belongs to."""
+    conn, division = event.connection_id, event.division
+    if event.topic.lower() == "accounts":
+        await cache.invalidate_account(conn, division, event.key_id)
+        log.info("customer_invalidated", entity="Accounts")
+        return []
+    account_id = await cache.invalidate_contact(conn, division, event.key_id)
+    log.info("customer_invalidated", entity="Contacts", cached=account_id is not None)
+    return []
+
+
 async def handle_exact_event(
     event: ExactWebhookReceived,
     *,
     exact: ExactReader,
+    customers: Customers,
+    cache: CustomerCache,
     renderer: Renderer,
     region: str,
     sender_name: str,
@@ -151,11 +164,18 @@ async def handle_exact_event(
     """Route one Exact event by topic and action; topics without a rule are acknowledged."""
     topic, action = event.topic.lower(), event.action.lower()
     structlog.contextvars.bind_contextvars(topic=topic, action=action)
+    if topic in ("accounts", "contacts"):
+        return await customer_changed(event, cache=cache)
     if action == "delete":
         return []
     if topic == "salesinvoices":
         return await sales_invoice_updated(
-            event, exact=exact, renderer=renderer, region=region, sender_name=sender_name
+            event,
+            exact=exact,
+            customers=customers,
+            renderer=renderer,
+            region=region,
+            sender_name=sender_name,
         )
     log.info("topic_not_handled")
     return []

@@ -1,17 +1,32 @@
-"""What the enricher's handlers need: a reader of Exact records, and a clock."""
+"""What the enricher's handlers need: a reader of Exact records, a cache of customers (an
+account with its contacts), and the token source the Exact adapter uses."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
-__all__ = ["ExactReader", "Record"]
+from common.contracts import AccessToken
+
+__all__ = [
+    "CacheLookup",
+    "Customer",
+    "CustomerCache",
+    "ExactBulkReader",
+    "ExactReader",
+    "Record",
+    "TokenSource",
+]
 
 #: One Exact record as returned by the API (field name -> value), only the selected fields.
 Record = dict[str, Any]
 
 
 class ExactReader(Protocol):
+    """Reads records one key at a time; implementations may coalesce concurrent reads."""
+
     async def get_one(
         self,
         connection_id: str,
@@ -21,11 +36,95 @@ class ExactReader(Protocol):
         key: UUID,
         select: list[str],
     ) -> Record | None:
-        """The record, or None when it no longer exists."""
+        """The record whose ``key_field`` is ``key``, or None when it no longer exists."""
         ...
 
-    async def get_many(
-        self, connection_id: str, division: int, resource: str, filter_: str, select: list[str]
+    async def get_all(
+        self,
+        connection_id: str,
+        division: int,
+        resource: str,
+        field: str,
+        value: UUID,
+        select: list[str],
     ) -> list[Record]:
-        """Every record matching ``filter_`` (all pages)."""
+        """Every record whose guid ``field`` equals ``value`` (all pages)."""
+        ...
+
+
+class ExactBulkReader(Protocol):
+    """Reads the records matching any of many guid values with as few requests as it can."""
+
+    async def get_where_in(
+        self,
+        connection_id: str,
+        division: int,
+        resource: str,
+        field: str,
+        values: Sequence[UUID],
+        select: list[str],
+    ) -> list[Record]:
+        """Every record whose ``field`` is one of ``values`` (all pages, any order)."""
+        ...
+
+
+class TokenSource(Protocol):
+    async def get(self, connection_id: str) -> AccessToken:
+        """A valid access token of the connection."""
+        ...
+
+    async def refresh(self, connection_id: str, fingerprint: str) -> AccessToken:
+        """Exact refused the token ``fingerprint``: a newer one."""
+        ...
+
+
+@dataclass(frozen=True)
+class Customer:
+    """An account and its contacts, as one cache entry."""
+
+    account: Record | None
+    contacts: list[Record] = field(default_factory=list)
+
+    def has_contact(self, contact_id: UUID) -> bool:
+        return any(str(c.get("ID", "")).lower() == str(contact_id) for c in self.contacts)
+
+
+@dataclass(frozen=True)
+class CacheLookup:
+    """A cache answer: the customer when fresh, else None, and the entry's generation.
+
+    ``generation`` goes back into ``put``: every invalidation raises it, so a fill that read
+    Exact before an invalidation arrived cannot store what it read.
+    """
+
+    customer: Customer | None
+    generation: int = 0
+
+
+class CustomerCache(Protocol):
+    async def get(self, connection_id: str, division: int, account_id: UUID) -> CacheLookup:
+        """The cached customer if present and younger than the TTL."""
+        ...
+
+    async def put(
+        self,
+        connection_id: str,
+        division: int,
+        account_id: UUID,
+        customer: Customer,
+        *,
+        generation: int,
+    ) -> bool:
+        """Store ``customer`` unless invalidated since ``generation``; True when stored."""
+        ...
+
+    async def invalidate_account(self, connection_id: str, division: int, account_id: UUID) -> None:
+        """Drop the account's entry (an ``Accounts`` webhook)."""
+        ...
+
+    async def invalidate_contact(
+        self, connection_id: str, division: int, contact_id: UUID
+    ) -> UUID | None:
+        """Drop the entry of the account the contact is cached under (a ``Contacts`` webhook);
+        returns that account, or None when the contact is not cached."""
         ...

@@ -15,3 +15,23 @@ class Settings(ServiceSettings):
     enricher_exact_timeout: float = 20.0
     #: The sending company's name as it appears in message texts.
     enricher_sender_name: str = "Demo Company"
+    #: Deliveries handled at once. High on purpose: the reads of concurrent deliveries are
+    #: coalesced, so the more wait together, the fewer Exact calls they cost.
+    enricher_prefetch: int = 200
+    #: How long a read by key waits for others to share its request; 0 reads every key alone.
+    enricher_batch_window_seconds: float = 0.5
+    #: Keys per coalesced read. Exact's standard endpoints answer 60 rows a page, so a batch
+    #: of 60 invoices is one call.
+    enricher_batch_max_keys: int = 60
+    #: How long a cached account and its contacts are used without asking Exact; 0 disables
+    #: the cache. Accounts/Contacts webhooks drop entries sooner.
+    enricher_cache_ttl_seconds: float = 3600.0
+    #: Calls left in Exact's minute at which the enricher waits for the next minute instead.
+    enricher_exact_minutely_reserve: int = 2
+    #: Error responses (4xx other than 429) per endpoint and hour after which the enricher stops
+    #: calling that endpoint until the hour ends; Exact blocks the key past 10.
+    enricher_exact_error_budget: int = 8
+    #: 429s waited out within one read before it is handed back as a retry.
+    enricher_exact_rate_limit_retries: int = 3
+    #: Longest wait within one read for a rate-limit reset; longer resets become a retry.
+    enricher_exact_max_wait_seconds: float = 65.0

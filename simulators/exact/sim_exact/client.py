@@ -78,6 +78,17 @@ class SimExactAdmin:
                 body[name] = value
         return await self._call("POST", "/_sim/invoices", json=body)  # type: ignore[no-any-return]
 
+    async def create_invoices(self, invoices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Create many drafts in one request; each item is a body as for ``create_invoice``
+        (``amount`` required; ``account_id``, ``currency``, ``description``, ``division``)."""
+        body = {"invoices": invoices}
+        return await self._call("POST", "/_sim/invoices/bulk", json=body)  # type: ignore[no-any-return]
+
+    async def issue_invoices(self, invoice_ids: list[str]) -> list[dict[str, Any]]:
+        """Issue many drafts at once (an invoicing run): their webhooks fire together."""
+        body = {"ids": invoice_ids}
+        return await self._call("POST", "/_sim/invoices/bulk/issue", json=body)  # type: ignore[no-any-return]
+
     async def edit_invoice(self, invoice_id: str, **fields: Any) -> dict[str, Any]:
         return await self._call("PATCH", f"/_sim/invoices/{invoice_id}", json=fields)  # type: ignore[no-any-return]
 

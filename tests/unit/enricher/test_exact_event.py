@@ -1,4 +1,5 @@
-"""The enricher's handler with a fake Exact: drafts send nothing, an issued invoice one command."""
+"""The enricher's handler with a fake Exact and a fake cache: drafts send nothing, an issued
+invoice one command, and a cached customer is not read again."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from common.contracts import ExactWebhookReceived, NotificationSkipped, SendNotification
+from enricher.customers import Customers
 from enricher.handlers import handle_exact_event
 from enricher.templates import Renderer
 
@@ -31,7 +33,8 @@ class FakeExact:
             "Language": "NL",
         }
 
-    async def get_many(self, connection_id, division, resource, filter_, select):  # type: ignore[no-untyped-def]
+    async def get_all(self, connection_id, division, resource, field, value, select):  # type: ignore[no-untyped-def]
+        assert (resource, field, value) == ("crm/Contacts", "Account", ACCOUNT)
         self.calls.append(resource)
         return self.contacts
 
@@ -77,15 +80,21 @@ CONTACTS = [
 ]
 
 
-async def run(exact: FakeExact, ev: ExactWebhookReceived | None = None) -> list:
+async def run(exact: FakeExact, cache, ev: ExactWebhookReceived | None = None) -> list:  # type: ignore[no-untyped-def]
     return await handle_exact_event(
-        ev or event(), exact=exact, renderer=Renderer(), region="NL", sender_name="Demo Company"
+        ev or event(),
+        exact=exact,
+        customers=Customers(exact, cache),
+        cache=cache,
+        renderer=Renderer(),
+        region="NL",
+        sender_name="Demo Company",
     )
 
 
-async def test_an_issued_invoice_becomes_one_sms_to_the_main_contact():
+async def test_an_issued_invoice_becomes_one_sms_to_the_main_contact(cache):
     exact = FakeExact(invoice(), CONTACTS)
-    (command,) = await run(exact)
+    (command,) = await run(exact, cache)
     assert isinstance(command, SendNotification)
     assert command.recipient.address == "+31612345678"
     assert command.recipient.contact_id == MAIN
@@ -95,28 +104,53 @@ async def test_an_issued_invoice_becomes_one_sms_to_the_main_contact():
     assert exact.calls == ["salesinvoice/SalesInvoices", "crm/Accounts", "crm/Contacts"]
 
 
-async def test_the_same_fact_always_gets_the_same_idempotency_key_and_notification_id():
+async def test_the_same_fact_always_gets_the_same_idempotency_key_and_notification_id(cache):
     ev = event()
     exact = FakeExact(invoice(), CONTACTS)
-    first, second = await run(exact, ev), await run(exact, ev)
+    first, second = await run(exact, cache, ev), await run(exact, cache, ev)
     assert first[0].idempotency_key == second[0].idempotency_key
     assert first[0].notification_id == second[0].notification_id
 
 
-async def test_drafts_and_credit_notes_send_nothing_and_deletes_are_not_fetched():
-    assert await run(FakeExact(invoice(status=10), CONTACTS)) == []
-    assert await run(FakeExact(invoice(status=20), CONTACTS)) == []
-    assert await run(FakeExact(invoice(kind=8021), CONTACTS)) == []
+async def test_drafts_and_credit_notes_send_nothing_and_deletes_are_not_fetched(cache):
+    assert await run(FakeExact(invoice(status=10), CONTACTS), cache) == []
+    assert await run(FakeExact(invoice(status=20), CONTACTS), cache) == []
+    assert await run(FakeExact(invoice(kind=8021), CONTACTS), cache) == []
     exact = FakeExact(invoice(), CONTACTS)
-    assert await run(exact, event(action="Delete")) == []
+    assert await run(exact, cache, event(action="Delete")) == []
     assert exact.calls == []
 
 
-async def test_an_invoice_whose_account_has_no_mobile_is_skipped_with_a_reason():
-    (skipped,) = await run(FakeExact(invoice(), [{"ID": str(MAIN), "Mobile": "020 1234567"}]))
+async def test_an_invoice_whose_account_has_no_mobile_is_skipped_with_a_reason(cache):
+    (skipped,) = await run(
+        FakeExact(invoice(), [{"ID": str(MAIN), "Mobile": "020 1234567"}]), cache
+    )
     assert isinstance(skipped, NotificationSkipped)
     assert skipped.reason == "no_contact_with_mobile"
 
 
-async def test_a_vanished_invoice_sends_nothing():
-    assert await run(FakeExact(None, CONTACTS)) == []
+async def test_a_vanished_invoice_sends_nothing(cache):
+    assert await run(FakeExact(None, CONTACTS), cache) == []
+
+
+async def test_a_cached_customer_costs_only_the_invoice_read(cache):
+    exact = FakeExact(invoice(), CONTACTS)
+    first = await run(exact, cache)
+    exact.calls.clear()
+    second = await run(exact, cache)
+    assert exact.calls == ["salesinvoice/SalesInvoices"]
+    assert second[0].recipient == first[0].recipient
+
+
+async def test_a_cached_customer_without_the_invoices_contact_person_is_read_again(cache):
+    exact = FakeExact(invoice(), CONTACTS)
+    await run(exact, cache)
+    newcomer = {"ID": str(uuid4()), "FirstName": "Nina", "Mobile": "+31 6 11112222"}
+    exact.contacts = [*CONTACTS, newcomer]
+    exact.calls.clear()
+    addressed = invoice()
+    addressed["InvoiceToContactPerson"] = newcomer["ID"]
+    exact.invoice = addressed
+    (command,) = await run(exact, cache)
+    assert exact.calls == ["salesinvoice/SalesInvoices", "crm/Accounts", "crm/Contacts"]
+    assert command.recipient.address == "+31611112222"

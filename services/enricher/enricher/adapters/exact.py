@@ -1,79 +1,149 @@
-"""ExactClient: reads records from the Exact Online REST API (OData v3 over JSON).
+"""ExactClient: reads records from the Exact Online REST API (OData over JSON).
+
+Every request goes through the ``RateGovernor`` (pacing, 429s, the hourly error budget). Many
+keys are read with one filtered request, ``$filter=ID eq guid'a' or ID eq guid'b' ...``,
+split so that no URL passes Exact's 6,000 characters after encoding, each followed through
+its ``__next`` pages.
 
 Error mapping at this boundary: 401 -> one token refresh and replay, then PermanentError;
-404 -> the record is gone (None); 429 -> TransientError until the minutely reset; 5xx and
-network errors -> TransientError (reads are safe to repeat); other 4xx -> PermanentError.
+404 -> no rows (the records are gone: never retried); 429 -> waited out by the governor, or
+its TransientError until the reset; 5xx, 200 without JSON and network errors -> TransientError
+(reads are safe to repeat); other 4xx -> PermanentError.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncGenerator, Generator
+import re
+from collections.abc import Iterator, Sequence
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
 import httpx
 
+from common.contracts import AccessToken
 from common.errors import PermanentError, TransientError
-from enricher.adapters.tokens import RpcTokenSource
-from enricher.ports import Record
+from enricher.governor import RateGovernor
+from enricher.ports import Record, TokenSource
 
-__all__ = ["ExactAuth", "ExactClient"]
+__all__ = ["MAX_URL_LENGTH", "ExactClient", "endpoint_of", "filter_chunks"]
 
+#: Exact refuses URLs longer than this after encoding (KB ``Restrictions.md``).
+MAX_URL_LENGTH = 6000
+#: Room kept below the limit for what Exact adds to the ``__next`` link ($skiptoken=guid'..').
+_NEXT_LINK_ROOM = 200
 
-class ExactAuth(httpx.Auth):
-    """Bearer auth fed by token-keeper; a 401 asks for a refresh and replays the request once."""
-
-    def __init__(self, tokens: RpcTokenSource, connection_id: str) -> None:
-        self._tokens = tokens
-        self._connection_id = connection_id
-
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
-        raise RuntimeError("ExactAuth is async only")
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = await self._tokens.get(self._connection_id)
-        request.headers["Authorization"] = "Bearer " + token.access_token.get_secret_value()
-        response = yield request
-        if response.status_code == 401:
-            token = await self._tokens.refresh(self._connection_id, token.fingerprint)
-            request.headers["Authorization"] = "Bearer " + token.access_token.get_secret_value()
-            yield request
+_RESOURCE_PATH = re.compile(r"/api/v1/\d+/([^/?(]+/[^/?(]+)")
 
 
-def _retry_after(response: httpx.Response) -> float:
-    """Seconds until Exact's minutely window resets (epoch-ms header), or a minute."""
-    reset = response.headers.get("X-RateLimit-Minutely-Reset")
-    if reset and reset.isdigit():
-        return max(1.0, int(reset) / 1000 - time.time() + 1)
-    return 60.0
+def endpoint_of(url: str) -> str:
+    """The resource path of a request URL (``salesinvoice/SalesInvoices``), never an id: the
+    metric label and the unit of Exact's error budget."""
+    match = _RESOURCE_PATH.search(url)
+    return match.group(1) if match else "other"
+
+
+def _url_length(base: str, filter_: str, select: str) -> int:
+    # Counted as the longest encoding anyone may give it (space as %20, quotes as %27): Exact
+    # re-encodes the options into its __next link, which must stay under the limit too.
+    options = "&".join(
+        f"{k}={quote(v, safe='')}" for k, v in (("$filter", filter_), ("$select", select))
+    )
+    return len(base) + 1 + len(options)
+
+
+def filter_chunks(
+    base: str, field: str, values: Sequence[UUID], select: str, *, limit: int = MAX_URL_LENGTH
+) -> Iterator[str]:
+    """``field eq guid'..' or ...`` filters covering ``values``, each making a request URL of
+    at most ``limit`` characters once encoded (fewest requests: filled greedily)."""
+    terms = [f"{field} eq guid'{value}'" for value in dict.fromkeys(values)]
+    budget = limit - _NEXT_LINK_ROOM
+    chunk: list[str] = []
+    for term in terms:
+        candidate = " or ".join([*chunk, term])
+        if chunk and _url_length(base, candidate, select) > budget:
+            yield " or ".join(chunk)
+            chunk = [term]
+        else:
+            chunk.append(term)
+    if chunk:
+        yield " or ".join(chunk)
 
 
 class ExactClient:
-    def __init__(self, client: httpx.AsyncClient, tokens: RpcTokenSource) -> None:
+    """Implements ``ExactBulkReader`` (and ``reconcile.FilteredReader``)."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        tokens: TokenSource,
+        governor: RateGovernor,
+        *,
+        max_url_length: int = MAX_URL_LENGTH,
+    ) -> None:
         self._client = client
         self._tokens = tokens
+        self._governor = governor
+        self._max_url_length = max_url_length
 
-    async def _get(self, connection_id: str, url: str, params: dict[str, str] | None) -> Any:
+    async def get_where_in(
+        self,
+        connection_id: str,
+        division: int,
+        resource: str,
+        field: str,
+        values: Sequence[UUID],
+        select: list[str],
+    ) -> list[Record]:
         token = await self._tokens.get(connection_id)
-        if not url.startswith("http"):
-            url = token.base_url.rstrip("/") + url
-        try:
-            response = await self._client.get(
-                url,
-                params=params,
-                headers={"Accept": "application/json"},
-                auth=ExactAuth(self._tokens, connection_id),
+        base = f"{token.base_url.rstrip('/')}/api/v1/{division}/{resource}"
+        columns = ",".join(select)
+        rows: list[Record] = []
+        for filter_ in filter_chunks(base, field, values, columns, limit=self._max_url_length):
+            rows.extend(
+                await self._pages(
+                    connection_id, division, base, {"$filter": filter_, "$select": columns}
+                )
             )
-        except httpx.TransportError as exc:
-            raise TransientError(f"Exact unreachable: {type(exc).__name__}") from exc
+        return rows
+
+    async def get_filtered(
+        self, connection_id: str, division: int, resource: str, filter_: str, select: list[str]
+    ) -> list[Record]:
+        """Every record matching an OData ``$filter`` (all pages)."""
+        token = await self._tokens.get(connection_id)
+        base = f"{token.base_url.rstrip('/')}/api/v1/{division}/{resource}"
+        params = {"$filter": filter_, "$select": ",".join(select)}
+        return await self._pages(connection_id, division, base, params)
+
+    async def _pages(
+        self, connection_id: str, division: int, url: str, params: dict[str, str] | None
+    ) -> list[Record]:
+        rows: list[Record] = []
+        next_url: str | None = url
+        while next_url:
+            body = await self._get(connection_id, division, next_url, params)
+            if body is None:
+                break
+            data = body["d"]
+            rows.extend(data.get("results", []))
+            # Exact's paging is sequential only: __next carries every query option.
+            next_url, params = data.get("__next"), None
+        return rows
+
+    async def _get(
+        self, connection_id: str, division: int, url: str, params: dict[str, str] | None
+    ) -> Any:
+        endpoint = endpoint_of(url)
+        token = await self._tokens.get(connection_id)
+        response = await self._send(connection_id, division, endpoint, url, params, token)
+        if response.status_code == 401:
+            token = await self._tokens.refresh(connection_id, token.fingerprint)
+            response = await self._send(connection_id, division, endpoint, url, params, token)
         status = response.status_code
         if status == 404:
             return None
-        if status == 429:
-            raise TransientError("Exact rate limit", code=429, retry_after=_retry_after(response))
         if status >= 500:
             raise TransientError(f"Exact answered {status}", code=status)
         if status >= 400:
@@ -83,31 +153,24 @@ class ExactClient:
             raise TransientError("Exact answered 200 without JSON", code="not_json")
         return response.json()
 
-    async def get_one(
+    async def _send(
         self,
         connection_id: str,
         division: int,
-        resource: str,
-        key_field: str,
-        key: UUID,
-        select: list[str],
-    ) -> Record | None:
-        rows = await self.get_many(
-            connection_id, division, resource, f"{key_field} eq guid'{key}'", select
-        )
-        return rows[0] if rows else None
+        endpoint: str,
+        url: str,
+        params: dict[str, str] | None,
+        token: AccessToken,
+    ) -> httpx.Response:
+        headers = {
+            "Accept": "application/json",
+            "Authorization": "Bearer " + token.access_token.get_secret_value(),
+        }
 
-    async def get_many(
-        self, connection_id: str, division: int, resource: str, filter_: str, select: list[str]
-    ) -> list[Record]:
-        url: str | None = f"/api/v1/{division}/{resource}"
-        params: dict[str, str] | None = {"$filter": filter_, "$select": ",".join(select)}
-        rows: list[Record] = []
-        while url:
-            body = await self._get(connection_id, url, params)
-            if body is None:
-                break
-            data = body["d"]
-            rows.extend(data.get("results", []))
-            url, params = data.get("__next"), None  # __next carries every query option
-        return rows
+        async def send() -> httpx.Response:
+            return await self._client.get(url, params=params, headers=headers)
+
+        try:
+            return await self._governor.call(connection_id, division, endpoint, send)
+        except httpx.TransportError as exc:
+            raise TransientError(f"Exact unreachable: {type(exc).__name__}") from exc

@@ -1,0 +1,230 @@
+"""RateGovernor: keeps the enricher inside Exact Online's call limits, per (connection, division).
+
+Exact counts calls per app and company (division): 60 per calendar minute and 5,000 per day,
+and answers 429 past either. It also blocks an endpoint for the rest of the hour after 10 error
+responses (400/401/403/404...; 429 does not count), escalating on repeat. So every call goes
+through ``call``::
+
+    one call at a time per (connection, division)   Exact: no parallel requests to one company
+      │
+      ├─ endpoint's errors this hour ≥ budget ─────▶ TransientError(retry_after = end of hour)
+      ├─ daily remaining ≤ reserve, before reset ──▶ TransientError(retry_after = daily reset)
+      ├─ minutely remaining ≤ reserve, before reset ▶ wait until the reset, then call
+      │
+    send ─▶ read the six X-RateLimit-* headers (resets in epoch ms; any may be missing)
+      ├─ 429 ─▶ wait until the exhausted window resets and send again (bounded; not an error)
+      ├─ other 4xx ─▶ count against the endpoint's hourly budget
+      └─ return the response (the caller classifies it)
+
+Only one process's calls are serialised and counted here; the headers carry what other
+callers used, which is why the pacing follows them rather than a local count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from common.errors import TransientError
+
+__all__ = ["ExactMetrics", "RateGovernor", "Response"]
+
+_MINUTE = 60.0
+_HOUR = 3600.0
+
+
+class Response(Protocol):
+    """What the governor reads of an HTTP response (``httpx.Response`` fits)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+R = TypeVar("R", bound=Response)
+
+
+@dataclass(frozen=True)
+class ExactMetrics:
+    """``mlc_exact_requests_total{endpoint,status}``, ``mlc_exact_ratelimit_remaining{connection,
+    window}`` (window: minutely | daily)."""
+
+    requests: Counter
+    remaining: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> ExactMetrics:
+        return cls(
+            Counter(
+                "mlc_exact_requests_total",
+                "Exact API requests, by resource path and HTTP status",
+                ["endpoint", "status"],
+                registry=registry,
+            ),
+            Gauge(
+                "mlc_exact_ratelimit_remaining",
+                "Calls left in Exact's current window, as its last answer said",
+                ["connection", "window"],
+                registry=registry,
+            ),
+        )
+
+
+@dataclass
+class _Window:
+    remaining: int | None = None
+    reset: float | None = None  # epoch seconds
+
+    def until_reset(self, now: float, reserve: int) -> float | None:
+        """Seconds to the reset while the window is down to ``reserve`` calls, else None."""
+        if self.remaining is None or self.remaining > reserve or self.reset is None:
+            return None
+        return self.reset - now if now < self.reset else None
+
+
+@dataclass
+class _Division:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    minutely: _Window = field(default_factory=_Window)
+    daily: _Window = field(default_factory=_Window)
+    #: (endpoint, hour number) -> error responses counted
+    errors: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+def _header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value.strip())
+
+
+class RateGovernor:
+    """Paces and counts Exact calls; see the module docstring for the rules.
+
+    ``clock`` (epoch seconds) and ``sleep`` are injectable so the rules can be tested without
+    waiting.
+    """
+
+    def __init__(
+        self,
+        *,
+        metrics: ExactMetrics | None = None,
+        minutely_reserve: int = 2,
+        daily_reserve: int = 0,
+        error_budget: int = 8,
+        rate_limit_retries: int = 3,
+        max_wait: float = 65.0,
+        reset_margin: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._metrics = metrics
+        self._minutely_reserve = minutely_reserve
+        self._daily_reserve = daily_reserve
+        self._error_budget = error_budget
+        self._retries = rate_limit_retries
+        self._max_wait = max_wait
+        #: Exact's reset is the window boundary on its clock; a second more absorbs clock skew
+        #: (picqer's client waits reset + 1 s for the same reason).
+        self._margin = reset_margin
+        self._clock = clock
+        self._sleep = sleep
+        self._divisions: dict[tuple[str, int], _Division] = {}
+
+    async def call(
+        self,
+        connection_id: str,
+        division: int,
+        endpoint: str,
+        send: Callable[[], Awaitable[R]],
+    ) -> R:
+        """Send one request under the limits and return its response (any status but a 429
+        that retrying cured). Raises TransientError when the limits say not now."""
+        state = self._divisions.setdefault((connection_id, division), _Division())
+        async with state.lock:
+            attempt = 0
+            while True:
+                await self._before(state, endpoint)
+                try:
+                    response = await send()
+                except Exception:
+                    self._count(endpoint, "unreachable")
+                    raise
+                self._count(endpoint, str(response.status_code))
+                self._observe(connection_id, state, response.headers)
+                status = response.status_code
+                if status == 429:
+                    attempt += 1
+                    wait = self._wait_after_429(state)
+                    if attempt > self._retries or wait > self._max_wait:
+                        raise TransientError("Exact rate limit", code=429, retry_after=wait)
+                    await self._sleep(wait)
+                    state.minutely.remaining = None  # a new window: the next answer tells
+                    continue
+                if 400 <= status < 500:  # 429 excepted (above), as Exact counts them
+                    slot = (endpoint, self._hour())
+                    state.errors[slot] = state.errors.get(slot, 0) + 1
+                return response
+
+    def errors(self, connection_id: str, division: int, endpoint: str) -> int:
+        """Error responses counted for ``endpoint`` in the current hour."""
+        state = self._divisions.get((connection_id, division))
+        return state.errors.get((endpoint, self._hour()), 0) if state else 0
+
+    async def _before(self, state: _Division, endpoint: str) -> None:
+        now = self._clock()
+        hour = self._hour()
+        if state.errors.get((endpoint, hour), 0) >= self._error_budget:
+            # One more error could get the key blocked for an hour, for every endpoint user.
+            raise TransientError(
+                f"Exact error budget of {endpoint} used up for this hour",
+                code="error_budget",
+                retry_after=(hour + 1) * _HOUR - now,
+            )
+        if any(slot[1] != hour for slot in state.errors):
+            state.errors = {slot: n for slot, n in state.errors.items() if slot[1] == hour}
+        daily = state.daily.until_reset(now, self._daily_reserve)
+        if daily is not None:
+            raise TransientError("Exact daily limit reached", code=429, retry_after=daily)
+        minutely = state.minutely.until_reset(now, self._minutely_reserve)
+        if minutely is not None:
+            await self._sleep(min(minutely, _MINUTE) + self._margin)
+            state.minutely.remaining = None  # a new window: the next answer tells
+
+    def _observe(self, connection_id: str, state: _Division, headers: Mapping[str, str]) -> None:
+        for window, prefix in ((state.minutely, "Minutely-"), (state.daily, "")):
+            remaining = _header(headers, f"X-RateLimit-{prefix}Remaining")
+            reset = _header(headers, f"X-RateLimit-{prefix}Reset")
+            if remaining is None:
+                continue
+            window.remaining = remaining
+            window.reset = reset / 1000 if reset is not None else None
+            if self._metrics is not None:
+                name = "minutely" if prefix else "daily"
+                self._metrics.remaining.labels(connection=connection_id, window=name).set(remaining)
+
+    def _wait_after_429(self, state: _Division) -> float:
+        """Seconds until the exhausted window resets, as far as the headers tell."""
+        now = self._clock()
+        daily = state.daily
+        if daily.remaining == 0 and daily.reset is not None and daily.reset > now:
+            return daily.reset - now + self._margin
+        reset = state.minutely.reset
+        if reset is None or not now - _MINUTE < reset <= now + _MINUTE:
+            # No (plausible) header: Exact's minute is a calendar minute, so wait for the next.
+            reset = (now // _MINUTE + 1) * _MINUTE
+        return max(reset - now, 0.0) + self._margin
+
+    def _hour(self) -> int:
+        return int(self._clock() // _HOUR)
+
+    def _count(self, endpoint: str, status: str) -> None:
+        if self._metrics is not None:
+            self._metrics.requests.labels(endpoint=endpoint, status=status).inc()

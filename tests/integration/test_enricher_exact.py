@@ -1,0 +1,228 @@
+"""The enricher's Exact adapter (ExactClient + RateGovernor + BatchingExactReader) talking HTTP
+to an in-process Exact simulator: coalesced reads, URL splitting, ``__next`` paging, 429s waited
+out, the error budget, a refused token refreshed once, and pacing that never meets a 429."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import httpx
+import pytest
+import pytest_asyncio
+from pydantic import SecretStr
+
+from common.contracts import AccessToken
+from common.errors import PermanentError, TransientError
+from common.metrics import make_registry
+from enricher.adapters.exact import ExactClient
+from enricher.batching import BatchingExactReader
+from enricher.governor import ExactMetrics, RateGovernor
+from sim_exact.client import SimExactAdmin
+from sim_exact.server import RunningSimulator, running
+from sim_exact.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+INVOICES = "salesinvoice/SalesInvoices"
+
+
+@dataclass
+class SimTokens:
+    """A TokenSource holding one access token of the simulator; counts refresh requests."""
+
+    token: AccessToken
+    refreshed: list[str] = field(default_factory=list)
+
+    async def get(self, connection_id: str) -> AccessToken:
+        return self.token
+
+    async def refresh(self, connection_id: str, fingerprint: str) -> AccessToken:
+        self.refreshed.append(fingerprint)
+        return self.token
+
+
+@dataclass
+class Exact:
+    sim: RunningSimulator
+    admin: SimExactAdmin
+    tokens: SimTokens
+    urls: list[str] = field(default_factory=list)
+    slept: list[float] = field(default_factory=list)
+
+    @property
+    def division(self) -> int:
+        return self.sim.state.settings.exact_division
+
+    async def advance(self, seconds: float) -> None:
+        """The governor's sleep: moves the simulated clock instead of waiting."""
+        self.slept.append(seconds)
+        self.sim.state.clock.advance(seconds)
+
+    def client(self, http: httpx.AsyncClient, **governor: Any) -> ExactClient:
+        rules = RateGovernor(clock=self.sim.state.clock.now, sleep=self.advance, **governor)
+        return ExactClient(http, self.tokens, rules)
+
+
+@pytest_asyncio.fixture
+async def exact() -> AsyncIterator[Exact]:
+    # clock_speed=0 freezes simulated time: only the governor's "sleep" moves it
+    settings = Settings(http_port=0, clock_speed=0, minutely_limit=60)
+    async with running(settings) as sim, SimExactAdmin(sim.url) as admin:
+        async with httpx.AsyncClient(base_url=sim.url) as http:
+            answer = await http.post(
+                "/api/oauth2/token",
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": settings.exact_refresh_token.get_secret_value(),
+                    "client_id": settings.exact_client_id,
+                    "client_secret": settings.exact_client_secret.get_secret_value(),
+                },
+            )
+            answer.raise_for_status()
+        token = AccessToken(
+            connection_id="default",
+            access_token=SecretStr(answer.json()["access_token"]),
+            fingerprint="f1",
+            expires_at=datetime.now(UTC) + timedelta(minutes=10),
+            base_url=sim.url,
+            division=settings.exact_division,
+        )
+        yield Exact(sim, admin, SimTokens(token))
+
+
+@pytest_asyncio.fixture
+async def http(exact: Exact) -> AsyncIterator[httpx.AsyncClient]:
+    async def record(request: httpx.Request) -> None:
+        exact.urls.append(str(request.url))
+
+    async with httpx.AsyncClient(event_hooks={"request": [record]}) as client:
+        yield client
+
+
+async def invoices(exact: Exact, count: int) -> list[str]:
+    created = [await exact.admin.create_invoice(amount=10.0 + i) for i in range(count)]
+    return [invoice["InvoiceID"] for invoice in created]
+
+
+async def test_150_concurrent_reads_cost_one_request_per_60_keys(exact, http):
+    ids = await invoices(exact, 150)
+    reader = BatchingExactReader(exact.client(http), window=0.05, max_batch=60)
+    gone = [uuid4() for _ in range(5)]
+    keys = [UUID(i) for i in ids] + gone
+    found = await asyncio.gather(
+        *(
+            reader.get_one("default", exact.division, INVOICES, "InvoiceID", k, ["Status"])
+            for k in keys
+        )
+    )
+    await reader.aclose()
+
+    assert [row["InvoiceID"] for row in found[:150]] == ids
+    assert all(row["Status"] == 10 for row in found[:150])
+    assert found[150:] == [None] * 5
+    calls = await exact.admin.requests(path_contains="SalesInvoices")
+    assert len(calls) == 3
+    assert all(call["status"] == 200 for call in calls)
+
+
+async def test_keys_beyond_one_url_are_split_below_6000_characters(exact, http):
+    ids = await invoices(exact, 150)
+    keys = [UUID(i) for i in ids] + [uuid4() for _ in range(150)]
+    rows = await exact.client(http).get_where_in(
+        "default", exact.division, INVOICES, "InvoiceID", keys, ["InvoiceID"]
+    )
+
+    assert sorted(row["InvoiceID"] for row in rows) == sorted(ids)
+    assert len(exact.urls) >= 4
+    assert max(len(url) for url in exact.urls) <= 6000
+
+
+async def test_more_rows_than_a_page_are_followed_through_next(exact, http):
+    account = await exact.admin.create_account(Name="Groothandel", Country="NL")
+    for i in range(70):
+        await exact.admin.create_contact(Account=account["ID"], FirstName=f"C{i}")
+    rows = await exact.client(http).get_where_in(
+        "default", exact.division, "crm/Contacts", "Account", [UUID(account["ID"])], ["ID"]
+    )
+    assert len(rows) == 70
+    assert len(exact.urls) == 2
+    assert "skiptoken" in exact.urls[1]
+
+
+async def test_a_429_is_waited_out_until_the_reset_and_the_read_succeeds(exact, http):
+    ids = await invoices(exact, 2)
+    await exact.admin.inject(kind="http_429", count=1, path_contains="SalesInvoices")
+    registry = make_registry()
+    client = exact.client(http, metrics=ExactMetrics.create(registry))
+    rows = await client.get_where_in(
+        "default", exact.division, INVOICES, "InvoiceID", [UUID(i) for i in ids], ["InvoiceID"]
+    )
+
+    assert len(rows) == 2
+    assert [c["status"] for c in await exact.admin.requests(path_contains="SalesInvoices")] == [
+        429,
+        200,
+    ]
+    assert len(exact.slept) == 1
+    assert 0 < exact.slept[0] <= 61
+    for status in ("429", "200"):
+        labels = {"endpoint": INVOICES, "status": status}
+        assert registry.get_sample_value("mlc_exact_requests_total", labels) == 1.0
+
+
+async def test_the_error_budget_stops_calls_before_exact_blocks_the_endpoint(exact, http):
+    client = exact.client(http, error_budget=8)
+    for _ in range(8):
+        with pytest.raises(PermanentError):
+            await client.get_where_in(
+                "default", exact.division, "crm/Accounts", "ID", [uuid4()], ["NoSuchField"]
+            )
+    with pytest.raises(TransientError) as caught:
+        await client.get_where_in(
+            "default", exact.division, "crm/Accounts", "ID", [uuid4()], ["NoSuchField"]
+        )
+
+    assert caught.value.code == "error_budget"
+    assert caught.value.retry_after is not None
+    assert 0 < caught.value.retry_after <= 3600
+    (errors,) = (await exact.admin.stats())["errors"]
+    assert (errors["endpoint"], errors["errors"], errors["blocked"]) == ("crm/Accounts", 8, False)
+
+
+async def test_a_refused_token_is_refreshed_once_and_the_read_replayed(exact, http):
+    ids = await invoices(exact, 1)
+    await exact.admin.inject(kind="http_401", count=1, path_contains="SalesInvoices")
+    rows = await exact.client(http).get_where_in(
+        "default", exact.division, INVOICES, "InvoiceID", [UUID(ids[0])], ["InvoiceID"]
+    )
+    assert len(rows) == 1
+    assert exact.tokens.refreshed == ["f1"]
+
+
+async def test_pacing_on_the_headers_spends_the_minute_without_a_single_429(exact, http):
+    ids = await invoices(exact, 1)
+    client = exact.client(http, minutely_reserve=2)
+    for _ in range(70):
+        await client.get_where_in(
+            "default", exact.division, INVOICES, "InvoiceID", [UUID(ids[0])], ["InvoiceID"]
+        )
+
+    stats = await exact.admin.stats()
+    division = str(exact.division)
+    assert stats["calls"][division] == 70
+    assert stats["rate_limited"][division] == {"minutely": 0, "daily": 0}
+    assert len(exact.slept) == 1  # once, at 58 calls, until the next minute
+
+
+async def test_a_filtered_read_goes_through_the_governor_and_every_page(exact, http):
+    ids = await invoices(exact, 65)
+    rows = await exact.client(http).get_filtered(
+        "default", exact.division, INVOICES, "Status eq 10", ["InvoiceID"]
+    )
+    assert {row["InvoiceID"] for row in rows} >= set(ids)
+    assert len(exact.urls) == 2
