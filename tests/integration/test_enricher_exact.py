@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,12 +17,13 @@ import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 
-from common.contracts import AccessToken
+from common.contracts import AccessToken, ExactWebhookReceived, Message, PaymentReceived
 from common.errors import PermanentError, TransientError
 from common.metrics import make_registry
 from enricher.adapters.exact import ExactClient
 from enricher.batching import BatchingExactReader
 from enricher.governor import ExactMetrics, RateGovernor
+from enricher.reconcile import Reconciler
 from sim_exact.client import SimExactAdmin
 from sim_exact.server import RunningSimulator, running
 from sim_exact.settings import Settings
@@ -226,3 +228,65 @@ async def test_a_filtered_read_goes_through_the_governor_and_every_page(exact, h
     )
     assert {row["InvoiceID"] for row in rows} >= set(ids)
     assert len(exact.urls) == 2
+
+
+class MemoryWatermarks:
+    """Watermarks kept in memory (the Postgres adapter has its own test)."""
+
+    def __init__(self) -> None:
+        self.marks: dict[str, datetime | None] = {}
+
+    def exclusive(self, connection_id: str, division: int):  # type: ignore[no-untyped-def]
+        @asynccontextmanager
+        async def held() -> AsyncIterator[bool]:
+            yield True
+
+        return held()
+
+    async def load(self, connection_id: str, division: int) -> dict[str, datetime | None]:
+        return dict(self.marks)
+
+    async def commit(self, connection_id: str, division: int, marks: dict) -> None:  # type: ignore[type-arg]
+        self.marks.update(marks)
+
+
+async def test_reconciliation_finds_a_missed_issue_and_a_payment_once(exact, http):
+    # nobody is subscribed in this simulator: every change below is a "missed webhook"
+    invoice = await exact.admin.create_invoice(amount=121.0)
+    issued = await exact.admin.issue_invoice(invoice["InvoiceID"])
+    published: list[Message] = []
+
+    async def publish(message: Message) -> None:
+        published.append(message)
+
+    reconciler = Reconciler(
+        connections=["default"],
+        client_id="c",
+        exact=exact.client(http),
+        tokens=exact.tokens,
+        watermarks=MemoryWatermarks(),
+        publish=publish,
+        lookback=timedelta(days=1),
+        overlap=timedelta(0),
+    )
+    now = datetime.fromtimestamp(exact.sim.state.clock.now(), UTC)
+    assert await reconciler.run_once(now) >= 1
+    updates = [m for m in published if isinstance(m, ExactWebhookReceived)]
+    assert str(invoice["InvoiceID"]) in {str(m.key_id) for m in updates}
+    assert all(m.source == "reconciliation" for m in updates)
+    assert not any(isinstance(m, PaymentReceived) for m in published)
+
+    exact.sim.state.clock.advance(60)
+    await exact.admin.pay_invoice(invoice["InvoiceID"])
+    published.clear()
+    later = datetime.fromtimestamp(exact.sim.state.clock.now(), UTC)
+    await reconciler.run_once(later)
+    payments = [m for m in published if isinstance(m, PaymentReceived)]
+    assert [(p.invoice_id, p.invoice_number) for p in payments] == [
+        (UUID(invoice["InvoiceID"]), str(issued["InvoiceNumber"]))
+    ]
+    # the invoice itself did not change again, so the watermark keeps it out of this pass
+    assert not any(isinstance(m, ExactWebhookReceived) for m in published)
+    published.clear()
+    await reconciler.run_once(later)
+    assert published == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
+from datetime import timedelta
 
 import httpx
 
@@ -14,10 +15,12 @@ from enricher import handlers
 from enricher.adapters.cache import DisabledCustomerCache, PostgresCustomerCache
 from enricher.adapters.exact import ExactClient
 from enricher.adapters.tokens import RpcTokenSource
+from enricher.adapters.watermarks import PostgresWatermarks
 from enricher.batching import BatchingExactReader
 from enricher.customers import Customers
 from enricher.governor import ExactMetrics, RateGovernor
 from enricher.ports import CustomerCache
+from enricher.reconcile import Reconciler
 from enricher.settings import Settings
 from enricher.templates import Renderer
 
@@ -47,9 +50,10 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             httpx.AsyncClient(timeout=settings.enricher_exact_timeout)
         )
         registry = make_registry()
+        tokens = RpcTokenSource(await RpcClient.open(connection))
         client = ExactClient(
             http,
-            RpcTokenSource(await RpcClient.open(connection)),
+            tokens,
             governor(settings, ExactMetrics.create(registry)),
         )
         exact = BatchingExactReader(
@@ -72,14 +76,29 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             region=settings.enricher_default_region,
             sender_name=settings.enricher_sender_name,
         )
+        routes = {**routes, **handlers.PLAIN_HANDLERS}
+        publisher = await amqp.Publisher.open(connection)
         await amqp.run_consumer(
             channel,
             "enricher.exact-events",
             routes,
-            publisher=await amqp.Publisher.open(connection),
+            publisher=publisher,
             metrics=ConsumerMetrics.create(registry),
             prefetch=settings.enricher_prefetch,
         )
+        if settings.enricher_reconcile_seconds > 0:
+            reconciler = Reconciler(
+                connections=settings.enricher_reconcile_connections,
+                client_id=settings.exact_client_id,
+                exact=client,
+                tokens=tokens,
+                watermarks=PostgresWatermarks(pool),
+                publish=publisher.publish,
+                lookback=timedelta(seconds=settings.enricher_reconcile_lookback_seconds),
+                overlap=timedelta(seconds=settings.enricher_reconcile_overlap_seconds),
+            )
+            schedule = asyncio.create_task(reconciler.run(settings.enricher_reconcile_seconds))
+            stack.callback(schedule.cancel)
         checks = {
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),

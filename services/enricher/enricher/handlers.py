@@ -21,6 +21,7 @@ from common.contracts import (
     ExactWebhookReceived,
     Message,
     NotificationSkipped,
+    PaymentReceived,
     SendNotification,
     SourceDocument,
 )
@@ -181,5 +182,14 @@ async def handle_exact_event(
     return []
 
 
+async def payment_received(event: PaymentReceived) -> list[Message]:
+    """An invoice was paid (found by reconciliation). Nothing to send for it yet; it will stop
+    the invoice's pending reminders once reminders exist."""
+    log.info("payment_received", invoice_number=event.invoice_number)
+    return []
+
+
 #: Message type (routing key prefix) -> (model, handler); ports are bound in app.py.
 HANDLERS = {"exact.": (ExactWebhookReceived, handle_exact_event)}
+#: Handlers that need no ports.
+PLAIN_HANDLERS = {PaymentReceived.routing_key: (PaymentReceived, payment_received)}

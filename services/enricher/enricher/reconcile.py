@@ -13,17 +13,24 @@ repeats a window rather than skipping one; each pass reads from a little before 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
-from common.contracts import ExactWebhookReceived, Message, PaymentReceived
-from enricher.ports import Record
+import structlog
 
-__all__ = ["STREAMS", "FilteredReader", "Pass", "reconcile"]
+from common.contracts import ExactWebhookReceived, Message, PaymentReceived
+from common.errors import MlcError
+from enricher.ports import Record, TokenSource
+
+__all__ = ["STREAMS", "FilteredReader", "Pass", "Reconciler", "reconcile"]
+
+log = structlog.get_logger("enricher")
 
 #: stream -> (resource, key field, topic of the events it feeds; None for payments)
 STREAMS: dict[str, tuple[str, str, str | None]] = {
@@ -96,9 +103,12 @@ async def reconcile(
             rows = await exact.get_filtered(
                 connection_id, division, resource, modified, [key_field, "Modified"]
             )
-        newest = watermarks.get(stream)
+        previous = newest = watermarks.get(stream)
         for row in rows:
             changed = _when(row.get("Modified"))
+            if changed and previous and changed <= previous - overlap:
+                # $filter's datetime literal has whole seconds: drop what the mark already had
+                continue
             if changed and (newest is None or changed > newest):
                 newest = changed
             if topic is None:
@@ -135,3 +145,87 @@ def _payment(connection_id: str, division: int, row: Record) -> PaymentReceived:
         currency=row.get("Currency"),
         paid_at=_when(row.get("LastPaymentDate")),
     )
+
+
+class Watermarks(Protocol):
+    def exclusive(self, connection_id: str, division: int) -> AbstractAsyncContextManager[bool]:
+        """True inside the block when this replica may run the division's pass."""
+        ...
+
+    async def load(self, connection_id: str, division: int) -> dict[str, datetime | None]: ...
+
+    async def commit(
+        self, connection_id: str, division: int, marks: dict[str, datetime]
+    ) -> None: ...
+
+
+class Publish(Protocol):
+    async def __call__(self, message: Message) -> None: ...
+
+
+@dataclass
+class Reconciler:
+    """Runs ``reconcile`` on a schedule for each connection and each of its divisions."""
+
+    connections: Sequence[str]
+    client_id: str
+    exact: FilteredReader
+    tokens: TokenSource
+    watermarks: Watermarks
+    publish: Publish
+    lookback: timedelta
+    overlap: timedelta
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        """One pass everywhere; returns the number of messages published."""
+        published = 0
+        for connection_id in self.connections:
+            try:
+                token = await self.tokens.get(connection_id)
+            except MlcError as exc:
+                log.warning(
+                    "reconcile_skipped", connection_id=connection_id, error_class=exc.error_class
+                )
+                continue
+            for division in token.divisions or [token.division]:
+                try:
+                    published += await self._division(connection_id, division, now)
+                except MlcError as exc:  # one division's trouble must not stop the others
+                    log.warning(
+                        "reconcile_failed",
+                        connection_id=connection_id,
+                        division=division,
+                        error_class=exc.error_class,
+                    )
+        return published
+
+    async def _division(self, connection_id: str, division: int, now: datetime | None) -> int:
+        async with self.watermarks.exclusive(connection_id, division) as mine:
+            if not mine:
+                return 0
+            found = await reconcile(
+                connection_id,
+                division,
+                self.client_id,
+                exact=self.exact,
+                watermarks=await self.watermarks.load(connection_id, division),
+                now=now or datetime.now(UTC),
+                lookback=self.lookback,
+                overlap=self.overlap,
+            )
+            for message in found.messages:
+                await self.publish(message)
+            await self.watermarks.commit(connection_id, division, dict(found.watermarks))
+        if found.messages:
+            log.info(
+                "reconciled",
+                connection_id=connection_id,
+                division=division,
+                messages=len(found.messages),
+            )
+        return len(found.messages)
+
+    async def run(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.run_once()
