@@ -43,7 +43,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 from common.testing.infra import (
@@ -55,6 +54,7 @@ from common.testing.infra import (
     db_answers,
     delete_vhost,
     find_infra,
+    fresh_database,
 )
 from common.testing.stack import PipelineStack
 from sim_exact.client import SimExactAdmin
@@ -104,16 +104,6 @@ class Run:
 
 def say(text: str) -> None:
     print(f"==> {text}", flush=True)
-
-
-async def fresh_database(admin_url: str, name: str) -> str:
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
 async def prepare(exact: SimExactAdmin, url: str, invoices: int, customers: int) -> list[str]:
@@ -229,7 +219,7 @@ async def one_run(infra: Infra, configuration: str, number: int, args: argparse.
     run = Run(configuration, invoices, min(args.customers, invoices))
     delete_vhost(infra, NAME)
     vhost = create_vhost(infra, NAME)
-    database = await fresh_database(infra.database_base, NAME.replace("-", "_"))
+    database = await fresh_database(infra, NAME.replace("-", "_"))
     logs = ROOT / ".mlc" / "bench" / f"{configuration}-{number}"
     shutil.rmtree(logs, ignore_errors=True)  # the stack appends to its logs
     stack = PipelineStack.on_free_ports(vhost, database, logs)

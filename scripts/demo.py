@@ -17,7 +17,6 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 from auditor.cli import format_trail
@@ -32,6 +31,7 @@ from common.testing.infra import (
     db_answers,
     delete_vhost,
     find_infra,
+    fresh_database,
 )
 from common.testing.stack import PipelineStack
 from sim_exact.client import SimExactAdmin
@@ -43,16 +43,6 @@ DEMO = "mlc-demo"
 
 def say(text: str) -> None:
     print(f"==> {text}", flush=True)
-
-
-async def fresh_database(admin_url: str, name: str) -> str:
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
 async def show_one_invoice(stack: PipelineStack) -> None:
@@ -111,7 +101,7 @@ async def main(once: bool) -> int:
         except InfraUnavailable as exc:
             print(f"ml-connector demo: {exc}", file=sys.stderr)
             return 1
-        database_url = await fresh_database(infra.database_base, DEMO.replace("-", "_"))
+        database_url = await fresh_database(infra, DEMO.replace("-", "_"))
         stack = PipelineStack(vhost_url, database_url, ROOT / ".mlc" / "logs")
         say("starting 2 simulators and 5 services (logs in .mlc/logs/)")
         try:

@@ -23,7 +23,15 @@ from dataclasses import dataclass
 import aio_pika
 import asyncpg
 
-__all__ = ["Infra", "InfraUnavailable", "amqp_answers", "db_answers", "find_infra"]
+__all__ = [
+    "Infra",
+    "InfraUnavailable",
+    "amqp_answers",
+    "db_answers",
+    "drop_database",
+    "find_infra",
+    "fresh_database",
+]
 
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -174,6 +182,25 @@ def _management(base: str, method: str, path: str, body: object) -> None:
     )
     with urllib.request.urlopen(request, timeout=10):
         pass
+
+
+async def fresh_database(infra: Infra, name: str) -> str:
+    """(Re)create database ``name`` on the server and return its URL."""
+    admin = await asyncpg.connect(infra.database_base)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return infra.database_base.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_database(infra: Infra, name: str) -> None:
+    admin = await asyncpg.connect(infra.database_base)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 def unique(prefix: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 
-import asyncpg
 import pytest
 import pytest_asyncio
 
@@ -19,7 +18,9 @@ from common.testing.infra import (
     InfraUnavailable,
     create_vhost,
     delete_vhost,
+    drop_database,
     find_infra,
+    fresh_database,
     unique,
 )
 
@@ -54,13 +55,8 @@ def amqp_url(infra: Infra) -> Iterator[str]:
 async def database_url(infra: Infra) -> AsyncIterator[str]:
     """A fresh database for this session, dropped at the end."""
     name = unique("mlc_test").replace("-", "_")
-    admin = await asyncpg.connect(infra.database_base)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    yield infra.database_base.rsplit("/", 1)[0] + "/" + name
-    admin = await asyncpg.connect(infra.database_base)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    yield await fresh_database(infra, name)
+    await drop_database(infra, name)
 
 
 @pytest.fixture
@@ -76,10 +72,5 @@ def private_amqp_url(infra: Infra) -> Iterator[str]:
 async def private_database_url(infra: Infra) -> AsyncIterator[str]:
     """A database of this test's own, for tests that read or rewrite a whole table."""
     name = unique("mlc_test").replace("-", "_")
-    admin = await asyncpg.connect(infra.database_base)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    yield infra.database_base.rsplit("/", 1)[0] + "/" + name
-    admin = await asyncpg.connect(infra.database_base)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    yield await fresh_database(infra, name)
+    await drop_database(infra, name)
