@@ -11,10 +11,17 @@ Outcome of one delivery in ``run_consumer``::
 
 The original is acked only after the republish or the outputs are confirmed, so a crash at any
 point leaves the message in a queue (at-least-once); handlers are idempotent.
+
+Surviving the broker: every queue a consumer reads is declared on its (robust) channel, never
+fetched with ``get_queue(..., ensure=False)``, so aio-pika re-declares it and re-attaches the
+consumer after a connection or channel loss and after a broker restart. ``Consumer.check`` tells
+readiness whether the consumer really is attached right now; ``Consumer.drain`` stops it on
+SIGTERM and lets in-flight deliveries finish.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -34,7 +41,18 @@ from common.errors import AmbiguousOutcome, InvalidMessage, PermanentError, Tran
 from common.logging import mask_text
 from common.metrics import ConsumerMetrics
 
-__all__ = ["Handler", "Publisher", "Routes", "bind", "connect", "decode", "run_consumer"]
+__all__ = [
+    "Consumer",
+    "Handler",
+    "Publisher",
+    "Routes",
+    "bind",
+    "broker_connected",
+    "connect",
+    "consumer_attached",
+    "decode",
+    "run_consumer",
+]
 
 log = structlog.get_logger("common.amqp")
 
@@ -59,14 +77,103 @@ def bind(routes: Routes, **ports: Any) -> Routes:
 _ERROR_HEADER_LIMIT = 500
 
 
+#: Seconds between reconnection attempts after the broker went away.
+RECONNECT_INTERVAL = 2.0
+
+
 @asynccontextmanager
-async def connect(url: str, *, name: str) -> AsyncIterator[AbstractRobustConnection]:
+async def connect(
+    url: str, *, name: str, reconnect_interval: float = RECONNECT_INTERVAL
+) -> AsyncIterator[AbstractRobustConnection]:
     """A robust connection named after the service (visible in the management UI)."""
-    connection = await aio_pika.connect_robust(url, client_properties={"connection_name": name})
+    connection = await aio_pika.connect_robust(
+        url,
+        client_properties={"connection_name": name},
+        reconnect_interval=reconnect_interval,
+    )
     try:
         yield connection
     finally:
         await connection.close()
+
+
+def broker_connected(connection: AbstractRobustConnection) -> bool:
+    """True while the connection's transport is up (False while a robust one reconnects)."""
+    transport = connection.transport
+    return not connection.is_closed and transport is not None and not transport.connection.is_closed
+
+
+async def consumer_attached(channel: AbstractChannel, tag: str | None) -> bool:
+    """True when ``tag`` consumes on ``channel`` right now, as the broker last confirmed.
+
+    ``is_closed`` follows the live (underlay) channel, which dies with the connection; a tag
+    is in the underlay's consumers only between consume-ok and a cancel.
+    """
+    if tag is None or channel.is_closed:
+        return False
+    underlay = await channel.get_underlay_channel()
+    return not underlay.is_closed and tag in getattr(underlay, "consumers", {})
+
+
+class Consumer:
+    """One consumer on one queue: whether it is attached, and stopping it gracefully."""
+
+    def __init__(self, channel: AbstractChannel, queue: aio_pika.abc.AbstractQueue) -> None:
+        self.channel = channel
+        self.queue = queue
+        self.tag: str | None = None
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._draining = False
+
+    @property
+    def name(self) -> str:
+        return self.queue.name
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def check(self) -> None:
+        """Raise unless the broker has this consumer attached right now (a readiness check)."""
+        if self._draining:
+            raise ConnectionError(f"consumer of {self.name} is draining")
+        if not await consumer_attached(self.channel, self.tag):
+            raise ConnectionError(f"consumer of {self.name} is not attached")
+
+    async def wrap(
+        self,
+        deliver: Callable[[AbstractIncomingMessage], Awaitable[None]],
+        incoming: AbstractIncomingMessage,
+    ) -> None:
+        """Run ``deliver`` counting it in flight (so ``drain`` can wait for it)."""
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            await deliver(incoming)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def drain(self, grace: float) -> int:
+        """Stop taking deliveries, wait up to ``grace`` seconds for the ones in flight.
+
+        Returns how many were still in flight when the grace ran out; their deliveries are
+        unacked and go back to the queue when the channel closes.
+        """
+        self._draining = True
+        if self.tag is not None and not self.channel.is_closed:
+            try:
+                await asyncio.wait_for(self.queue.cancel(self.tag), timeout=min(grace, 5))
+            except Exception as exc:  # the broker may be gone already: nothing to cancel
+                log.warning("consumer_cancel_failed", queue=self.name, error=type(exc).__name__)
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=grace)
+        except TimeoutError:
+            log.warning("drain_timed_out", queue=self.name, in_flight=self._in_flight)
+        return self._in_flight
 
 
 class Publisher:
@@ -158,10 +265,15 @@ async def run_consumer(
     publisher: Publisher,
     metrics: ConsumerMetrics,
     prefetch: int = 16,
-) -> str:
-    """Consume ``queue`` with ``handler`` and settle every delivery. Returns the consumer tag."""
+) -> Consumer:
+    """Consume ``queue`` with ``routes`` and settle every delivery.
+
+    The queue is declared (passively) on ``channel`` so that aio-pika restores the consumer
+    after a reconnect; the returned ``Consumer`` reports on it and drains it.
+    """
     await channel.set_qos(prefetch_count=prefetch)
-    amqp_queue = await channel.get_queue(queue, ensure=False)
+    amqp_queue = await channel.declare_queue(queue, passive=True)
+    consumer = Consumer(channel, amqp_queue)
 
     async def on_message(incoming: AbstractIncomingMessage) -> None:
         attempt = int((incoming.headers or {}).get("x-attempt", 1))  # type: ignore[arg-type]
@@ -181,7 +293,8 @@ async def run_consumer(
         metrics.messages.labels(queue=queue, outcome=outcome).inc()
         metrics.handle_seconds.labels(queue=queue).observe(time.perf_counter() - started)
 
-    return await amqp_queue.consume(on_message)
+    consumer.tag = await amqp_queue.consume(functools.partial(consumer.wrap, on_message))
+    return consumer
 
 
 async def _settle(

@@ -1,7 +1,8 @@
 """``/healthz``, ``/readyz`` and ``/metrics`` for every service, and serving an app in-process.
 
 ``/healthz`` says the process is alive. ``/readyz`` runs each dependency check (database
-``SELECT 1``, broker connection open) and answers 503 naming what failed.
+``SELECT 1``, broker connection up, each consumer attached, each background loop healthy) and
+answers 503 naming what failed; it turns ready again on its own once they recover.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from common.amqp import broker_connected
 from common.metrics import metrics_view
 
 __all__ = [
@@ -41,9 +43,11 @@ def database_check(db: asyncpg.Pool) -> Check:
 
 
 def broker_check(connection: AbstractRobustConnection) -> Check:
+    """Fails while the robust connection is down or reconnecting, not only once it is closed."""
+
     async def check() -> None:
-        if connection.is_closed:
-            raise ConnectionError("broker connection closed")
+        if not broker_connected(connection):
+            raise ConnectionError("broker connection down")
 
     return check
 

@@ -9,6 +9,7 @@ reply straight to the calling channel. A timeout or an ``RpcError`` reply of kin
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from pydantic import BaseModel
 
 from common import topology
-from common.amqp import Publisher, decode
+from common.amqp import Consumer, Publisher, consumer_attached, decode
 from common.contracts.base import Message
 from common.contracts.tokens import RpcError
 from common.errors import MlcError, PermanentError, TransientError
@@ -42,6 +43,7 @@ class RpcClient:
         self._opening = asyncio.Lock()
         self._timeout = timeout
         self._pending: dict[str, asyncio.Future[AbstractIncomingMessage]] = {}
+        self._reply_tag: str | None = None
 
     @classmethod
     async def open(cls, connection: AbstractRobustConnection, *, timeout: float = 5.0) -> RpcClient:
@@ -52,18 +54,24 @@ class RpcClient:
     async def _ready_channel(self) -> AbstractChannel:
         """The channel that publishes requests and consumes replies, (re)opened when needed.
 
-        A channel error (e.g. publishing before token-keeper declared ``mlc.rpc``) closes the
-        channel; direct reply-to then needs a fresh channel with its consumer in place before
-        the next request, so a plain channel is rebuilt here rather than left to auto-recovery.
+        The reply pseudo-queue is declared (passively) on the robust channel, so aio-pika
+        re-attaches the reply consumer when it restores the channel after a connection loss.
+        A channel this client closed itself (after a channel error, e.g. publishing before
+        token-keeper declared ``mlc.rpc``) is replaced by a fresh one here.
         """
         async with self._opening:
             if self._channel is None or self._channel.is_closed:
                 channel = await self._connection.channel()
                 await channel.declare_exchange(topology.RPC, "direct", durable=True)
-                queue = await channel.get_queue(_DIRECT_REPLY_TO, ensure=False)
-                await queue.consume(self._on_reply, no_ack=True)
+                queue = await channel.declare_queue(_DIRECT_REPLY_TO, passive=True)
+                self._reply_tag = await queue.consume(self._on_reply, no_ack=True)
                 self._channel = channel
             return self._channel
+
+    async def check(self) -> None:
+        """Raise unless replies can reach this client right now (a readiness check)."""
+        if self._channel is None or not await consumer_attached(self._channel, self._reply_tag):
+            raise ConnectionError("RPC reply consumer not attached")
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         future = self._pending.pop(message.correlation_id or "", None)
@@ -139,9 +147,12 @@ async def serve_rpc(
     channel: AbstractChannel,
     handlers: dict[str, tuple[type[BaseModel], Callable[[Any], Awaitable[Message]]]],
     publisher: Publisher,
-) -> None:
-    """Answer RPCs on ``token-keeper.rpc``: routing key (AMQP ``type``) -> (model, handler)."""
-    queue = await channel.get_queue(topology.QUEUES["token-keeper.rpc"].name, ensure=False)
+) -> Consumer:
+    """Answer RPCs on ``token-keeper.rpc``: routing key (AMQP ``type``) -> (model, handler).
+
+    Declared on the robust ``channel``, so the consumer comes back after a reconnect."""
+    queue = await channel.declare_queue(topology.QUEUES["token-keeper.rpc"].name, passive=True)
+    consumer = Consumer(channel, queue)
 
     async def on_request(message: AbstractIncomingMessage) -> None:
         async with message.process(requeue=False):
@@ -170,4 +181,5 @@ async def serve_rpc(
                     mandatory=False,
                 )
 
-    await queue.consume(on_request)
+    consumer.tag = await queue.consume(functools.partial(consumer.wrap, on_request))
+    return consumer

@@ -150,8 +150,10 @@ async def declare(channel: aio_pika.abc.AbstractChannel, *queues: str) -> None:
         await channel.declare_exchange(name, kind, durable=True)
     for spec in (QUEUES[q] for q in queues) if queues else QUEUES.values():
         for name, arguments in _queue_plan(spec):
-            await channel.declare_queue(name, durable=True, arguments=dict(arguments))  # type: ignore[arg-type]
-        queue = await channel.get_queue(spec.name, ensure=False)
+            declared = await channel.declare_queue(name, durable=True, arguments=dict(arguments))  # type: ignore[arg-type]
+        # Bound on the declared (robust) queue, so a broker that lost its definitions gets the
+        # bindings back when the channel is restored; the work queue is declared last.
+        queue = declared
         for exchange, key in spec.bindings:
             await queue.bind(exchange, routing_key=key)
 

@@ -26,7 +26,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await topology.declare(channel)
         registry = make_registry()
         routes = amqp.bind(handlers.HANDLERS, trail=trail)
-        await amqp.run_consumer(
+        consumer = await amqp.run_consumer(
             channel,
             "auditor.events",
             routes,
@@ -36,6 +36,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         checks = {
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),
+            "consumer": consumer.check,
         }
         app = health.health_app(checks, registry)
         app[api.TRAIL] = trail

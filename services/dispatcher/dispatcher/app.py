@@ -35,8 +35,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         twilio = await stack.enter_async_context(
             httpx.AsyncClient(base_url=settings.twilio_api_base_url, timeout=timeout)
         )
+        rpc = await RpcClient.open(connection)
         credentials = CachedLookup(
-            await RpcClient.open(connection),
+            rpc,
             lambda c: ChannelCredentialsGet(connection_id=c),
             ChannelCredentials,
             ttl=settings.dispatcher_credentials_cache_seconds,
@@ -47,7 +48,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             claims=PostgresClaimStore(pool, stale_seconds=settings.dispatcher_claim_stale_seconds),
             notifier=TwilioNotifier(twilio, TwilioAccounts(settings, credentials)),
         )
-        await amqp.run_consumer(
+        consumer = await amqp.run_consumer(
             channel,
             "dispatcher.sends",
             routes,
@@ -57,6 +58,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         checks = {
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),
+            "consumer": consumer.check,
+            "rpc": rpc.check,
         }
         await health.serve_until(
             stop, health.health_app(checks, registry), settings.http_host, settings.http_port

@@ -50,7 +50,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             httpx.AsyncClient(timeout=settings.enricher_exact_timeout)
         )
         registry = make_registry()
-        tokens = RpcTokenSource(await RpcClient.open(connection))
+        rpc = await RpcClient.open(connection)
+        tokens = RpcTokenSource(rpc)
         client = ExactClient(
             http,
             tokens,
@@ -78,7 +79,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         )
         routes = {**routes, **handlers.PLAIN_HANDLERS}
         publisher = await amqp.Publisher.open(connection)
-        await amqp.run_consumer(
+        consumer = await amqp.run_consumer(
             channel,
             "enricher.exact-events",
             routes,
@@ -102,6 +103,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         checks = {
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),
+            "consumer": consumer.check,
+            "rpc": rpc.check,
         }
         await health.serve_until(
             stop, health.health_app(checks, registry), settings.http_host, settings.http_port

@@ -50,6 +50,7 @@ def create_app(settings: Settings) -> web.Application:
                 rpc, lambda c: ChannelCredentialsGet(connection_id=c), ChannelCredentials, ttl=ttl
             )
             checks["broker"] = health.broker_check(connection)
+            checks["rpc"] = rpc.check
             yield
 
     app.cleanup_ctx.append(broker)

@@ -74,7 +74,7 @@ async def run(settings: Settings, stop: asyncio.Event, clock: Clock = _utcnow) -
                 handlers.get_channel_credentials, store=store
             ),
         }
-        await serve_rpc(
+        consumer = await serve_rpc(
             channel, {key: (handlers.HANDLERS[key][0], fn) for key, fn in bound.items()}, publisher
         )
         registry = make_registry()
@@ -86,6 +86,7 @@ async def run(settings: Settings, stop: asyncio.Event, clock: Clock = _utcnow) -
         checks = {
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),
+            "consumer": consumer.check,
         }
         await health.serve_until(
             stop, health.health_app(checks, registry), settings.http_host, settings.http_port
