@@ -13,7 +13,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from common import topology
 from common.amqp import Publisher, run_consumer
-from common.contracts import NotificationSent
+from common.contracts import NotificationFailed, NotificationSent
 from common.errors import PermanentError, TransientError
 from common.metrics import ConsumerMetrics, make_registry
 from common.testing import eventually
@@ -166,3 +166,52 @@ async def test_outputs_are_published_before_the_delivery_is_acked(connection):
 
     await eventually(drain, until=lambda n: n == 1, what="output published")
     assert NotificationSent.model_validate_json(received[0]) == original
+
+
+async def publish_at_attempt(connection: AbstractRobustConnection, body: bytes, attempt: int):
+    channel = await connection.channel(publisher_confirms=True)
+    message = aio_pika.Message(body, headers={"x-attempt": attempt})
+    await channel.default_exchange.publish(message, routing_key=QUEUE)
+    await channel.close()
+
+
+def failed_fact(message: NotificationSent) -> NotificationFailed:
+    return NotificationFailed(
+        notification_id=message.notification_id,
+        attempt=message.attempt,
+        error_class="exhausted",
+        error_code="20429",
+        error="Twilio answered 429 until the retries ran out",
+    )
+
+
+async def test_a_transient_error_publishes_its_facts_only_when_its_retries_are_used_up(
+    connection,
+):
+    channel = await connection.channel()
+    sink = await channel.declare_queue(exclusive=True)
+    await sink.bind(topology.EVENTS, routing_key="notification.failed")
+
+    async def handler(message: NotificationSent):
+        raise TransientError("Twilio 429", code=20429, facts=[failed_fact(message)])
+
+    await consume_with(connection, handler)
+    early, last = sent(), sent()
+    await publish_at_attempt(connection, early.model_dump_json().encode(), 1)
+    await publish_at_attempt(
+        connection, last.model_dump_json().encode(), len(topology.RETRY_TIERS) + 1
+    )
+    dlq = topology.dlq_name(QUEUE)
+    await eventually(lambda: depth(connection, dlq), until=lambda n: n == 1, what="dlq depth")
+    retry = topology.retry_queue_name(QUEUE, topology.RETRY_TIERS[0])
+    await eventually(lambda: depth(connection, retry), until=lambda n: n == 1, what="retried")
+    facts = []
+    while msg := await sink.get(fail=False, timeout=1):
+        facts.append(NotificationFailed.model_validate_json(msg.body))
+        await msg.ack()
+    assert [f.notification_id for f in facts] == [last.notification_id]
+    assert facts[0].error_class == "exhausted"
+    parked = await (await channel.get_queue(dlq)).get(timeout=5)
+    assert parked.headers["x-error-class"] == "transient"
+    await parked.ack()
+    await (await channel.get_queue(retry)).purge()

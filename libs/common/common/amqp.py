@@ -8,6 +8,7 @@ Outcome of one delivery in ``run_consumer``::
     handler ─ returns messages ─▶ publish all, confirmed ─▶ ack
       ├─ PermanentError / AmbiguousOutcome ─────────────▶ .dlq
       └─ TransientError / anything else ─▶ next retry tier (x-attempt + 1), or .dlq when used up
+                                             (publishing the error's facts first)
 
 The original is acked only after the republish or the outputs are confirmed, so a crash at any
 point leaves the message in a queue (at-least-once); handlers are idempotent.
@@ -324,6 +325,10 @@ async def _settle(
             indefinite=bool(transient and transient.indefinite),
         )
         if tier is None:
+            # Retries used up: the facts a transient error carries for this case (e.g. a
+            # NotificationFailed with reason "exhausted") go out before the parking.
+            for fact in getattr(exc, "facts", ()):
+                await publisher.publish(fact, correlation_id=incoming.correlation_id)
             await _dead_letter(incoming, queue, publisher, exc)
             return "dead_letter"
         await publisher.republish(

@@ -31,7 +31,8 @@ class MlcError(Exception):
         super().__init__(message)
         self.code = code
         #: Messages to publish before the delivery is parked (e.g. NotificationFailed), so
-        #: the audit trail learns of a failure that also needs an operator.
+        #: the audit trail learns of a failure that also needs an operator. On a transient
+        #: error they go out only if its retries are used up and the delivery is parked.
         self.facts = tuple(facts)
 
 
@@ -59,8 +60,9 @@ class TransientError(MlcError):
         code: str | int | None = None,
         retry_after: float | None = None,
         indefinite: bool = False,
+        facts: Sequence[Any] = (),
     ) -> None:
-        super().__init__(message, code=code)
+        super().__init__(message, code=code, facts=facts)
         self.retry_after = retry_after
         #: Wait as long as it takes (e.g. a connection waiting for a new consent): the message
         #: keeps cycling through the longest tier instead of going to the DLQ.

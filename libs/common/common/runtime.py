@@ -1,14 +1,31 @@
-"""Process life of a service: run until SIGTERM/SIGINT, then stop cleanly."""
+"""Process life of a service: run until SIGTERM/SIGINT, keep background loops alive, and stop
+cleanly.
+
+- ``run_until_stopped``: ``asyncio.run`` a service's ``run(stop)``; SIGTERM/SIGINT set ``stop``.
+- ``Supervisor``: runs each background loop (reconciliation, token keep-alive, relays) as a
+  task; a loop that raises is logged, counted (``mlc_background_errors_total{loop}``) and
+  restarted after a capped, jittered backoff. Readiness fails while a loop keeps failing.
+- ``drain``: on stop, first the loops, then each consumer stops taking deliveries and finishes
+  the ones in flight within a grace period (``MLC_SHUTDOWN_GRACE_SECONDS``, shorter than
+  Kubernetes' 30 s); what is still unacked then goes back to its queue.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-__all__ = ["run_until_stopped", "stop_event"]
+__all__ = ["Drainable", "Supervisor", "drain", "run_until_stopped", "stop_event"]
+
+log = structlog.get_logger("common.runtime")
 
 
 def stop_event() -> asyncio.Event:
@@ -22,7 +39,7 @@ def stop_event() -> asyncio.Event:
 
 def run_until_stopped(service: str, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """``asyncio.run`` a service's ``run(stop)`` coroutine; exit 1 with a log line on a crash."""
-    log = structlog.get_logger(service)
+    service_log = structlog.get_logger(service)
 
     async def main() -> None:
         stop = stop_event()
@@ -31,6 +48,117 @@ def run_until_stopped(service: str, run: Callable[[asyncio.Event], Awaitable[Non
     try:
         asyncio.run(main())
     except (OSError, ConnectionError) as exc:
-        log.error("service_failed_to_start", error=str(exc))
+        service_log.error("service_failed_to_start", error=str(exc))
         raise SystemExit(1) from exc
-    log.info("service_stopped")
+    service_log.info("service_stopped")
+
+
+@dataclass
+class _Loop:
+    name: str
+    body: Callable[[], Awaitable[None]]
+    task: asyncio.Task[None] | None = None
+    started: float = 0.0
+    failures: int = 0  # consecutive: reset once a run lasts ``healthy_after``
+    last_error: str | None = None
+    stopped: bool = False
+
+
+@dataclass
+class Supervisor:
+    """Keeps background loops running. ``body`` is a coroutine function that normally never
+    returns (it sleeps between passes); returning or raising both end in a restart."""
+
+    registry: CollectorRegistry
+    #: First and longest wait before a restart (seconds); doubles per consecutive failure.
+    backoff: float = 1.0
+    backoff_cap: float = 60.0
+    #: A run that lasted this long resets the consecutive-failure count.
+    healthy_after: float = 30.0
+    #: Readiness fails once a loop failed this many times in a row.
+    unhealthy_after: int = 3
+    _loops: dict[str, _Loop] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._errors = Counter(
+            "mlc_background_errors_total",
+            "Background loop runs that ended in an exception, by loop",
+            ["loop"],
+            registry=self.registry,
+        )
+        self._up = Gauge(
+            "mlc_background_loop_up",
+            "1 while a background loop runs, 0 while it waits to be restarted",
+            ["loop"],
+            registry=self.registry,
+        )
+
+    def start(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
+        loop = _Loop(name, body)
+        self._loops[name] = loop
+        loop.task = asyncio.create_task(self._keep(loop), name=f"supervised:{name}")
+
+    async def _keep(self, loop: _Loop) -> None:
+        while True:
+            loop.started = time.monotonic()
+            self._up.labels(loop=loop.name).set(1)
+            try:
+                await loop.body()
+                error = "returned"
+            except asyncio.CancelledError:
+                self._up.labels(loop=loop.name).set(0)
+                raise
+            except Exception as exc:  # the supervisor's job: any failure becomes a restart
+                error = type(exc).__name__
+                log.error("background_loop_failed", loop=loop.name, error=error, exc_info=exc)
+            self._up.labels(loop=loop.name).set(0)
+            self._errors.labels(loop=loop.name).inc()
+            ran = time.monotonic() - loop.started
+            loop.failures = 1 if ran >= self.healthy_after else loop.failures + 1
+            loop.last_error = error
+            wait = min(self.backoff_cap, self.backoff * 2 ** (loop.failures - 1))
+            wait *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+            log.warning("background_loop_restarting", loop=loop.name, retry_in=round(wait, 2))
+            await asyncio.sleep(wait)
+
+    async def check(self) -> None:
+        """Readiness: raise while a loop has stopped or keeps failing."""
+        now = time.monotonic()
+        for loop in self._loops.values():
+            if loop.stopped or loop.task is None or loop.task.done():
+                raise RuntimeError(f"background loop {loop.name} stopped")
+            recovered = now - loop.started >= self.healthy_after
+            if loop.failures >= self.unhealthy_after and not recovered:
+                raise RuntimeError(
+                    f"background loop {loop.name} failed {loop.failures}x ({loop.last_error})"
+                )
+
+    def failures(self, name: str) -> int:
+        return self._loops[name].failures
+
+    async def stop(self) -> None:
+        for loop in self._loops.values():
+            loop.stopped = True
+            if loop.task is not None:
+                loop.task.cancel()
+        tasks = [loop.task for loop in self._loops.values() if loop.task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Drainable(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    async def drain(self, grace: float) -> int: ...
+
+
+async def drain(grace: float, *consumers: Drainable, supervisor: Supervisor | None = None) -> None:
+    """Graceful stop: background loops first, then every consumer within ``grace`` seconds."""
+    if supervisor is not None:
+        await supervisor.stop()
+    left = await asyncio.gather(*(c.drain(grace) for c in consumers))
+    log.info(
+        "service_drained",
+        unfinished={c.name: n for c, n in zip(consumers, left, strict=True) if n},
+        grace=grace,
+    )

@@ -40,6 +40,9 @@ class ServiceSettings(BaseSettings):
     http_port: int = 8080
     log_json: bool = True
     log_level: str = "INFO"
+    #: On SIGTERM: how long in-flight deliveries may take to finish before the process
+    #: closes (unfinished ones return to their queue). Below Kubernetes' default 30 s.
+    shutdown_grace_seconds: float = 20.0
 
     exact_base_url: str = "http://127.0.0.1:8090"
     twilio_api_base_url: str = "http://127.0.0.1:8091"

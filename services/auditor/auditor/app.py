@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack
 from auditor import api, handlers
 from auditor.adapters.trail import PostgresTrail
 from auditor.settings import Settings
-from common import amqp, db, health, topology
+from common import amqp, db, health, runtime, topology
 from common.metrics import ConsumerMetrics, make_registry
 
 __all__ = ["run"]
@@ -42,3 +42,4 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         app[api.TRAIL] = trail
         app.router.add_get("/trail", api.trail_view)
         await health.serve_until(stop, app, settings.http_host, settings.http_port)
+        await runtime.drain(settings.shutdown_grace_seconds, consumer)

@@ -7,7 +7,7 @@ from contextlib import AsyncExitStack
 
 import httpx
 
-from common import amqp, db, health, topology
+from common import amqp, db, health, runtime, topology
 from common.contracts import ChannelCredentials, ChannelCredentialsGet
 from common.metrics import ConsumerMetrics, make_registry
 from common.rpc import CachedLookup, RpcClient
@@ -64,3 +64,4 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await health.serve_until(
             stop, health.health_app(checks, registry), settings.http_host, settings.http_port
         )
+        await runtime.drain(settings.shutdown_grace_seconds, consumer)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
 import httpx
 
-from common import amqp, db, health, topology
+from common import amqp, db, health, runtime, topology
 from common.metrics import ConsumerMetrics, make_registry
 from common.rpc import RpcClient
 from enricher import handlers
@@ -50,6 +51,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             httpx.AsyncClient(timeout=settings.enricher_exact_timeout)
         )
         registry = make_registry()
+        supervisor = runtime.Supervisor(registry)
+        stack.push_async_callback(supervisor.stop)
         rpc = await RpcClient.open(connection)
         tokens = RpcTokenSource(rpc)
         client = ExactClient(
@@ -98,14 +101,18 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 lookback=timedelta(seconds=settings.enricher_reconcile_lookback_seconds),
                 overlap=timedelta(seconds=settings.enricher_reconcile_overlap_seconds),
             )
-            schedule = asyncio.create_task(reconciler.run(settings.enricher_reconcile_seconds))
-            stack.callback(schedule.cancel)
+            supervisor.start(
+                "reconcile",
+                functools.partial(reconciler.run, settings.enricher_reconcile_seconds),
+            )
         checks = {
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),
             "consumer": consumer.check,
             "rpc": rpc.check,
+            "background": supervisor.check,
         }
         await health.serve_until(
             stop, health.health_app(checks, registry), settings.http_host, settings.http_port
         )
+        await runtime.drain(settings.shutdown_grace_seconds, consumer, supervisor=supervisor)

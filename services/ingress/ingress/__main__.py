@@ -17,6 +17,8 @@ def main() -> None:
         host=settings.http_host,
         port=settings.http_port,
         access_log=None,
+        # aiohttp stops accepting, then lets requests in flight finish within the grace.
+        shutdown_timeout=settings.shutdown_grace_seconds,
         print=None,
     )
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import httpx
 import structlog
 
-from common import amqp, db, health, topology
+from common import amqp, db, health, runtime, topology
 from common.crypto import Sealer
 from common.metrics import make_registry
 from common.rpc import serve_rpc
@@ -79,15 +79,19 @@ async def run(settings: Settings, stop: asyncio.Event, clock: Clock = _utcnow) -
         )
         registry = make_registry()
         housekeeping = Housekeeping(store, endpoint, policy, clock, registry)
-        chores = asyncio.create_task(
-            housekeeping.run(settings.token_keeper_housekeeping_seconds), name="housekeeping"
+        supervisor = runtime.Supervisor(registry)
+        stack.push_async_callback(supervisor.stop)
+        supervisor.start(
+            "housekeeping",
+            functools.partial(housekeeping.run, settings.token_keeper_housekeeping_seconds),
         )
-        stack.callback(chores.cancel)
         checks = {
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),
             "consumer": consumer.check,
+            "background": supervisor.check,
         }
         await health.serve_until(
             stop, health.health_app(checks, registry), settings.http_host, settings.http_port
         )
+        await runtime.drain(settings.shutdown_grace_seconds, consumer, supervisor=supervisor)
