@@ -215,3 +215,31 @@ async def test_a_transient_error_publishes_its_facts_only_when_its_retries_are_u
     assert parked.headers["x-error-class"] == "transient"
     await parked.ack()
     await (await channel.get_queue(retry)).purge()
+
+
+async def test_a_parked_message_moved_back_to_its_queue_starts_a_fresh_retry_ladder(connection):
+    """What `mlc dlq replay` and the management UI's "Move messages" both do: the copy keeps
+    its x-error-class and its exhausted x-attempt, yet gets its retries again."""
+
+    async def handler(message: NotificationSent):
+        raise TransientError("Twilio still answers 503")
+
+    await consume_with(connection, handler)
+    channel = await connection.channel(publisher_confirms=True)
+    moved = aio_pika.Message(
+        sent().model_dump_json().encode(),
+        headers={
+            "x-attempt": len(topology.RETRY_TIERS) + 1,
+            "x-error-class": "transient",
+            "x-error": "TransientError: Twilio answered 503",
+        },
+    )
+    await channel.default_exchange.publish(moved, routing_key=QUEUE)
+    retry = topology.retry_queue_name(QUEUE, topology.RETRY_TIERS[0])
+    await eventually(lambda: depth(connection, retry), until=lambda n: n == 1, what="retried")
+    parked = await (await channel.get_queue(retry)).get(timeout=5)
+    assert parked.headers["x-attempt"] == 2
+    assert "x-error-class" not in parked.headers
+    assert "x-error" not in parked.headers
+    await parked.ack()
+    assert await depth(connection, topology.dlq_name(QUEUE)) == 0

@@ -74,6 +74,9 @@ def bind(routes: Routes, **ports: Any) -> Routes:
     }
 
 
+#: Headers a parked message carries; a retried copy drops them (their presence means "replayed").
+_ERROR_HEADERS = ("x-error-class", "x-error", "x-error-code")
+
 #: Longest ``x-error`` header value; the full error goes to the log line.
 _ERROR_HEADER_LIMIT = 500
 
@@ -219,9 +222,16 @@ class Publisher:
         await target.publish(amqp_message, routing_key=key, mandatory=mandatory)
 
     async def republish(
-        self, incoming: AbstractIncomingMessage, queue: str, headers: dict[str, Any]
+        self,
+        incoming: AbstractIncomingMessage,
+        queue: str,
+        headers: dict[str, Any],
+        *,
+        drop: tuple[str, ...] = (),
     ) -> None:
-        """Send a copy of ``incoming`` to ``queue`` (a retry tier or a DLQ), confirmed."""
+        """Send a copy of ``incoming`` to ``queue`` (a retry tier or a DLQ), confirmed, with
+        ``headers`` set and the ``drop`` headers removed."""
+        kept = {k: v for k, v in (incoming.headers or {}).items() if k not in drop}
         copy = aio_pika.Message(
             body=incoming.body,
             content_type=incoming.content_type,
@@ -230,7 +240,7 @@ class Publisher:
             correlation_id=incoming.correlation_id,
             type=incoming.type,
             timestamp=incoming.timestamp,
-            headers={**(incoming.headers or {}), **headers},
+            headers={**kept, **headers},
         )
         await self._channel.default_exchange.publish(copy, routing_key=queue, mandatory=True)
 
@@ -277,7 +287,13 @@ async def run_consumer(
     consumer = Consumer(channel, amqp_queue)
 
     async def on_message(incoming: AbstractIncomingMessage) -> None:
-        attempt = int((incoming.headers or {}).get("x-attempt", 1))  # type: ignore[arg-type]
+        headers = incoming.headers or {}
+        # A parked message moved back to its queue (``mlc dlq replay`` or the management UI's
+        # "Move messages") still carries its error headers: it starts a fresh retry ladder.
+        replayed = "x-error-class" in headers
+        attempt = 1 if replayed else int(headers.get("x-attempt", 1))  # type: ignore[arg-type]
+        if replayed:
+            log.info("message_replayed", queue=queue, previous_error=headers.get("x-error-class"))
         structlog.contextvars.bind_contextvars(
             queue=queue,
             message_id=incoming.message_id,
@@ -332,7 +348,10 @@ async def _settle(
             await _dead_letter(incoming, queue, publisher, exc)
             return "dead_letter"
         await publisher.republish(
-            incoming, topology.retry_queue_name(queue, tier), {"x-attempt": attempt + 1}
+            incoming,
+            topology.retry_queue_name(queue, tier),
+            {"x-attempt": attempt + 1},
+            drop=_ERROR_HEADERS,
         )
         await incoming.ack()
         log.warning(
