@@ -84,20 +84,10 @@ class RpcClient:
         future: asyncio.Future[AbstractIncomingMessage] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
         try:
-            channel = await self._ready_channel()
-            exchange = await channel.get_exchange(topology.RPC, ensure=False)
-            await exchange.publish(
-                aio_pika.Message(
-                    body=request.model_dump_json().encode(),
-                    content_type="application/json",
-                    correlation_id=correlation_id,
-                    reply_to=_DIRECT_REPLY_TO,
-                    type=request.key(),
-                    expiration=self._timeout,
-                ),
-                routing_key=request.key(),
-            )
-            reply = await asyncio.wait_for(future, self._timeout)
+            # One deadline for everything: opening the channel and publishing wait for a
+            # reconnecting broker too, and a caller (holding a lock, say) must not wait forever.
+            async with asyncio.timeout(self._timeout):
+                reply = await self._send(request, correlation_id, future)
         except TimeoutError as exc:
             raise TransientError(f"no reply to {request.key()} within {self._timeout}s") from exc
         except (aio_pika.exceptions.AMQPError, RuntimeError) as exc:
@@ -121,6 +111,27 @@ class RpcClient:
             raise PermanentError(f"{request.key()}: {error.message}", code=error.kind)
         result: R = decode(reply_model, reply.body)
         return result
+
+    async def _send(
+        self,
+        request: Message,
+        correlation_id: str,
+        future: asyncio.Future[AbstractIncomingMessage],
+    ) -> AbstractIncomingMessage:
+        channel = await self._ready_channel()
+        exchange = await channel.get_exchange(topology.RPC, ensure=False)
+        await exchange.publish(
+            aio_pika.Message(
+                body=request.model_dump_json().encode(),
+                content_type="application/json",
+                correlation_id=correlation_id,
+                reply_to=_DIRECT_REPLY_TO,
+                type=request.key(),
+                expiration=self._timeout,
+            ),
+            routing_key=request.key(),
+        )
+        return await future
 
 
 class CachedLookup(Generic[R]):
