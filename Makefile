@@ -2,7 +2,7 @@
 # and `make test` (the whole suite). Everything installs into .venv from pinned requirements.
 PY := .venv/bin/python
 .DEFAULT_GOAL := help
-.PHONY: help venv services demo demo-once test check lint typecheck bench fixtures fixtures-check definitions
+.PHONY: help venv services demo demo-once test check lint typecheck bench chaos chaos-long fixtures fixtures-check definitions
 
 help:
 	@echo "make demo    run the whole pipeline against the built-in simulators (Ctrl-C stops)"
@@ -23,6 +23,14 @@ demo-once: services
 
 bench: services
 	@$(PY) scripts/bench_invoicing_run.py
+
+# N invoices through the pipeline while services are SIGKILLed, the broker and the database
+# restart, connections are cut and the vendors misbehave; fails on any lost or duplicated SMS.
+chaos: venv
+	@$(PY) scripts/chaos.py --invoices 1000
+
+chaos-long: venv
+	@$(PY) scripts/chaos.py --invoices 10000 --customers 1000 --batch 200 --json .mlc/chaos-long.json
 
 test: services
 	@$(PY) -m pytest -q

@@ -85,19 +85,29 @@ class PipelineStack:
         }
 
     async def start(self, *, timeout: float = 60.0) -> None:
+        for name, _ in COMPONENTS:
+            await self.start_one(name, timeout=timeout)
+
+    async def start_one(self, name: str, *, timeout: float = 60.0) -> None:
+        """Start one component (appending to its log) and wait until it is ready."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        bin_dir = Path(sys.executable).parent
-        for name, script in COMPONENTS:
-            log = (self.log_dir / f"{name}.log").open("ab")
+        script = dict(COMPONENTS)[name]
+        with (self.log_dir / f"{name}.log").open("ab") as log:
             self.processes[name] = await asyncio.create_subprocess_exec(
-                str(bin_dir / script),
+                str(Path(sys.executable).parent / script),
                 env=self.env(name),
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
             )
-            log.close()
-            await self.wait_ready(name, timeout=timeout)
+        await self.wait_ready(name, timeout=timeout)
+
+    async def kill(self, name: str) -> None:
+        """SIGKILL one component, as a crash or an OOM kill would: no drain, no cleanup."""
+        process = self.processes[name]
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
     async def wait_ready(self, name: str, *, timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
