@@ -41,6 +41,7 @@ from common.contracts.base import SCHEMA_VERSION, Message
 from common.errors import AmbiguousOutcome, InvalidMessage, PermanentError, TransientError
 from common.logging import mask_text
 from common.metrics import ConsumerMetrics
+from common.runtime import wait_for_dependency
 
 __all__ = [
     "Consumer",
@@ -90,10 +91,15 @@ async def connect(
     url: str, *, name: str, reconnect_interval: float = RECONNECT_INTERVAL
 ) -> AsyncIterator[AbstractRobustConnection]:
     """A robust connection named after the service (visible in the management UI)."""
-    connection = await aio_pika.connect_robust(
-        url,
-        client_properties={"connection_name": name},
-        reconnect_interval=reconnect_interval,
+    connection = await wait_for_dependency(
+        "broker",
+        functools.partial(
+            aio_pika.connect_robust,
+            url,
+            client_properties={"connection_name": name},
+            reconnect_interval=reconnect_interval,
+        ),
+        retry_on=(OSError, ConnectionError, TimeoutError, aio_pika.exceptions.AMQPConnectionError),
     )
     try:
         yield connection

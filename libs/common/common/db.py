@@ -7,6 +7,7 @@ in its own transaction, under an advisory lock so that replicas starting togethe
 
 from __future__ import annotations
 
+import functools
 import json
 import zlib
 from collections.abc import AsyncIterator
@@ -14,6 +15,8 @@ from contextlib import asynccontextmanager
 from importlib import resources
 
 import asyncpg
+
+from common.runtime import wait_for_dependency
 
 __all__ = ["ensure_database", "migrate", "pool"]
 
@@ -28,8 +31,12 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
 @asynccontextmanager
 async def pool(url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncIterator[asyncpg.Pool]:
     """An asyncpg pool with JSON codecs, closed on exit."""
-    created = await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, init=_init_connection
+    created = await wait_for_dependency(
+        "database",
+        functools.partial(
+            asyncpg.create_pool, url, min_size=min_size, max_size=max_size, init=_init_connection
+        ),
+        retry_on=(OSError, ConnectionError, TimeoutError, asyncpg.CannotConnectNowError),
     )
     try:
         yield created

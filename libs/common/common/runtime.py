@@ -18,14 +18,50 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-__all__ = ["Drainable", "Supervisor", "drain", "run_until_stopped", "stop_event"]
+__all__ = [
+    "STARTUP_TIMEOUT",
+    "Drainable",
+    "Supervisor",
+    "drain",
+    "run_until_stopped",
+    "stop_event",
+    "wait_for_dependency",
+]
 
 log = structlog.get_logger("common.runtime")
+
+T = TypeVar("T")
+
+#: How long a starting service waits for the broker or the database before it gives up.
+STARTUP_TIMEOUT = 60.0
+
+
+async def wait_for_dependency(
+    name: str,
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    retry_on: tuple[type[BaseException], ...] = (OSError, ConnectionError, TimeoutError),
+    timeout: float = STARTUP_TIMEOUT,
+) -> T:
+    """``attempt()`` until it succeeds, waiting 0.5 s doubling to 5 s between tries, for at most
+    ``timeout`` seconds: a service started while the broker or the database restarts waits for
+    it instead of exiting (and crash-looping) at once."""
+    deadline = time.monotonic() + timeout
+    delay = 0.5
+    while True:
+        try:
+            return await attempt()
+        except retry_on as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("dependency_unavailable", dependency=name, error=type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def stop_event() -> asyncio.Event:

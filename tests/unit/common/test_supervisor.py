@@ -80,3 +80,29 @@ async def test_a_loop_that_returns_is_treated_as_stopped_and_restarted():
     await eventually(lambda: runs, until=lambda n: n >= 2, what="restarted after returning")
     assert errors(registry, "once") >= 1
     await supervisor.stop()
+
+
+async def test_a_starting_service_waits_for_a_dependency_that_comes_up_late():
+    from common.runtime import wait_for_dependency
+
+    tries = 0
+
+    async def connect() -> str:
+        nonlocal tries
+        tries += 1
+        if tries < 3:
+            raise ConnectionRefusedError("broker restarting")
+        return "connected"
+
+    assert await wait_for_dependency("broker", connect, timeout=10) == "connected"
+    assert tries == 3
+
+
+async def test_a_dependency_that_never_comes_up_fails_after_the_startup_timeout():
+    from common.runtime import wait_for_dependency
+
+    async def connect() -> str:
+        raise ConnectionRefusedError("nobody listens")
+
+    with pytest.raises(ConnectionRefusedError):
+        await wait_for_dependency("database", connect, timeout=1)
