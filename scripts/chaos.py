@@ -35,7 +35,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -344,7 +344,10 @@ def main(argv: list[str] | None = None) -> int:
         print("chaos: needs rabbitmq-server and PostgreSQL's server binaries", file=sys.stderr)
         return 2
     result = asyncio.run(run(args))
-    figures = {**asdict(result), "ok": result.ok()}
+    # asdict() would rebuild the Counters from (key, count) pairs: copy the fields instead.
+    figures = {f.name: getattr(result, f.name) for f in fields(result)}
+    figures = {k: dict(v) if isinstance(v, Counter) else v for k, v in figures.items()}
+    figures["ok"] = result.ok()
     print(json.dumps(figures, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
