@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aio_pika
 import pytest
@@ -18,6 +20,7 @@ from common.signatures import exact_hashcode, twilio_signature
 from common.testing.infra import Infra, create_vhost, delete_vhost, unique
 from ingress.app import create_app
 from ingress.settings import Settings as IngressSettings
+from sim_twilio.event_webhook import signed_headers
 from token_keeper.adapters.store import PostgresConnectionStore
 from token_keeper.app import run as run_token_keeper
 from token_keeper.settings import Settings as TokenKeeperSettings
@@ -195,3 +198,184 @@ async def test_a_connections_own_twilio_account_signs_its_callbacks(ingress, dat
     ).status == 200
     assert (await queue.get(timeout=10)).routing_key == "twilio.status.sent"
     await connection.close()
+
+
+# --- inbound SMS, call statuses and SendGrid events ----------------------------------------
+
+
+def twilio_post_headers(path: str, form: dict[str, str]) -> dict[str, str]:
+    token = str(SIMULATOR_DEFAULTS["twilio_auth_token"])
+    url = "https://hooks.example.com" + path
+    return {"X-Twilio-Signature": twilio_signature(token, url, form.items())}
+
+
+async def test_an_inbound_stop_is_published_as_an_opt_out_and_answered_with_empty_twiml(ingress):
+    client, amqp_url = ingress
+    connection, queue = await probe(amqp_url, "twilio.inbound.#")
+    form = {
+        "MessageSid": "SM" + "3" * 32,
+        "AccountSid": str(SIMULATOR_DEFAULTS["twilio_account_sid"]),
+        "From": "+31612345678",
+        "To": "+3197010000000",
+        "Body": " Afmelden ",
+    }
+    path = "/webhooks/twilio/inbound"
+    answer = await client.post(path, data=form, headers=twilio_post_headers(path, form))
+    assert answer.status == 200
+    assert answer.content_type == "text/xml"
+    assert "<Response></Response>" in await answer.text()
+    message = await queue.get(timeout=10)
+    assert message.routing_key == "twilio.inbound.stop"
+    event = json.loads(message.body)
+    assert event["from_number"] == "+31612345678"
+    assert event["keyword"] == "AFMELDEN"
+    await connection.close()
+
+
+async def test_a_forged_inbound_sms_is_refused_and_nothing_is_published(ingress):
+    client, amqp_url = ingress
+    connection, queue = await probe(amqp_url, "twilio.inbound.#")
+    form = {"MessageSid": "SM" + "4" * 32, "From": "+31612345678", "To": "+3197010000000"}
+    headers = twilio_post_headers("/webhooks/twilio/inbound", {**form, "Body": "START"})
+    form["Body"] = "STOP"  # signed for START, sent as STOP
+    answer = await client.post("/webhooks/twilio/inbound", data=form, headers=headers)
+    assert answer.status == 401
+    assert await queue.get(fail=False, timeout=1) is None
+    await connection.close()
+
+
+async def test_call_status_callbacks_are_published_as_call_statuses(ingress):
+    client, amqp_url = ingress
+    connection, queue = await probe(amqp_url, "twilio.status.#")
+    form = {"CallSid": "CA" + "5" * 32, "CallStatus": "no-answer", "To": "+31612345678"}
+    path = "/webhooks/twilio/voice-status"
+    answer = await client.post(path, data=form, headers=twilio_post_headers(path, form))
+    assert answer.status == 200
+    message = await queue.get(timeout=10)
+    assert message.routing_key == "twilio.status.no-answer"
+    assert json.loads(message.body)["resource"] == "call"
+    await connection.close()
+
+
+def sendgrid_post(events: list[dict], timestamp: str | None = None) -> tuple[bytes, dict]:
+    raw = json.dumps(events).encode() + b"\r\n"
+    return raw, signed_headers(raw, timestamp)
+
+
+async def test_signed_sendgrid_events_are_published_one_fact_per_sg_event_id(ingress):
+    client, amqp_url = ingress
+    connection, queue = await probe(amqp_url, "email.event.#")
+    events = [
+        {
+            "email": "finance@example.com",
+            "event": "delivered",
+            "sg_event_id": "ev-delivered-1",
+            "sg_message_id": "msg-1.filter",
+            "timestamp": 1764500000,
+            "mlc_notification_id": "7f3c6f0e-3a4f-4a55-9d59-0f5b0f7a2b11",
+        },
+        {
+            "email": "finance@example.com",
+            "event": "bounce",
+            "type": "bounce",
+            "reason": "550 5.1.1 unknown user",
+            "sg_event_id": "ev-bounce-1",
+            "timestamp": 1764500001,
+        },
+    ]
+    raw, headers = sendgrid_post(events)
+    answer = await client.post("/webhooks/sendgrid/events", data=raw, headers=headers)
+    assert answer.status == 200
+    first, second = await queue.get(timeout=10), await queue.get(timeout=10)
+    assert [first.routing_key, second.routing_key] == [
+        "email.event.delivered",
+        "email.event.bounce",
+    ]
+    delivered = json.loads(first.body)
+    assert delivered["notification_id"] == "7f3c6f0e-3a4f-4a55-9d59-0f5b0f7a2b11"
+    assert json.loads(second.body)["type"] == "bounce"
+    # SendGrid posts the same events again: the same message ids, so consumers see one fact.
+    again = await client.post("/webhooks/sendgrid/events", data=raw, headers=headers)
+    assert again.status == 200
+    repeats = [await queue.get(timeout=10), await queue.get(timeout=10)]
+    assert {m.message_id for m in repeats} == {first.message_id, second.message_id}
+    await connection.close()
+
+
+async def test_forged_or_unsigned_sendgrid_posts_are_refused_and_nothing_is_published(ingress):
+    client, amqp_url = ingress
+    connection, queue = await probe(amqp_url, "email.event.#")
+    event = {"email": "x@example.com", "event": "open", "sg_event_id": "ev-open-1"}
+    raw, headers = sendgrid_post([event])
+    tampered = raw.replace(b"open", b"click")
+    assert (
+        await client.post("/webhooks/sendgrid/events", data=tampered, headers=headers)
+    ).status == 401
+    assert (
+        await client.post(
+            "/webhooks/sendgrid/events", data=raw, headers={"Content-Type": "application/json"}
+        )
+    ).status == 401
+    vector = json.loads(
+        (Path(__file__).parents[1] / "vectors" / "sendgrid-event-webhook.json").read_text()
+    )["valid"]
+    # Validly signed by another account's key (the published vector's): not ours.
+    assert (
+        await client.post(
+            "/webhooks/sendgrid/events",
+            data=vector["payload"].encode(),
+            headers={
+                "X-Twilio-Email-Event-Webhook-Signature": vector["signature"],
+                "X-Twilio-Email-Event-Webhook-Timestamp": vector["timestamp"],
+            },
+        )
+    ).status == 401
+    assert await queue.get(fail=False, timeout=1) is None
+    await connection.close()
+
+
+async def test_signed_sendgrid_posts_that_are_not_event_arrays_are_refused(ingress):
+    client, _ = ingress
+    for raw in (b"{not json", b'{"event": "open"}', b'[{"event": "open"}]'):
+        headers = signed_headers(raw)
+        answer = await client.post("/webhooks/sendgrid/events", data=raw, headers=headers)
+        assert answer.status == (400 if raw.startswith(b"{not") else 422), raw
+
+
+async def test_a_connections_own_sendgrid_key_verifies_its_event_posts(ingress, database_url):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from sim_twilio.event_webhook import sign
+
+    own = ec.generate_private_key(ec.SECP256R1())
+    pem = own.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public = base64.b64encode(
+        own.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    ).decode()
+    async with db.pool(database_url) as pool:
+        store = PostgresConnectionStore(pool, Sealer(SEALING_KEY))
+        assert await store.set_channel_credentials(
+            "ingress-test",
+            twilio_account_sid=None,
+            twilio_auth_token=None,
+            twilio_messaging_service_sid=None,
+            sendgrid_api_key="SG.acme-own-key",
+            sendgrid_webhook_public_key=public,
+        )
+    client, _ = ingress
+    raw = json.dumps([{"email": "a@example.com", "event": "open", "sg_event_id": "e9"}]).encode()
+    path = "/webhooks/sendgrid/events?connection=ingress-test"
+    by_default_key = signed_headers(raw, "1764500000")
+    assert (await client.post(path, data=raw, headers=by_default_key)).status == 401
+    by_own_key = {
+        **by_default_key,
+        "X-Twilio-Email-Event-Webhook-Signature": sign(raw, "1764500000", pem),
+    }
+    assert (await client.post(path, data=raw, headers=by_own_key)).status == 200

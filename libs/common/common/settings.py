@@ -26,6 +26,11 @@ SIMULATOR_DEFAULTS = {
     "twilio_voice_from": "+15005550006",
     "sendgrid_api_key": "SG.sim-sendgrid-key",
     "email_from": "billing@example.com",
+    # The public half of the Twilio simulator's event-signing key (sim_twilio.event_webhook).
+    "sendgrid_webhook_public_key": (
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEZ5c24A7US60Dbkhb2kZQ9SvWkzZ1"
+        "po71uPsX3tAwIIAPlC07JXbFYflGeXMP5Jk5bQtbAlGZb4JYrXuOuOX7kw=="
+    ),
 }
 
 
@@ -59,6 +64,9 @@ class ServiceSettings(BaseSettings):
     twilio_voice_from: str = SIMULATOR_DEFAULTS["twilio_voice_from"]  # type: ignore[assignment]
     sendgrid_api_key: SecretStr = SecretStr(str(SIMULATOR_DEFAULTS["sendgrid_api_key"]))
     email_from: str = SIMULATOR_DEFAULTS["email_from"]  # type: ignore[assignment]
+    #: SendGrid's "Signed Event Webhook" verification key (base64 DER), from the SendGrid
+    #: console or its API; a connection with its own SendGrid account brings its own.
+    sendgrid_webhook_public_key: str = SIMULATOR_DEFAULTS["sendgrid_webhook_public_key"]  # type: ignore[assignment]
 
     #: The default connection of a single-company install; its id in URLs and messages.
     exact_connection_id: str = "default"

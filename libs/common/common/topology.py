@@ -101,6 +101,8 @@ QUEUES: dict[str, QueueSpec] = {
             (COMMANDS, "notification.send.*"),
             (EVENTS, "notification.*"),
             (EVENTS, "twilio.status.*"),
+            (EVENTS, "twilio.inbound.*"),
+            (EVENTS, "email.event.*"),
         ),
     ),
     "token-keeper.rpc": QueueSpec(

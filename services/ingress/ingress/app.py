@@ -56,5 +56,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(broker)
     app.router.add_post("/webhooks/exact/{connection_id}", views.exact_webhook)
     app.router.add_post("/webhooks/twilio/status", views.twilio_status)
+    app.router.add_post("/webhooks/twilio/voice-status", views.twilio_voice_status)
+    app.router.add_post("/webhooks/twilio/inbound", views.twilio_inbound)
+    app.router.add_post("/webhooks/sendgrid/events", views.sendgrid_events)
     health.add_health_routes(app, checks, registry)
     return app

@@ -15,13 +15,21 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from common.contracts import ExactWebhookReceived, Message, TwilioStatus
+from common.contracts import EmailEvent, ExactWebhookReceived, InboundSms, Message, TwilioStatus
+from common.contracts.email import NOTIFICATION_ARG
 from common.errors import PermanentError, TransientError
-from common.signatures import split_exact_body, twilio_verify, verify_exact
+from common.signatures import sendgrid_verify, split_exact_body, twilio_verify, verify_exact
 from ingress.keys import CHANNELS, METRICS, PUBLISHER, SECRETS, SETTINGS
+from ingress.keywords import classify
 from ingress.payloads import ExactEnvelope
 
-__all__ = ["exact_webhook", "twilio_status"]
+__all__ = [
+    "exact_webhook",
+    "sendgrid_events",
+    "twilio_inbound",
+    "twilio_status",
+    "twilio_voice_status",
+]
 
 log = structlog.get_logger("ingress")
 
@@ -112,7 +120,8 @@ async def _twilio_auth_token(request: web.Request) -> str:
     return own.twilio_auth_token.get_secret_value() if own.twilio_auth_token else default
 
 
-async def twilio_status(request: web.Request) -> web.Response:
+async def _signed_twilio_form(request: web.Request) -> dict[str, str] | web.Response:
+    """The form of a Twilio webhook whose ``X-Twilio-Signature`` holds, or the refusal."""
     settings = request.app[SETTINGS]
     form = await request.post()
     params = [(k, v) for k, v in form.items() if isinstance(v, str)]
@@ -126,7 +135,14 @@ async def twilio_status(request: web.Request) -> web.Response:
         return _answer(request, "twilio", "secret_unavailable", 503, error=str(exc))
     if not twilio_verify(auth_token, url, params, signature):
         return _answer(request, "twilio", "forged", 401)
-    values = dict(params)
+    return dict(params)
+
+
+async def twilio_status(request: web.Request) -> web.Response:
+    """A Messages status callback (MessageSid, MessageStatus)."""
+    values = await _signed_twilio_form(request)
+    if isinstance(values, web.Response):
+        return values
     sid = values.get("MessageSid") or values.get("SmsSid")
     status = values.get("MessageStatus") or values.get("SmsStatus")
     if not sid or not status:
@@ -139,3 +155,126 @@ async def twilio_status(request: web.Request) -> web.Response:
         received_at=datetime.now(UTC),
     )
     return await _publish(request, "twilio", event)
+
+
+async def twilio_voice_status(request: web.Request) -> web.Response:
+    """A Calls status callback (CallSid, CallStatus; AnsweredBy with machine detection)."""
+    values = await _signed_twilio_form(request)
+    if isinstance(values, web.Response):
+        return values
+    sid, status = values.get("CallSid"), values.get("CallStatus")
+    if not sid or not status:
+        return _answer(request, "twilio", "invalid_shape", 422)
+    event = TwilioStatus(
+        resource="call",
+        provider_id=sid,
+        status=status.lower(),
+        error_code=values.get("ErrorCode") or values.get("SipResponseCode"),
+        raw=values,
+        received_at=datetime.now(UTC),
+    )
+    return await _publish(request, "twilio", event)
+
+
+#: What an incoming-message webhook answers: TwiML that says nothing (Twilio's own opt-out
+#: handling, or Advanced Opt-Out, sends the STOP/START/HELP replies).
+_EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+async def twilio_inbound(request: web.Request) -> web.Response:
+    """An SMS a recipient sent us: STOP / START / HELP keywords feed the suppression list."""
+    values = await _signed_twilio_form(request)
+    if isinstance(values, web.Response):
+        return values
+    sid = values.get("MessageSid") or values.get("SmsSid")
+    sender, to = values.get("From"), values.get("To")
+    if not sid or not sender or not to:
+        return _answer(request, "twilio", "invalid_shape", 422)
+    kind, keyword = classify(values.get("Body", ""), values.get("OptOutType"))
+    event = InboundSms(
+        connection_id=request.query.get("connection"),
+        account_sid=values.get("AccountSid"),
+        message_sid=sid,
+        from_number=sender,
+        to_number=to,
+        messaging_service_sid=values.get("MessagingServiceSid"),
+        kind=kind,
+        keyword=keyword,
+        received_at=datetime.now(UTC),
+    )
+    answer = await _publish(request, "twilio", event)
+    if answer.status != 200:
+        return answer
+    return web.Response(text=_EMPTY_TWIML, content_type="text/xml")
+
+
+_SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
+_SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
+
+
+async def _sendgrid_key(request: web.Request) -> str:
+    """The key that verifies this post: the connection's own SendGrid account's, if any."""
+    default = request.app[SETTINGS].sendgrid_webhook_public_key
+    connection_id = request.query.get("connection")
+    if not connection_id:
+        return default
+    own = await request.app[CHANNELS].get(connection_id)
+    return own.sendgrid_webhook_public_key or default
+
+
+def _email_event(connection_id: str | None, item: dict[str, object]) -> EmailEvent | None:
+    event, event_id = item.get("event"), item.get("sg_event_id")
+    if not isinstance(event, str) or not isinstance(event_id, str) or not event or not event_id:
+        return None
+    when = item.get("timestamp")
+    text = {k: v for k, v in item.items() if isinstance(v, str)}
+    return EmailEvent(
+        connection_id=connection_id,
+        event=event.lower(),
+        sg_event_id=event_id,
+        sg_message_id=text.get("sg_message_id"),
+        notification_id=text.get(NOTIFICATION_ARG),
+        email=text.get("email"),
+        type=text.get("type"),
+        reason=text.get("reason") or text.get("response"),
+        occurred_at=datetime.fromtimestamp(when, UTC) if isinstance(when, int) else None,
+        received_at=datetime.now(UTC),
+        raw=item,
+    )
+
+
+async def sendgrid_events(request: web.Request) -> web.Response:
+    """SendGrid's Signed Event Webhook: a JSON array of events, ECDSA-signed over
+    ``timestamp + body``. Each event is published on its own; a repeat (same ``sg_event_id``)
+    has the same message id. 200 only after every event of the post was confirmed, so a
+    partial failure (503) makes SendGrid post the whole batch again."""
+    body = await request.read()
+    signature = request.headers.get(_SENDGRID_SIGNATURE, "")
+    timestamp = request.headers.get(_SENDGRID_TIMESTAMP, "")
+    if not signature or not timestamp:
+        return _answer(request, "sendgrid", "unsigned", 401)
+    try:
+        key = await _sendgrid_key(request)
+    except PermanentError:
+        return _answer(request, "sendgrid", "unknown_connection", 401)
+    except TransientError as exc:
+        return _answer(request, "sendgrid", "secret_unavailable", 503, error=str(exc))
+    if not sendgrid_verify(key, body, signature, timestamp):
+        return _answer(request, "sendgrid", "forged", 401)
+    try:
+        items = json.loads(body)
+    except ValueError:
+        return _answer(request, "sendgrid", "malformed", 400)
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        return _answer(request, "sendgrid", "invalid_shape", 422)
+    connection_id = request.query.get("connection")
+    events = [e for e in (_email_event(connection_id, item) for item in items) if e is not None]
+    if len(events) != len(items):
+        return _answer(request, "sendgrid", "invalid_shape", 422)
+    publisher = request.app[PUBLISHER]
+    try:
+        for event in events:
+            await publisher.publish(event, correlation_id=event.message_id())
+    except Exception as exc:  # any failure to get a confirm means "not queued": SendGrid retries
+        return _answer(request, "sendgrid", "not_queued", 503, error=type(exc).__name__)
+    return _answer(request, "sendgrid", "accepted", 200, events=len(events))

@@ -6,6 +6,7 @@ envelope travels in AMQP properties (see ``common.amqp``); the body is the model
 """
 
 from common.contracts.base import SCHEMA_VERSION, Command, Event, Message
+from common.contracts.email import EmailEvent
 from common.contracts.exact import ExactWebhookReceived, PaymentReceived
 from common.contracts.notifications import (
     Channel,
@@ -27,7 +28,7 @@ from common.contracts.tokens import (
     WebhookSecret,
     WebhookSecretGet,
 )
-from common.contracts.twilio import TwilioStatus
+from common.contracts.twilio import InboundSms, TwilioStatus
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -36,8 +37,10 @@ __all__ = [
     "ChannelCredentials",
     "ChannelCredentialsGet",
     "Command",
+    "EmailEvent",
     "Event",
     "ExactWebhookReceived",
+    "InboundSms",
     "Message",
     "NotificationAmbiguous",
     "NotificationFailed",

@@ -68,6 +68,8 @@ class ChannelCredentials(Message):
     twilio_auth_token: WireSecret | None = None
     twilio_messaging_service_sid: str | None = None
     sendgrid_api_key: WireSecret | None = None
+    #: Verifies the connection's SendGrid event webhooks (public, not a secret).
+    sendgrid_webhook_public_key: str | None = None
 
     @property
     def has_twilio(self) -> bool:

@@ -1,19 +1,22 @@
-"""Twilio delivery status, as ingress publishes it after verifying the callback signature."""
+"""What Twilio tells us, as ingress publishes it after verifying the callback signature:
+message and call statuses, and inbound SMS (with their opt-out keywords)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from common.contracts.base import Event, stable_id
 
-__all__ = ["TwilioStatus"]
+__all__ = ["InboundKind", "InboundSms", "TwilioStatus"]
 
 
 class TwilioStatus(Event):
     """One status callback. Routing key ``twilio.status.<status>``."""
 
     routing_key: ClassVar[str] = "twilio.status"
+    #: ``message`` (MessageSid, MessageStatus) or ``call`` (CallSid, CallStatus).
+    resource: Literal["message", "call"] = "message"
     provider_id: str
     status: str
     error_code: str | None = None
@@ -26,3 +29,32 @@ class TwilioStatus(Event):
     def message_id(self) -> str:
         # Twilio repeats callbacks; the same (sid, status) is the same fact.
         return str(stable_id("twilio.status", self.provider_id, self.status))
+
+
+#: What an inbound SMS asks for: ``stop`` (opt out), ``start`` (opt in again), ``help``, or
+#: ``message`` (anything else, e.g. "STOP please", which Twilio does not treat as a keyword).
+InboundKind = Literal["stop", "start", "help", "message"]
+
+
+class InboundSms(Event):
+    """An SMS a recipient sent to one of our numbers. Routing key ``twilio.inbound.<kind>``."""
+
+    routing_key: ClassVar[str] = "twilio.inbound"
+    connection_id: str | None = None
+    account_sid: str | None = None
+    message_sid: str
+    #: The recipient who wrote (E.164; personal data, masked in logs).
+    from_number: str
+    #: Our number or the Messaging Service's number it was sent to.
+    to_number: str
+    messaging_service_sid: str | None = None
+    kind: InboundKind
+    #: The keyword as matched (``STOP``, ``AFMELDEN``...), or Twilio's ``OptOutType``.
+    keyword: str | None = None
+    received_at: datetime
+
+    def key(self) -> str:
+        return f"twilio.inbound.{self.kind}"
+
+    def message_id(self) -> str:
+        return str(stable_id("twilio.inbound", self.message_sid))

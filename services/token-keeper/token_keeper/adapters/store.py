@@ -208,25 +208,29 @@ class PostgresConnectionStore:
         twilio_auth_token: str | None,
         twilio_messaging_service_sid: str | None,
         sendgrid_api_key: str | None,
+        sendgrid_webhook_public_key: str | None = None,
     ) -> bool:
         """Give the connection its own Twilio/SendGrid accounts (None: the default account)."""
         seal = self.sealer.seal
         status = await self.db.execute(
             """UPDATE tokens.connections SET twilio_account_sid = $2,
                    twilio_auth_token_sealed = $3, twilio_messaging_service_sid = $4,
-                   sendgrid_api_key_sealed = $5, updated_at = now() WHERE id = $1""",
+                   sendgrid_api_key_sealed = $5, sendgrid_webhook_public_key = $6,
+                   updated_at = now() WHERE id = $1""",
             connection_id,
             twilio_account_sid,
             seal(twilio_auth_token) if twilio_auth_token else None,
             twilio_messaging_service_sid,
             seal(sendgrid_api_key) if sendgrid_api_key else None,
+            sendgrid_webhook_public_key,
         )
         return bool(status == "UPDATE 1")
 
     async def channel_credentials(self, connection_id: str) -> ChannelCredentials | None:
         row = await self.db.fetchrow(
             "SELECT twilio_account_sid, twilio_auth_token_sealed, twilio_messaging_service_sid, "
-            "sendgrid_api_key_sealed FROM tokens.connections WHERE id = $1",
+            "sendgrid_api_key_sealed, sendgrid_webhook_public_key "
+            "FROM tokens.connections WHERE id = $1",
             connection_id,
         )
         if row is None:
@@ -238,6 +242,7 @@ class PostgresConnectionStore:
             twilio_auth_token=SecretStr(self.sealer.open(token)) if token else None,
             twilio_messaging_service_sid=row["twilio_messaging_service_sid"],
             sendgrid_api_key=SecretStr(self.sealer.open(key)) if key else None,
+            sendgrid_webhook_public_key=row["sendgrid_webhook_public_key"],
         )
 
     async def mark_needs_reconnect(self, connection_id: str, reason: str) -> None:

@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--twilio-auth-token", help="'-' to type it without echo")
     parser.add_argument("--twilio-messaging-service-sid")
     parser.add_argument("--sendgrid-api-key", help="'-' to type it without echo")
+    parser.add_argument(
+        "--sendgrid-webhook-public-key",
+        help="the Signed Event Webhook verification key (base64 DER) of that SendGrid account",
+    )
 
 
 def _secret(value: str | None, prompt: str) -> str | None:
@@ -69,6 +73,7 @@ async def _set_channels(
         twilio_auth_token=token,
         twilio_messaging_service_sid=service,
         sendgrid_api_key=_secret(args.sendgrid_api_key, "SendGrid API key: "),
+        sendgrid_webhook_public_key=args.sendgrid_webhook_public_key,
     )
     if not found:
         say(f"no connection {args.id!r}; run `mlc connect --connection {args.id}` first")
