@@ -23,6 +23,7 @@ import json
 from aiohttp import web
 
 from sim_twilio.faults import FaultSpecError
+from sim_twilio.inbound import inject_inbound
 from sim_twilio.keys import METRICS, STATE
 from sim_twilio.metrics import metrics_view
 
@@ -89,6 +90,9 @@ async def list_calls(request: web.Request) -> web.Response:
 async def list_emails(request: web.Request) -> web.Response:
     """Mails accepted by ``/v3/mail/send``."""
     return web.json_response({"emails": request.app[STATE].emails})
+
+
+routes.post("/_sim/inbound")(inject_inbound)
 
 
 @routes.post("/_sim/reset")

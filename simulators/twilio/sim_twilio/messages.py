@@ -131,6 +131,8 @@ async def create_message(request: web.Request) -> web.Response:
         raise TwilioError(MAGIC_FROM[sender], value=sender)
     if params["To"] in MAGIC_TO:
         raise TwilioError(MAGIC_TO[params["To"]], value=params["To"])
+    if params["To"] in state.opted_out:  # the recipient texted STOP (see sim_twilio.inbound)
+        raise TwilioError(21610, value=params["To"])
     rejection = state.faults.take(["reject"], "messages", params["To"])
     if rejection is not None:
         status = rejection.status if isinstance(rejection.status, int) else None

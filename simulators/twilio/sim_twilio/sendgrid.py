@@ -15,10 +15,11 @@ from typing import Any
 from aiohttp import web
 
 from sim_twilio.auth import check_bearer
+from sim_twilio.email_events import events_for, post_events
 from sim_twilio.errors import SendGridError
 from sim_twilio.faults import HTTP_FAULTS
 from sim_twilio.forms import json_body
-from sim_twilio.keys import SETTINGS, STATE
+from sim_twilio.keys import SESSION, SETTINGS, STATE
 from sim_twilio.state import utcnow
 
 __all__ = ["send_mail"]
@@ -97,6 +98,14 @@ async def send_mail(request: web.Request) -> web.Response:
             "body": body,
         }
     )
+    outcome = state.faults.take(["final_status"], "mail", first)
+    final = str(outcome.status) if outcome is not None else "delivered"
+    events = [
+        event
+        for email in recipients
+        for event in events_for(message_id, email, final, body.get("custom_args"))
+    ]
+    state.spawn(post_events(request.app[SESSION], settings, events))
     timeout = state.faults.take(["timeout"], "mail", first)
     if timeout is not None:
         await state.hold(timeout.seconds)

@@ -40,5 +40,11 @@ class Settings(ServiceSettings):
     sim_twilio_service_status_callback: str | None = None
     #: Seconds a simulated call lasts (``CallDuration`` on ``completed``).
     sim_twilio_call_duration: int = 7
+    #: Where SendGrid events about accepted mail are posted (SendGrid's account-level Event
+    #: Webhook URL); unset: no events.
+    sim_twilio_event_webhook_url: str | None = None
+    #: Where an inbound SMS injected through ``POST /_sim/inbound`` is posted (the number's
+    #: incoming-message webhook).
+    sim_twilio_inbound_url: str | None = None
     #: Default page size of list endpoints (Twilio's default is 50).
     sim_twilio_page_size: int = 50

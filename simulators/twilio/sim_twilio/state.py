@@ -97,6 +97,8 @@ class SimState:
         self.emails: list[dict[str, Any]] = []
         self.requests: list[RecordedRequest] = []
         self.faults = FaultBook()
+        #: Numbers that texted a STOP keyword (Twilio's default opt-out handling).
+        self.opted_out: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         #: Set at shutdown so that responses held back by a ``timeout`` fault are released.
         self.released = asyncio.Event()
@@ -133,6 +135,7 @@ class SimState:
         self.emails.clear()
         self.requests.clear()
         self.faults.clear()
+        self.opted_out.clear()
 
     def record_request(self, **fields: Any) -> RecordedRequest:
         """Append a received request and return its record."""

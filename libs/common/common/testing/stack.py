@@ -81,6 +81,8 @@ class PipelineStack:
             "MLC_SENDGRID_API_BASE_URL": self.url("sim-twilio"),
             "MLC_SIM_EXACT_PUBLIC_URL": self.url("sim-exact"),
             "MLC_SIM_EXACT_CALLBACK_URL": f"{ingress}/webhooks/exact/default",
+            "MLC_SIM_TWILIO_EVENT_WEBHOOK_URL": f"{ingress}/webhooks/sendgrid/events",
+            "MLC_SIM_TWILIO_INBOUND_URL": f"{ingress}/webhooks/twilio/inbound",
             **self.extra_env,
         }
 
