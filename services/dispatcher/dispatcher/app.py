@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from contextlib import AsyncExitStack
 
 import httpx
 
 from common import amqp, db, health, topology
-from common.contracts import ChannelCredentials, ChannelCredentialsGet
+from common.contracts import (
+    ChannelCredentials,
+    ChannelCredentialsGet,
+    ReleaseNotification,
+    SendNotification,
+)
 from common.metrics import ConsumerMetrics, make_registry
 from common.rpc import CachedLookup, RpcClient
-from dispatcher import handlers
+from dispatcher import handlers, outbox, resolver
 from dispatcher.adapters.accounts import TwilioAccounts
 from dispatcher.adapters.claims import PostgresClaimStore
 from dispatcher.adapters.twilio import TwilioNotifier
@@ -42,22 +48,65 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             ttl=settings.dispatcher_credentials_cache_seconds,
         )
         registry = make_registry()
-        routes = amqp.bind(
-            handlers.HANDLERS,
-            claims=PostgresClaimStore(pool, stale_seconds=settings.dispatcher_claim_stale_seconds),
-            notifier=TwilioNotifier(twilio, TwilioAccounts(settings, credentials)),
+        wake = asyncio.Event()
+        claims = PostgresClaimStore(
+            pool,
+            stale_seconds=settings.dispatcher_claim_stale_seconds,
+            resolve_after_seconds=settings.dispatcher_resolve_after_seconds,
+            wake=wake,
         )
+        notifier = TwilioNotifier(twilio, TwilioAccounts(settings, credentials))
+        send = functools.partial(
+            handlers.send_notification,
+            claims=claims,
+            notifier=notifier,
+            max_attempts=settings.dispatcher_max_attempts,
+        )
+        release = functools.partial(handlers.release_notification, claims=claims)
+        routes: amqp.Routes = {
+            "notification.send.": (SendNotification, send),
+            ReleaseNotification.routing_key: (ReleaseNotification, release),
+        }
+        publisher = await amqp.Publisher.open(connection)
         await amqp.run_consumer(
             channel,
             "dispatcher.sends",
             routes,
-            publisher=await amqp.Publisher.open(connection),
+            publisher=publisher,
             metrics=ConsumerMetrics.create(registry),
         )
+        # Background loops: the outbox relay and the resolver of unsettled claims. Each
+        # catches, logs and backs off on its own, and ends when ``stop`` is set.
+        loops = [
+            asyncio.create_task(
+                outbox.relay_forever(
+                    pool,
+                    await amqp.Publisher.open(connection),
+                    wake,
+                    stop,
+                    poll_seconds=settings.dispatcher_outbox_poll_seconds,
+                ),
+                name="outbox-relay",
+            ),
+            asyncio.create_task(
+                resolver.resolve_forever(
+                    stop,
+                    claims=claims,
+                    notifier=notifier,
+                    max_attempts=settings.dispatcher_max_attempts,
+                    interval=settings.dispatcher_resolve_interval_seconds,
+                ),
+                name="claim-resolver",
+            ),
+        ]
         checks = {
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),
         }
-        await health.serve_until(
-            stop, health.health_app(checks, registry), settings.http_host, settings.http_port
-        )
+        try:
+            await health.serve_until(
+                stop, health.health_app(checks, registry), settings.http_host, settings.http_port
+            )
+        finally:
+            stop.set()
+            await asyncio.gather(*loops, return_exceptions=True)

@@ -8,12 +8,16 @@ envelope travels in AMQP properties (see ``common.amqp``); the body is the model
 from common.contracts.base import SCHEMA_VERSION, Command, Event, Message
 from common.contracts.exact import ExactWebhookReceived, PaymentReceived
 from common.contracts.notifications import (
+    FAILURE_REASONS,
     Channel,
     NotificationAmbiguous,
+    NotificationDeferred,
     NotificationFailed,
+    NotificationReleased,
     NotificationSent,
     NotificationSkipped,
     Recipient,
+    ReleaseNotification,
     SendNotification,
     SourceDocument,
 )
@@ -30,6 +34,7 @@ from common.contracts.tokens import (
 from common.contracts.twilio import TwilioStatus
 
 __all__ = [
+    "FAILURE_REASONS",
     "SCHEMA_VERSION",
     "AccessToken",
     "Channel",
@@ -40,11 +45,14 @@ __all__ = [
     "ExactWebhookReceived",
     "Message",
     "NotificationAmbiguous",
+    "NotificationDeferred",
     "NotificationFailed",
+    "NotificationReleased",
     "NotificationSent",
     "NotificationSkipped",
     "PaymentReceived",
     "Recipient",
+    "ReleaseNotification",
     "RpcError",
     "SendNotification",
     "SourceDocument",
