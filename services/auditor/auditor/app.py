@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from contextlib import AsyncExitStack
 
 from auditor import api, handlers
 from auditor.adapters.trail import PostgresTrail
 from auditor.settings import Settings
 from common import amqp, db, health, topology
+from common.contracts import NotificationReleased
 from common.metrics import ConsumerMetrics, make_registry
 
 __all__ = ["run"]
@@ -25,12 +27,20 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         channel = await connection.channel()
         await topology.declare(channel)
         registry = make_registry()
-        routes = amqp.bind(handlers.HANDLERS, trail=trail)
+        routes = dict(amqp.bind(handlers.HANDLERS, trail=trail))
+        released = NotificationReleased.routing_key
+        routes[released] = (
+            NotificationReleased,
+            functools.partial(
+                handlers.record_released, trail=trail, client_id=settings.exact_client_id
+            ),
+        )
+        publisher = await amqp.Publisher.open(connection)
         await amqp.run_consumer(
             channel,
             "auditor.events",
             routes,
-            publisher=await amqp.Publisher.open(connection),
+            publisher=publisher,
             metrics=ConsumerMetrics.create(registry),
         )
         checks = {
@@ -39,5 +49,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         }
         app = health.health_app(checks, registry)
         app[api.TRAIL] = trail
-        app.router.add_get("/trail", api.trail_view)
+        app[api.PUBLISHER] = publisher
+        app[api.ADMIN_TOKEN] = settings.auditor_admin_token
+        app[api.CLIENT_ID] = settings.exact_client_id
+        api.add_routes(app)
         await health.serve_until(stop, app, settings.http_host, settings.http_port)
