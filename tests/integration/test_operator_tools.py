@@ -1,0 +1,175 @@
+"""The operator's tools on the real broker and database: ``mlc retry`` releases a failed
+claim and the notification is sent exactly once; ``mlc dlq replay`` of a sent notification
+sends nothing; the admin API wants its token and masks recipients."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aio_pika
+import httpx
+import pytest
+
+from auditor import cli as audit_cli
+from common import topology
+from common.contracts import ExactWebhookReceived, SendNotification
+from common.testing import eventually
+from token_keeper.cli import dlq
+
+pytestmark = pytest.mark.integration
+
+Stack = Any  # conftest.Stack
+
+
+async def play_enricher(stack: Stack, commands: dict[str, SendNotification]) -> list[str]:
+    """Stand in for the enricher: an Exact event about a document becomes that document's
+    command again (the enricher would re-read Exact and the rules). Returns what it saw."""
+    seen: list[str] = []
+    channel = await stack.broker.channel()
+    queue = await channel.declare_queue(exclusive=True)
+    await queue.bind(topology.EVENTS, routing_key="exact.#")
+
+    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        async with message.process():
+            event = ExactWebhookReceived.model_validate_json(message.body)
+            seen.append(event.source)
+            command = commands.get(str(event.key_id))
+            if command is not None:
+                await stack.send(command)
+
+    await queue.consume(on_message)
+    return seen
+
+
+async def test_a_failed_claim_released_by_mlc_retry_is_sent_exactly_once(
+    stack: Stack, private_amqp_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("MLC_AUDITOR_ADMIN_TOKEN", stack.admin_token)
+    to = "+31622220001"
+    await stack.sim.reject(to=to, code=20003, status=401, count=1)  # wrong credentials, once
+    command = stack.command(to, number="F900")
+    rereads = await play_enricher(stack, {str(command.source.id): command})
+    await stack.send(command)
+    await eventually(
+        lambda: stack.notification(command.notification_id),
+        until=lambda n: n["state"] == "failed",
+        what="failed",
+    )
+    await eventually(lambda: stack.depth("dispatcher.sends.dlq"), until=lambda n: n == 1)
+    failed = await asyncio.to_thread(
+        audit_cli.main, ["failed", "--reason", "provider_error", "--url", stack.auditor_url]
+    )
+    assert failed == 0
+    # A replay from the DLQ does not reopen the failed claim
+    assert await dlq.replay(private_amqp_url, "dispatcher.sends") == [str(command.notification_id)]
+    await eventually(lambda: stack.depth("dispatcher.sends"), until=lambda n: n == 0)
+    assert len(await stack.posts(to)) == 1
+    assert (await stack.claim_state(command.idempotency_key))["state"] == "failed"
+
+    args = ["retry", str(command.notification_id), "--url", stack.auditor_url]
+    args += ["--requested-by", "ops-jane"]
+    code = await asyncio.to_thread(audit_cli.main, args)
+    assert code == 0
+    entry = await eventually(
+        lambda: stack.notification(command.notification_id),
+        until=lambda n: n["state"] == "sent",
+        timeout=30,
+        what="sent after the retry",
+    )
+    assert rereads == ["operator-retry"]
+    assert [(a["outcome"], a["attempt"]) for a in entry["attempts"]] == [
+        ("failed", 1),
+        ("released", 1),
+        ("sent", 2),
+    ]
+    assert entry["attempts"][1]["requested_by"] == "ops-jane"
+    assert len(await stack.posts(to)) == 2  # the refused one, and the one sent
+    # the same command again (a late copy, another replay) sends nothing
+    await stack.send(command)
+    await eventually(lambda: stack.depth("dispatcher.sends"), until=lambda n: n == 0)
+    assert len(await stack.posts(to)) == 2
+
+
+async def test_mlc_audit_failed_groups_by_reason(stack: Stack, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("MLC_AUDITOR_ADMIN_TOKEN", stack.admin_token)
+    invalid, opted_out = "+31622220002", "+31622220003"
+    await stack.sim.reject(to=invalid, code=21211)
+    await stack.sim.reject(to=opted_out, code=21610)
+    first, second = stack.command(invalid), stack.command(opted_out)
+    for command in (first, second):
+        await stack.send(command)
+    for command in (first, second):
+        await eventually(
+            lambda c=command: stack.notification(c.notification_id),
+            until=lambda n: n["state"] == "failed",
+        )
+    said: list[str] = []
+    args = audit_cli.CliSettings(auditor_url=stack.auditor_url)
+    parser = audit_cli.argparse.ArgumentParser()
+    audit_cli.add_audit_arguments(parser)
+    code = await asyncio.to_thread(
+        audit_cli.run_audit, parser.parse_args(["failed"]), said.append, args
+    )
+    assert code == 0
+    text = "\n".join(said)
+    assert "invalid_number: 1" in text
+    assert "opted_out: 1" in text
+    assert invalid not in text  # masked
+    assert invalid[-2:] in text
+
+
+async def test_dlq_replay_of_a_successful_send_sends_nothing_twice(
+    stack: Stack, private_amqp_url: str
+):
+    to = "+31622220004"
+    command = stack.command(to)
+    await stack.send(command)
+    await eventually(
+        lambda: stack.notification(command.notification_id),
+        until=lambda n: n["state"] == "sent",
+    )
+    # a copy that had been parked (e.g. a racing duplicate that ran out of tiers)
+    channel = await stack.broker.channel(publisher_confirms=True)
+    await channel.default_exchange.publish(
+        aio_pika.Message(
+            command.model_dump_json().encode(),
+            message_id=str(command.notification_id),
+            type=command.key(),
+            headers={"x-error-class": "transient", "x-error": "TransientError: 500"},
+        ),
+        routing_key=topology.dlq_name("dispatcher.sends"),
+    )
+    listed = await dlq.parked(private_amqp_url, "dispatcher.sends")
+    assert [m["message_id"] for m in listed] == [str(command.notification_id)]
+    assert await stack.depth("dispatcher.sends.dlq") == 1  # listing leaves it parked
+    moved = await dlq.replay(
+        private_amqp_url, "dispatcher.sends", message_id=str(command.notification_id)
+    )
+    assert moved == [str(command.notification_id)]
+    await eventually(lambda: stack.depth("dispatcher.sends"), until=lambda n: n == 0)
+    assert await stack.depth("dispatcher.sends.dlq") == 0
+    assert len(await stack.posts(to)) == 1
+    entry = await stack.notification(command.notification_id)
+    assert [a["outcome"] for a in entry["attempts"]] == ["sent"]
+
+
+async def test_the_admin_api_wants_its_token_and_masks_recipients_unless_asked(stack: Stack):
+    to = "+31622220005"
+    command = stack.command(to, number="F777")
+    await stack.send(command)
+    await eventually(
+        lambda: stack.notification(command.notification_id),
+        until=lambda n: n["state"] == "sent",
+    )
+    async with httpx.AsyncClient(base_url=stack.auditor_url) as http:
+        assert (await http.get("/admin/failed")).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert (await http.get("/admin/trail?number=F777", headers=wrong)).status_code == 401
+        (masked,) = (await http.get("/trail?number=F777")).json()["notifications"]
+        assert masked["recipient"] != to
+        assert masked["recipient"].endswith(to[-2:])
+        assert "content" not in masked
+        token = {"Authorization": f"Bearer {stack.admin_token}"}
+        plain = await http.get("/admin/trail?number=F777&reveal=1", headers=token)
+        assert plain.json()["notifications"][0]["recipient"] == to
