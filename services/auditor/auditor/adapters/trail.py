@@ -298,7 +298,8 @@ class PostgresTrail:
                 dict(a)
                 for a in await self._db.fetch(
                     """SELECT outcome, attempt, provider_id, error_class, error_code, error,
-                          retry_at, requested_by, recorded_at FROM audit.attempts WHERE notification_id = $1
+                          retry_at, requested_by, recorded_at
+                   FROM audit.attempts WHERE notification_id = $1
                    ORDER BY id""",
                     row["notification_id"],
                 )
