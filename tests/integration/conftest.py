@@ -26,6 +26,7 @@ from common import db, topology
 from common.amqp import Publisher, Routes, bind, run_consumer
 from common.contracts import (
     ChannelCredentials,
+    CheckDeliveryStatus,
     NotificationReleased,
     Recipient,
     ReleaseNotification,
@@ -188,6 +189,10 @@ async def bare_stack(private_amqp_url: str, private_database_url: str) -> AsyncI
                 ReleaseNotification.routing_key: (
                     ReleaseNotification,
                     functools.partial(dispatch_handlers.release_notification, claims=claims),
+                ),
+                CheckDeliveryStatus.routing_key: (
+                    CheckDeliveryStatus,
+                    functools.partial(dispatch_handlers.check_status, notifier=notifier),
                 ),
             }
             audit_routes = dict(bind(audit_handlers.HANDLERS, trail=trail))

@@ -13,6 +13,7 @@ import aio_pika
 import asyncpg
 import pytest
 
+from auditor.status_checks import due_checks
 from common import topology
 from common.contracts import (
     NotificationAmbiguous,
@@ -393,3 +394,38 @@ async def test_an_ambiguous_send_that_twilio_never_got_is_sent_exactly_once(stac
     )
     assert [a["outcome"] for a in entry["attempts"]] == ["ambiguous", "sent"]
     assert entry["attempts"][1]["attempt"] == 2
+
+
+# --- statuses that never came ------------------------------------------------------------
+
+
+async def test_a_sent_notification_whose_callbacks_were_lost_gets_its_status_fetched(
+    stack: Stack,
+):
+    to = "+31611110014"
+    command = stack.command(to)
+    await stack.send(command)  # the simulator's callbacks go to an address nobody serves
+    await eventually(
+        lambda: stack.notification(command.notification_id),
+        until=lambda n: n["state"] == "sent",
+        what="sent",
+    )
+    await eventually(
+        lambda: stack.sim.messages(to=to),
+        until=lambda m: m and m[0]["status"] == "delivered",
+        what="delivered at Twilio",
+    )
+    assert (await stack.notification(command.notification_id))["delivery_status"] is None
+    checks = await due_checks(stack.pool, after_seconds=0, max_checks=3)
+    assert [c.notification_id for c in checks] == [command.notification_id]
+    for check in checks:
+        await stack.publisher.publish(check)
+    entry = await eventually(
+        lambda: stack.notification(command.notification_id),
+        until=lambda n: n["delivery_status"] == "delivered",
+        what="fetched status recorded",
+    )
+    assert [e["status"] for e in entry["status_history"]] == ["delivered"]
+    fetches = await stack.sim.requests(f"Messages/{entry['provider_id']}.json", method="GET")
+    assert len(fetches) == 1
+    assert await due_checks(stack.pool, after_seconds=0, max_checks=3) == []

@@ -97,8 +97,12 @@ QUEUES: dict[str, QueueSpec] = {
     "dispatcher.sends": QueueSpec(
         "dispatcher.sends",
         # An operator's release of a failed claim travels the same queue as the sends it
-        # unblocks.
-        ((COMMANDS, "notification.send.*"), (COMMANDS, "notification.release")),
+        # unblocks; status checks need the same Twilio accounts as the sends.
+        (
+            (COMMANDS, "notification.send.*"),
+            (COMMANDS, "notification.release"),
+            (COMMANDS, "notification.check-status"),
+        ),
     ),
     "auditor.events": QueueSpec(
         "auditor.events",

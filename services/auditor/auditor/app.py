@@ -6,7 +6,7 @@ import asyncio
 import functools
 from contextlib import AsyncExitStack
 
-from auditor import api, handlers
+from auditor import api, handlers, status_checks
 from auditor.adapters.trail import PostgresTrail
 from auditor.settings import Settings
 from common import amqp, db, health, topology
@@ -53,4 +53,20 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         app[api.ADMIN_TOKEN] = settings.auditor_admin_token
         app[api.CLIENT_ID] = settings.exact_client_id
         api.add_routes(app)
-        await health.serve_until(stop, app, settings.http_host, settings.http_port)
+        # Supervised here until common.runtime's supervisor takes background loops over.
+        checks_loop = asyncio.create_task(
+            status_checks.check_forever(
+                pool,
+                publisher,
+                stop,
+                after_seconds=settings.auditor_status_check_after_seconds,
+                max_checks=settings.auditor_status_checks_max,
+                interval=settings.auditor_status_check_interval_seconds,
+            ),
+            name="status-checks",
+        )
+        try:
+            await health.serve_until(stop, app, settings.http_host, settings.http_port)
+        finally:
+            stop.set()
+            await asyncio.gather(checks_loop, return_exceptions=True)

@@ -12,6 +12,7 @@ from common import amqp, db, health, topology
 from common.contracts import (
     ChannelCredentials,
     ChannelCredentialsGet,
+    CheckDeliveryStatus,
     ReleaseNotification,
     SendNotification,
 )
@@ -63,9 +64,11 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             max_attempts=settings.dispatcher_max_attempts,
         )
         release = functools.partial(handlers.release_notification, claims=claims)
+        check = functools.partial(handlers.check_status, notifier=notifier)
         routes: amqp.Routes = {
             "notification.send.": (SendNotification, send),
             ReleaseNotification.routing_key: (ReleaseNotification, release),
+            CheckDeliveryStatus.routing_key: (CheckDeliveryStatus, check),
         }
         publisher = await amqp.Publisher.open(connection)
         await amqp.run_consumer(

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from common.contracts import (
+    CheckDeliveryStatus,
     Message,
     NotificationAmbiguous,
     NotificationDeferred,
@@ -28,6 +29,7 @@ from common.contracts import (
     NotificationSent,
     ReleaseNotification,
     SendNotification,
+    TwilioStatus,
 )
 from common.errors import AmbiguousOutcome, PermanentError, TransientError
 from common.logging import mask_text
@@ -37,6 +39,7 @@ __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "HANDLERS",
     "attempt_send",
+    "check_status",
     "failure_reason",
     "release_notification",
     "send_notification",
@@ -205,8 +208,29 @@ async def release_notification(
     return []
 
 
+async def check_status(command: CheckDeliveryStatus, *, notifier: Notifier) -> list[Message]:
+    """Fetch a sent message's status from Twilio and report it as a callback would; the
+    auditor keeps it only if it moves the status forward."""
+    structlog.contextvars.bind_contextvars(notification_id=str(command.notification_id))
+    receipt = await notifier.fetch_sms(command.provider_id, connection_id=command.connection_id)
+    log.info("status_fetched", provider_id=receipt.provider_id, status=receipt.status)
+    raw = {"MessageSid": receipt.provider_id, "MessageStatus": receipt.status, "Source": "fetch"}
+    if receipt.error_code:
+        raw["ErrorCode"] = receipt.error_code
+    return [
+        TwilioStatus(
+            provider_id=receipt.provider_id,
+            status=receipt.status,
+            error_code=receipt.error_code,
+            raw=raw,
+            received_at=datetime.now(UTC),
+        )
+    ]
+
+
 #: Message type (or prefix ending in ".") -> (model, handler); ports are bound in app.py.
 HANDLERS = {
     "notification.send.": (SendNotification, send_notification),
     ReleaseNotification.routing_key: (ReleaseNotification, release_notification),
+    CheckDeliveryStatus.routing_key: (CheckDeliveryStatus, check_status),
 }

@@ -34,6 +34,7 @@ class Claim:
 class SendReceipt:
     provider_id: str
     status: str
+    error_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,4 +99,9 @@ class Notifier(Protocol):
         """The message with this body that Twilio created for ``to`` since ``since``, or None
         when Twilio has none (proof that the request never reached it). Raises
         TransientError when Twilio cannot be asked right now."""
+        ...
+
+    async def fetch_sms(self, provider_id: str, *, connection_id: str) -> SendReceipt:
+        """The message's current status (``GET Messages/{Sid}.json``). Raises TransientError,
+        or PermanentError when Twilio does not know the SID."""
         ...

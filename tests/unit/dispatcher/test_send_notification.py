@@ -89,6 +89,9 @@ class FakeNotifier:
     ) -> SendReceipt | None:
         return None
 
+    async def fetch_sms(self, provider_id: str, *, connection_id: str) -> SendReceipt:
+        return SendReceipt(provider_id, "delivered")
+
 
 def command(channel: str = "sms") -> SendNotification:
     return SendNotification(

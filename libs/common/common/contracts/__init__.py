@@ -10,6 +10,7 @@ from common.contracts.exact import ExactWebhookReceived, PaymentReceived
 from common.contracts.notifications import (
     FAILURE_REASONS,
     Channel,
+    CheckDeliveryStatus,
     NotificationAmbiguous,
     NotificationDeferred,
     NotificationFailed,
@@ -40,6 +41,7 @@ __all__ = [
     "Channel",
     "ChannelCredentials",
     "ChannelCredentialsGet",
+    "CheckDeliveryStatus",
     "Command",
     "Event",
     "ExactWebhookReceived",

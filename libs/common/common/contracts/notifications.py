@@ -23,6 +23,7 @@ from common.contracts.base import Command, Event, stable_id
 __all__ = [
     "FAILURE_REASONS",
     "Channel",
+    "CheckDeliveryStatus",
     "NotificationAmbiguous",
     "NotificationDeferred",
     "NotificationFailed",
@@ -157,6 +158,22 @@ class ReleaseNotification(Command):
 
     def message_id(self) -> str:
         return str(stable_id(self.routing_key, self.notification_id, self.requested_at))
+
+
+class CheckDeliveryStatus(Command):
+    """Ask the provider for the current status of a sent notification whose callbacks have not
+    brought a final one (lost while ingress was down, or never sent). The answer comes back as
+    a ``TwilioStatus`` event, as a callback would."""
+
+    routing_key: ClassVar[str] = "notification.check-status"
+    notification_id: UUID
+    provider_id: str
+    connection_id: str
+    channel: Channel | None = None
+    requested_at: datetime
+
+    def message_id(self) -> str:
+        return str(stable_id(self.routing_key, self.provider_id, self.requested_at))
 
 
 class NotificationSkipped(Event):

@@ -119,6 +119,27 @@ class TwilioNotifier:
                 raise TransientError("too many messages to this number to prove a non-send")
         return None
 
+    async def fetch_sms(self, provider_id: str, *, connection_id: str) -> SendReceipt:
+        account = await self._accounts.for_connection(connection_id)
+        path = f"/2010-04-01/Accounts/{account.account_sid}/Messages/{provider_id}.json"
+        try:
+            response = await self._client.get(path, auth=httpx.BasicAuth(*account.auth))
+        except httpx.TransportError as exc:
+            raise TransientError(f"Twilio fetch failed: {type(exc).__name__}") from exc
+        if response.status_code == 404:
+            raise PermanentError("Twilio does not know this message", code=20404)
+        if response.status_code != 200:
+            raise TransientError(
+                f"Twilio fetch answered {response.status_code}",
+                code=response.status_code,
+                retry_after=_retry_after(response),
+            )
+        message = response.json()
+        code = message.get("error_code")
+        return SendReceipt(
+            message["sid"], message.get("status", ""), None if code is None else str(code)
+        )
+
     async def _list(
         self, url: str, params: dict[str, str] | None, auth: httpx.BasicAuth
     ) -> dict[str, Any]:
