@@ -17,11 +17,12 @@ import httpx
 import pytest_asyncio
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from auditor import api
 from auditor import handlers as audit_handlers
-from auditor.adapters.trail import PostgresTrail
+from auditor.adapters.trail import PostgresTrail, outcome_counter
 from common import db, topology
 from common.amqp import Publisher, Routes, bind, run_consumer
 from common.contracts import (
@@ -71,6 +72,7 @@ class Stack:
     sim: SimTwilioAdmin
     auditor_url: str
     wake: asyncio.Event
+    registry: CollectorRegistry
     admin_token: str = ADMIN_TOKEN
     max_attempts: int = MAX_ATTEMPTS
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -173,8 +175,8 @@ async def bare_stack(private_amqp_url: str, private_database_url: str) -> AsyncI
                 wake=wake,
             )
             notifier = TwilioNotifier(http, TwilioAccounts(settings, DefaultAccount()))
-            trail = PostgresTrail(pool)
             registry = make_registry()
+            trail = PostgresTrail(pool, outcomes=outcome_counter(registry))
             metrics = ConsumerMetrics.create(registry)
             dispatch_routes: Routes = {
                 "notification.send.": (
@@ -236,6 +238,7 @@ async def bare_stack(private_amqp_url: str, private_database_url: str) -> AsyncI
                 sim=sim,
                 auditor_url=f"http://127.0.0.1:{port}",
                 wake=wake,
+                registry=registry,
             )
             try:
                 yield stack

@@ -243,6 +243,10 @@ async def test_twilio_21211_ends_failed_with_reason_invalid_number_in_the_trail(
     assert len(await stack.posts(to)) == 1
     failures = await stack.trail.failures(reason="invalid_number")
     assert [f["notification_id"] for f in failures] == [str(command.notification_id)]
+    counted = stack.registry.get_sample_value(
+        "mlc_audit_notifications_total", {"outcome": "failed", "reason": "invalid_number"}
+    )
+    assert counted == 1
 
 
 async def test_a_429_and_a_500_are_attempts_in_the_trail_before_the_send(stack: Stack):

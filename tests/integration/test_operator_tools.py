@@ -173,3 +173,36 @@ async def test_the_admin_api_wants_its_token_and_masks_recipients_unless_asked(s
         token = {"Authorization": f"Bearer {stack.admin_token}"}
         plain = await http.get("/admin/trail?number=F777&reveal=1", headers=token)
         assert plain.json()["notifications"][0]["recipient"] == to
+
+
+async def test_a_retry_after_the_number_was_corrected_sends_to_the_new_number_linked_to_the_old(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("MLC_AUDITOR_ADMIN_TOKEN", stack.admin_token)
+    wrong, corrected = "+31622220006", "+31622220007"
+    await stack.sim.reject(to=wrong, code=21211)
+    failed = stack.command(wrong, number="F901")
+    # what the enricher makes of the document once the contact's number is corrected in Exact
+    fixed = stack.command(corrected, number="F901").model_copy(update={"source": failed.source})
+    await play_enricher(stack, {str(failed.source.id): fixed})
+    await stack.send(failed)
+    await eventually(
+        lambda: stack.notification(failed.notification_id),
+        until=lambda n: n["state"] == "failed",
+    )
+    code = await asyncio.to_thread(
+        audit_cli.main, ["retry", "--document", "F901", "--url", stack.auditor_url]
+    )
+    assert code == 0
+    new = await eventually(
+        lambda: stack.notification(fixed.notification_id),
+        until=lambda n: n["state"] == "sent",
+        timeout=30,
+        what="sent to the corrected number",
+    )
+    assert new["retry_of"] == str(failed.notification_id)
+    old = await stack.notification(failed.notification_id)
+    assert old["state"] == "replaced"
+    assert [a["outcome"] for a in old["attempts"]] == ["failed", "released"]
+    assert len(await stack.posts(wrong)) == 1
+    assert len(await stack.posts(corrected)) == 1

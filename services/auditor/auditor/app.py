@@ -7,7 +7,7 @@ import functools
 from contextlib import AsyncExitStack
 
 from auditor import api, handlers, status_checks
-from auditor.adapters.trail import PostgresTrail
+from auditor.adapters.trail import PostgresTrail, outcome_counter
 from auditor.settings import Settings
 from common import amqp, db, health, topology
 from common.contracts import NotificationReleased
@@ -20,13 +20,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with AsyncExitStack() as stack:
         pool = await stack.enter_async_context(db.pool(settings.database_url))
         await db.migrate(pool, "audit", "auditor")
-        trail = PostgresTrail(pool)
+        registry = make_registry()
+        trail = PostgresTrail(pool, outcomes=outcome_counter(registry))
         connection = await stack.enter_async_context(
             amqp.connect(settings.amqp_url, name="auditor")
         )
         channel = await connection.channel()
         await topology.declare(channel)
-        registry = make_registry()
         routes = dict(amqp.bind(handlers.HANDLERS, trail=trail))
         released = NotificationReleased.routing_key
         routes[released] = (

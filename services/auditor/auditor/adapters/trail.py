@@ -7,9 +7,11 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+from prometheus_client import CollectorRegistry, Counter
 
 from auditor.status import rank
 from common.contracts import (
+    FAILURE_REASONS,
     NotificationAmbiguous,
     NotificationDeferred,
     NotificationFailed,
@@ -20,7 +22,7 @@ from common.contracts import (
     TwilioStatus,
 )
 
-__all__ = ["PostgresTrail", "skip_reason"]
+__all__ = ["PostgresTrail", "outcome_counter", "skip_reason"]
 
 #: Outcome -> (notification state, rank within one attempt). ``released`` ranks last: it
 #: follows the ``failed`` of the same attempt.
@@ -42,9 +44,26 @@ def _plain(row: asyncpg.Record) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, UUID) else v) for k, v in dict(row).items()}
 
 
+def outcome_counter(registry: CollectorRegistry) -> Counter:
+    """``mlc_audit_notifications_total{outcome,reason}``: every attempt outcome and skip the
+    trail recorded (repeats not counted); ``reason`` is one of FAILURE_REASONS or ``none``."""
+    return Counter(
+        "mlc_audit_notifications_total",
+        "Notification outcomes recorded in the audit trail, by outcome and reason",
+        ["outcome", "reason"],
+        registry=registry,
+    )
+
+
 class PostgresTrail:
-    def __init__(self, db: asyncpg.Pool) -> None:
+    def __init__(self, db: asyncpg.Pool, *, outcomes: Counter | None = None) -> None:
         self._db = db
+        self._outcomes = outcomes
+
+    def _count(self, outcome: str, reason: str | None) -> None:
+        if self._outcomes is not None:
+            known = reason if reason in FAILURE_REASONS else "none" if reason is None else "other"
+            self._outcomes.labels(outcome=outcome, reason=known).inc()
 
     async def requested(self, c: SendNotification) -> None:
         """Record a send command (every copy; the first one creates the row). A new
@@ -146,6 +165,7 @@ class PostgresTrail:
             )
             if inserted is None:
                 return False  # a redelivered event: recorded already
+            self._count(outcome, reason)
             await db.execute(
                 """INSERT INTO audit.notifications (notification_id, channel) VALUES ($1, $2)
                    ON CONFLICT (notification_id) DO UPDATE SET
@@ -198,13 +218,16 @@ class PostgresTrail:
                 event.fact,
                 skip_reason(event.reason),
             )
-            await db.execute(
+            inserted = await db.fetchval(
                 """INSERT INTO audit.attempts (message_id, notification_id, outcome, error)
-                   VALUES ($1, $2, 'skipped', $3) ON CONFLICT (message_id) DO NOTHING""",
+                   VALUES ($1, $2, 'skipped', $3) ON CONFLICT (message_id) DO NOTHING
+                   RETURNING id""",
                 message_id,
                 event.notification_id,
                 event.reason,
             )
+        if inserted is not None:
+            self._count("skipped", skip_reason(event.reason))
 
     async def retry_requested(self, notification_id: UUID, requested_by: str | None) -> None:
         """An operator asked to retry a notification that never reached the dispatcher."""
