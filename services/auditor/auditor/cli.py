@@ -80,6 +80,8 @@ class AuditClient:
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:300]
             raise SystemExit(f"auditor answered {exc.code}: {detail}") from exc
+        except urllib.error.URLError as exc:
+            raise SystemExit(f"auditor not reachable at {self._url}: {exc.reason}") from exc
 
     def trail(self, document: str, *, reveal: bool) -> list[dict[str, Any]]:
         try:
