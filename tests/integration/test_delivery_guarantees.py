@@ -291,6 +291,26 @@ async def test_a_persistent_429_fails_exhausted_after_the_bounded_attempts(stack
     assert len(await stack.posts(to)) == stack.max_attempts
 
 
+async def test_twilios_retry_after_holds_back_every_copy_of_the_command(stack: Stack):
+    to = "+31611110015"
+    await stack.sim.inject(kind="http_429", to=to, retry_after=8)
+    command = stack.command(to)
+    await stack.send(command)
+    row = await eventually(
+        lambda: stack.claim_state(command.idempotency_key),
+        until=lambda r: r is not None and r["state"] == "released",
+        what="released after the 429",
+    )
+    assert 7 <= (row["retry_at"] - row["updated_at"]).total_seconds() <= 9
+    await stack.send(command)  # a copy arriving right away does not send
+    tier = topology.retry_queue_name("dispatcher.sends", 30)  # the first tier >= 8 s
+    await eventually(lambda: stack.depth(tier), until=lambda n: n == 2, what="both waiting")
+    assert len(await stack.posts(to)) == 1
+    (deferred,) = (await stack.notification(command.notification_id))["attempts"]
+    assert (deferred["outcome"], deferred["error_code"]) == ("deferred", "20429")
+    assert deferred["retry_at"] is not None
+
+
 # --- crashes and blips --------------------------------------------------------------------
 
 

@@ -131,7 +131,9 @@ async def create_message(request: web.Request) -> web.Response:
     to = next((value for name, value in pairs if name == "To"), None)
     fault = state.faults.take(HTTP_FAULTS, "messages", to)
     if fault is not None:
-        raise TwilioError(20500 if fault.kind == "http_500" else 20429)
+        if fault.kind == "http_500":
+            raise TwilioError(20500)
+        raise TwilioError(20429, retry_after=fault.retry_after)
 
     operation = request.app[CREATE_MESSAGE]
     params, unknown = operation.instance(pairs)
