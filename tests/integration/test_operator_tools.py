@@ -206,3 +206,38 @@ async def test_a_retry_after_the_number_was_corrected_sends_to_the_new_number_li
     assert [a["outcome"] for a in old["attempts"]] == ["failed", "released"]
     assert len(await stack.posts(wrong)) == 1
     assert len(await stack.posts(corrected)) == 1
+
+
+async def test_mlc_retry_by_reason_releases_every_failure_of_that_reason_only(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, private_amqp_url: str
+):
+    monkeypatch.setenv("MLC_AUDITOR_ADMIN_TOKEN", stack.admin_token)
+    invalid_a, invalid_b, opted_out = "+31622220008", "+31622220009", "+31622220010"
+    for to, code in ((invalid_a, 21211), (invalid_b, 21614), (opted_out, 21610)):
+        await stack.sim.reject(to=to, code=code)
+    commands = [stack.command(to) for to in (invalid_a, invalid_b, opted_out)]
+    for command in commands:
+        await stack.send(command)
+    for command in commands:
+        await eventually(
+            lambda c=command: stack.notification(c.notification_id),
+            until=lambda n: n["state"] == "failed",
+        )
+    await eventually(lambda: stack.depth("dispatcher.sends.dlq"), until=lambda n: n == 3)
+    said: list[str] = []
+    settings = audit_cli.CliSettings(auditor_url=stack.auditor_url)
+    parser = audit_cli.argparse.ArgumentParser()
+    audit_cli.add_retry_arguments(parser)
+    args = parser.parse_args(["--reason", "invalid_number", "--since", "2000-01-01"])
+    assert await asyncio.to_thread(audit_cli.run_retry, args, said.append, settings) == 0
+    assert sorted(said) == sorted(f"{c.notification_id}: release_requested" for c in commands[:2])
+    for command in commands[:2]:
+        await eventually(
+            lambda c=command: stack.claim_state(c.idempotency_key),
+            until=lambda r: r["state"] == "released",
+            what="released",
+        )
+    assert (await stack.claim_state(commands[2].idempotency_key))["state"] == "failed"
+    shown = await dlq.parked(private_amqp_url, "dispatcher.sends")
+    assert {m["error_code"] for m in shown} == {"21211", "21614", "21610"}
+    assert all(invalid_a not in m["body"] for m in shown)  # bodies are masked
