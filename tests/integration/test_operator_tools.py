@@ -173,6 +173,9 @@ async def test_the_admin_api_wants_its_token_and_masks_recipients_unless_asked(s
         token = {"Authorization": f"Bearer {stack.admin_token}"}
         plain = await http.get("/admin/trail?number=F777&reveal=1", headers=token)
         assert plain.json()["notifications"][0]["recipient"] == to
+        by_notification = await http.get(f"/trail?document_id={command.notification_id}")
+        (found,) = by_notification.json()["notifications"]
+        assert found["document_number"] == "F777"
 
 
 async def test_a_retry_after_the_number_was_corrected_sends_to_the_new_number_linked_to_the_old(

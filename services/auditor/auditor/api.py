@@ -2,7 +2,8 @@
 
 Open (read-only, recipients masked):
 
-- ``GET /trail?number=<invoice number>`` or ``?document_id=<uuid>`` (``&connection=<id>``)
+- ``GET /trail?number=<invoice number>`` or ``?document_id=<uuid>`` (``&connection=<id>``); a
+  notification's id in ``document_id`` shows that notification's document
 
 Admin, behind ``Authorization: Bearer <MLC_AUDITOR_ADMIN_TOKEN>``:
 
@@ -77,9 +78,18 @@ async def _trail(request: web.Request, *, reveal: bool) -> web.Response:
         document_id = UUID(raw_id) if raw_id else None
     except ValueError:
         return _answer({"error": "document_id is not a UUID"}, 400)
-    trail = await request.app[TRAIL].document_trail(
-        number=number, document_id=document_id, connection_id=request.query.get("connection")
+    store = request.app[TRAIL]
+    connection = request.query.get("connection")
+    trail = await store.document_trail(
+        number=number, document_id=document_id, connection_id=connection
     )
+    if not trail and document_id is not None:
+        # an id that is not a document's may be a notification's: show its document
+        notification = await store.notification(document_id)
+        if notification and notification.get("document_id"):
+            trail = await store.document_trail(
+                document_id=UUID(str(notification["document_id"])), connection_id=connection
+            )
     return _answer({"notifications": _masked(trail, reveal)})
 
 
