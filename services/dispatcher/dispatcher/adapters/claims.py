@@ -89,7 +89,10 @@ class PostgresClaimStore:
                 return Claim("stale" if held["stale"] else "in_flight", attempts, budget_used=used)
             if state == "released":
                 return Claim(
-                    "deferred", attempts, budget_used=used, retry_after=max(held["wait"], 0.0)
+                    "deferred",
+                    attempts,
+                    budget_used=used,
+                    retry_after=max(held["wait"] or 0.0, 0.0),
                 )
             return Claim(state, attempts, held["provider_id"], budget_used=used)
 
