@@ -275,6 +275,23 @@ async def test_a_429_and_a_500_are_attempts_in_the_trail_before_the_send(stack: 
     assert len(await stack.posts(to)) == 3
 
 
+async def test_a_full_sender_queue_21611_is_retried_not_failed(stack: Stack):
+    to = "+31611110016"
+    await stack.sim.reject(to=to, code=21611, count=1)
+    command = stack.command(to)
+    await stack.send(command)
+    entry = await eventually(
+        lambda: stack.notification(command.notification_id),
+        until=lambda n: n["state"] == "sent",
+        timeout=30,
+        what="sent after the queue drained",
+    )
+    assert [(a["outcome"], a["error_code"]) for a in entry["attempts"]] == [
+        ("deferred", "21611"),
+        ("sent", None),
+    ]
+
+
 async def test_a_persistent_429_fails_exhausted_after_the_bounded_attempts(stack: Stack):
     to = "+31611110009"
     await stack.sim.inject(kind="http_429", to=to, count=50)

@@ -51,8 +51,10 @@ log = structlog.get_logger("dispatcher")
 #: of its command (one more than the retry tiers, so one copy alone can use them all).
 DEFAULT_MAX_ATTEMPTS = 5
 
-#: Twilio codes that say the number cannot receive SMS, and the one that says it opted out.
-_INVALID_NUMBER = frozenset({"21211", "21612", "21614", "21408"})
+#: Twilio codes that say the number cannot receive SMS (21211 invalid, 21614 not a mobile),
+#: and the one that says it opted out. Others (21408 geo permissions, 20003 credentials...)
+#: are the account's to fix: ``provider_error``.
+_INVALID_NUMBER = frozenset({"21211", "21614"})
 _OPTED_OUT = frozenset({"21610"})
 
 

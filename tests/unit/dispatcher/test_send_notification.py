@@ -204,6 +204,7 @@ async def test_a_claim_held_by_another_sender_is_retried_and_a_stale_one_left_to
         (21614, "invalid_number"),
         (21610, "opted_out"),
         (20003, "provider_error"),
+        (21408, "provider_error"),
     ],
 )
 def test_twilio_codes_map_to_the_operators_failure_reasons(code: int, reason: str):

@@ -2,7 +2,8 @@
 
 - 201 -> receipt (SID and initial status).
 - 429 / code 20429 and 5xx -> TransientError (the request was not processed), honouring
-  ``Retry-After`` when present.
+  ``Retry-After`` when present; so is 21611 (the sender's queue holds more than 10 hours of
+  messages: later, slower).
 - 21211 invalid number, 21614 not a mobile, 21610 opted out (STOP), and any other synchronous
   4xx -> PermanentError with the code.
 - Connect errors, pool timeouts and errors while writing the request: the request never
@@ -38,6 +39,8 @@ _NOT_SENT = (
     httpx.WriteError,
     httpx.WriteTimeout,
 )
+#: Refusals that say "not now" rather than "never" (reference twilio.md section 4).
+_LATER = frozenset({20429, 21611})
 #: Pages of a lookup read at most (1,000 messages per page): a number that got more since the
 #: claim is not a customer's phone; the lookup then answers "unknown" and is retried later.
 _MAX_PAGES = 5
@@ -81,7 +84,7 @@ class TwilioNotifier:
         except ValueError:
             error = _TwilioError()
         code = error.code or response.status_code
-        if response.status_code == 429 or code == 20429 or response.status_code >= 500:
+        if response.status_code == 429 or code in _LATER or response.status_code >= 500:
             raise TransientError(
                 f"Twilio answered {response.status_code}",
                 code=code,
