@@ -244,3 +244,42 @@ async def test_mlc_retry_by_reason_releases_every_failure_of_that_reason_only(
     shown = await dlq.parked(private_amqp_url, "dispatcher.sends")
     assert {m["error_code"] for m in shown} == {"21211", "21614", "21610"}
     assert all(invalid_a not in m["body"] for m in shown)  # bodies are masked
+
+
+async def test_a_skipped_notification_retried_after_the_contact_got_a_mobile_is_sent_once(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+):
+    from common.contracts import NotificationSkipped
+    from common.contracts.base import stable_id
+
+    monkeypatch.setenv("MLC_AUDITOR_ADMIN_TOKEN", stack.admin_token)
+    to = "+31622220011"
+    now_sendable = stack.command(to, number="F902")
+    skipped = NotificationSkipped(
+        notification_id=stable_id(now_sendable.source, "invoice_issued", "sms"),
+        source=now_sendable.source,
+        fact="invoice_issued",
+        reason="no_contact_with_mobile",
+    )
+    rereads = await play_enricher(stack, {str(now_sendable.source.id): now_sendable})
+    await stack.publisher.publish(skipped)
+    await eventually(
+        lambda: stack.trail.failures(reason="no_contact"),
+        until=lambda f: [n["notification_id"] for n in f] == [str(skipped.notification_id)],
+        what="listed under no_contact",
+    )
+    code = await asyncio.to_thread(
+        audit_cli.main, ["retry", "--reason", "no_contact", "--url", stack.auditor_url]
+    )
+    assert code == 0
+    sent = await eventually(
+        lambda: stack.notification(now_sendable.notification_id),
+        until=lambda n: n["state"] == "sent",
+        timeout=30,
+        what="sent once the contact has a mobile",
+    )
+    assert rereads == ["operator-retry"]
+    assert sent["retry_of"] == str(skipped.notification_id)
+    assert (await stack.notification(skipped.notification_id))["state"] == "replaced"
+    assert len(await stack.posts(to)) == 1
+    assert await stack.trail.failures(reason="no_contact") == []

@@ -15,7 +15,8 @@ Admin, behind ``Authorization: Bearer <MLC_AUDITOR_ADMIN_TOKEN>``:
   id>}`` or ``{"reason": ..., "since": ...}`` (and optional ``requested_by``): releases each
   failed notification's claim (ReleaseNotification; the dispatcher answers with
   notification.released, on which the document is read again from Exact) and re-reads the
-  document of each skipped one. Answers what it did per notification.
+  document of each one that was never claimed (skipped for want of a contact). Answers what it
+  did per notification.
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ async def admin_retry(request: web.Request) -> web.StreamResponse:
     done = []
     for target in targets:
         nid = UUID(str(target["notification_id"]))
-        if target.get("state") == "failed":
+        if target.get("state") == "failed" and target.get("idempotency_key"):
             # The dispatcher releases the claim and reports notification.released; the
             # auditor then has the document read again (handlers.record_released).
             await publisher.publish(
@@ -182,7 +183,9 @@ async def admin_retry(request: web.Request) -> web.StreamResponse:
                 )
             )
             done.append({"notification_id": str(nid), "action": "release_requested"})
-        elif target.get("state") == "skipped" and target.get("document_id"):
+        elif target.get("state") in ("failed", "skipped") and target.get("document_id"):
+            # Nothing was claimed (skipped, or failed before a send command existed): the
+            # document is simply read again.
             source = SourceDocument(
                 connection_id=target["connection_id"],
                 division=target["division"],

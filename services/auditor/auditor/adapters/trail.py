@@ -77,7 +77,8 @@ class PostgresTrail:
                     """WITH old AS (
                            SELECT notification_id FROM audit.notifications
                            WHERE connection_id = $2 AND division = $3 AND entity = $4
-                             AND document_id = $5 AND fact = $6 AND channel = $7
+                             AND document_id = $5 AND fact = $6
+                             AND (channel = $7 OR channel IS NULL)  -- a skip names none
                              AND state = 'released' AND notification_id <> $1
                            ORDER BY updated_at DESC LIMIT 1)
                        UPDATE audit.notifications n SET retry_of = old.notification_id
@@ -230,7 +231,8 @@ class PostgresTrail:
             self._count("skipped", skip_reason(event.reason))
 
     async def retry_requested(self, notification_id: UUID, requested_by: str | None) -> None:
-        """An operator asked to retry a notification that never reached the dispatcher."""
+        """An operator asked to retry a notification that was never claimed (skipped, or failed
+        before a send command existed): its document is read again."""
         await self._db.execute(
             """INSERT INTO audit.attempts (notification_id, outcome, requested_by)
                VALUES ($1, 'retry_requested', $2)""",
@@ -239,7 +241,7 @@ class PostgresTrail:
         )
         await self._db.execute(
             """UPDATE audit.notifications SET state = 'released', updated_at = now()
-               WHERE notification_id = $1 AND state = 'skipped'""",
+               WHERE notification_id = $1 AND state IN ('skipped', 'failed')""",
             notification_id,
         )
 
@@ -248,8 +250,9 @@ class PostgresTrail:
     ) -> list[dict[str, Any]]:
         """Notifications that need an operator (failed or skipped), newest first."""
         rows = await self._db.fetch(
-            """SELECT notification_id, connection_id, division, entity, document_id,
-                      document_number, fact, channel, recipient, state, failure_reason,
+            """SELECT notification_id, idempotency_key, connection_id, division, entity,
+                      document_id, document_number, fact, channel, recipient, state,
+                      failure_reason,
                       error_code, last_attempt, updated_at
                FROM audit.notifications
                WHERE state IN ('failed', 'skipped')
