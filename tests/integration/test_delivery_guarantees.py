@@ -22,8 +22,10 @@ from common.contracts import (
     NotificationSent,
     TwilioStatus,
 )
+from common.metrics import make_registry
 from common.testing import eventually
 from dispatcher import outbox
+from dispatcher.metrics import DispatchMetrics
 from dispatcher.resolver import resolve_due
 
 pytestmark = pytest.mark.integration
@@ -212,11 +214,31 @@ async def test_a_relay_whose_broker_refuses_marks_nothing_and_loses_nothing(bare
 
     with pytest.raises(ConnectionResetError):
         await outbox.relay_once(stack.pool, BrokenPublisher())
-    pending = await stack.pool.fetchval(
-        "SELECT count(*) FROM dispatch.outbox WHERE relayed_at IS NULL"
+    assert await outbox.pending(stack.pool) == 1
+    # the relay loop, once the broker is back, publishes it and says nothing is pending
+    registry = make_registry()
+    metrics = DispatchMetrics.create(registry)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(
+        outbox.relay_forever(
+            stack.pool, stack.publisher, asyncio.Event(), stop, poll_seconds=0.1, metrics=metrics
+        )
     )
-    assert pending == 1
-    assert await outbox.relay_once(stack.pool, stack.publisher) == 1
+    try:
+        await eventually(
+            lambda: metrics.relayed._value.get(),
+            until=lambda n: n == 1,
+            what="relayed counted",
+        )
+        await eventually(
+            lambda: metrics.pending._value.get(),
+            until=lambda n: n == 0,
+            what="nothing pending",
+        )
+    finally:
+        stop.set()
+        await loop
+    assert await outbox.pending(stack.pool) == 0
 
 
 # --- failures that can be retried, and every attempt in the trail -------------------------
@@ -422,10 +444,21 @@ async def test_an_ambiguous_send_that_twilio_never_got_is_sent_exactly_once(stac
         notification_id=command.notification_id, attempt=1, error="ReadError"
     )
     await stack.claims.settle(command.idempotency_key, "ambiguous", ambiguous)
+    registry = make_registry()
+    metrics = DispatchMetrics.create(registry)
     results = await eventually(
-        lambda: resolve(stack), until=lambda r: r == ["resent"], timeout=10, what="resolved"
+        lambda: resolve_due(
+            claims=stack.claims,
+            notifier=stack.notifier,
+            max_attempts=stack.max_attempts,
+            metrics=metrics,
+        ),
+        until=lambda r: r == ["resent"],
+        timeout=10,
+        what="resolved",
     )
     assert results == ["resent"]
+    assert metrics.resolutions.labels(outcome="resent")._value.get() == 1
     assert await resolve(stack) == []
     assert len(await stack.posts(to)) == 1
     entry = await eventually(

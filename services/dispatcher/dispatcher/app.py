@@ -22,6 +22,7 @@ from dispatcher import handlers, outbox, resolver
 from dispatcher.adapters.accounts import TwilioAccounts
 from dispatcher.adapters.claims import PostgresClaimStore
 from dispatcher.adapters.twilio import TwilioNotifier
+from dispatcher.metrics import DispatchMetrics
 from dispatcher.settings import Settings
 
 __all__ = ["run"]
@@ -49,6 +50,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             ttl=settings.dispatcher_credentials_cache_seconds,
         )
         registry = make_registry()
+        dispatch_metrics = DispatchMetrics.create(registry)
         wake = asyncio.Event()
         claims = PostgresClaimStore(
             pool,
@@ -88,6 +90,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                     wake,
                     stop,
                     poll_seconds=settings.dispatcher_outbox_poll_seconds,
+                    metrics=dispatch_metrics,
                 ),
                 name="outbox-relay",
             ),
@@ -98,6 +101,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                     notifier=notifier,
                     max_attempts=settings.dispatcher_max_attempts,
                     interval=settings.dispatcher_resolve_interval_seconds,
+                    metrics=dispatch_metrics,
                 ),
                 name="claim-resolver",
             ),

@@ -24,8 +24,9 @@ from common.contracts import (
     NotificationReleased,
     NotificationSent,
 )
+from dispatcher.metrics import DispatchMetrics
 
-__all__ = ["OUTBOX_MODELS", "relay_forever", "relay_once"]
+__all__ = ["OUTBOX_MODELS", "pending", "relay_forever", "relay_once"]
 
 log = structlog.get_logger("dispatcher.outbox")
 
@@ -70,6 +71,11 @@ async def relay_once(db: asyncpg.Pool, publisher: EventPublisher, *, limit: int 
     return len(rows)
 
 
+async def pending(db: asyncpg.Pool) -> int:
+    """Events committed and not yet relayed."""
+    return int(await db.fetchval("SELECT count(*) FROM dispatch.outbox WHERE relayed_at IS NULL"))
+
+
 async def relay_forever(
     db: asyncpg.Pool,
     publisher: EventPublisher,
@@ -78,6 +84,7 @@ async def relay_forever(
     *,
     poll_seconds: float = 1.0,
     max_backoff: float = 30.0,
+    metrics: DispatchMetrics | None = None,
 ) -> None:
     """Relay until ``stop``: at once when woken, else every ``poll_seconds``. A failure (broker
     or database gone) is logged and retried with backoff; nothing is lost meanwhile."""
@@ -85,8 +92,9 @@ async def relay_forever(
     rounds = 0
     while not stop.is_set():
         try:
-            while await relay_once(db, publisher):
-                pass
+            while relayed := await relay_once(db, publisher):
+                if metrics is not None:
+                    metrics.relayed.inc(relayed)
             rounds += 1
             if rounds % 3600 == 1:
                 await db.execute(
@@ -97,12 +105,23 @@ async def relay_forever(
             backoff = poll_seconds
         except Exception as exc:  # the loop must outlive a broker or database outage
             log.warning("outbox_relay_failed", error=type(exc).__name__, retry_in=backoff)
+            await _measure(db, metrics)
             await _sleep(stop, backoff)
             backoff = min(backoff * 2, max_backoff)
             continue
+        await _measure(db, metrics)
         wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_first(wake, stop), poll_seconds)
+
+
+async def _measure(db: asyncpg.Pool, metrics: DispatchMetrics | None) -> None:
+    if metrics is None:
+        return
+    try:
+        metrics.pending.set(await pending(db))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return  # the database is gone too; the gauge keeps its last value
 
 
 async def _first(*events: asyncio.Event) -> None:

@@ -24,6 +24,7 @@ import structlog
 from common.contracts import NotificationSent
 from common.errors import PermanentError, TransientError
 from dispatcher.handlers import attempt_send
+from dispatcher.metrics import DispatchMetrics
 from dispatcher.ports import ClaimStore, Notifier, Unsettled
 
 __all__ = ["LOOKUP_SKEW", "resolve", "resolve_due", "resolve_forever"]
@@ -87,13 +88,23 @@ async def resolve(
 
 
 async def resolve_due(
-    *, claims: ClaimStore, notifier: Notifier, max_attempts: int, limit: int = 20
+    *,
+    claims: ClaimStore,
+    notifier: Notifier,
+    max_attempts: int,
+    limit: int = 20,
+    metrics: DispatchMetrics | None = None,
 ) -> list[str]:
-    """Resolve the claims that are due now."""
-    return [
-        await resolve(u, claims=claims, notifier=notifier, max_attempts=max_attempts)
-        for u in await claims.unsettled(limit=limit)
-    ]
+    """Resolve the claims that are due now; returns each one's outcome."""
+    outcomes = []
+    for unsettled in await claims.unsettled(limit=limit):
+        outcome = await resolve(
+            unsettled, claims=claims, notifier=notifier, max_attempts=max_attempts
+        )
+        if metrics is not None:
+            metrics.resolutions.labels(outcome=outcome).inc()
+        outcomes.append(outcome)
+    return outcomes
 
 
 async def resolve_forever(
@@ -103,12 +114,15 @@ async def resolve_forever(
     notifier: Notifier,
     max_attempts: int,
     interval: float,
+    metrics: DispatchMetrics | None = None,
 ) -> None:
     """Resolve due claims every ``interval`` seconds until ``stop``; failures are logged and
     the loop goes on."""
     while not stop.is_set():
         try:
-            await resolve_due(claims=claims, notifier=notifier, max_attempts=max_attempts)
+            await resolve_due(
+                claims=claims, notifier=notifier, max_attempts=max_attempts, metrics=metrics
+            )
         except Exception as exc:  # the loop must outlive a database outage
             log.warning("claim_resolution_failed", error=type(exc).__name__)
         with contextlib.suppress(TimeoutError):
