@@ -100,6 +100,31 @@ async def test_a_failed_claim_is_reopened_only_by_a_release(stack: Stack):
     )
 
 
+async def test_a_claim_left_released_by_parked_copies_can_be_released_by_an_operator(
+    bare_stack: Stack,
+):
+    stack = bare_stack  # no relay: the queued events stay in the outbox to be read
+    command = stack.command("+31611110017")
+    await stack.claims.claim(command)
+    deferred = NotificationDeferred(
+        notification_id=command.notification_id, attempt=1, error_class="transient"
+    )
+    await stack.claims.settle(command.idempotency_key, "released", deferred)
+    # ... and every copy then used up its retry tiers in the DLQ
+    assert await stack.claims.release(
+        str(command.notification_id), requested_by="ops", correlation_id=None
+    )
+    row = await stack.claim_state(command.idempotency_key)
+    assert (row["state"], row["budget_from"]) == ("released", 1)
+    pending = await stack.pool.fetch(
+        "SELECT message_type FROM dispatch.outbox WHERE relayed_at IS NULL ORDER BY id"
+    )
+    assert [r["message_type"] for r in pending] == [
+        "notification.deferred",
+        "notification.released",
+    ]
+
+
 async def test_the_trail_state_only_moves_forward_whatever_order_events_arrive_in(stack: Stack):
     nid, sid = uuid4(), "SM" + uuid4().hex
     sent = NotificationSent(notification_id=nid, attempt=1, provider_id=sid)

@@ -75,7 +75,9 @@ class ClaimStore(Protocol):
         self, notification_id: str, *, requested_by: str | None, correlation_id: str | None
     ) -> bool:
         """Release a ``failed`` claim (an operator's command) and queue NotificationReleased
-        in the same transaction; False when the notification has no failed claim."""
+        in the same transaction; False when the notification has no failed claim. A claim
+        left ``released`` whose every command copy was parked (retry tiers used up) counts as
+        failed: its attempt budget starts again too."""
         ...
 
     async def unsettled(self, *, limit: int) -> list[Unsettled]:

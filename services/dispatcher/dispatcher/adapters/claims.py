@@ -131,7 +131,7 @@ class PostgresClaimStore:
             row = await db.fetchrow(
                 """UPDATE dispatch.claims SET state = 'released', budget_from = attempts,
                        retry_at = NULL, reason = NULL, error_code = NULL, updated_at = now()
-                   WHERE notification_id = $1 AND state = 'failed'
+                   WHERE notification_id = $1 AND state IN ('failed', 'released')
                    RETURNING idempotency_key, attempts, channel, command""",
                 notification_id,
             )
