@@ -16,6 +16,16 @@ from common.metrics import ConsumerMetrics, make_registry
 __all__ = ["run"]
 
 
+def loop_check(task: asyncio.Task[None]) -> health.Check:
+    """Readiness fails once a background loop has stopped (it only should at shutdown)."""
+
+    async def check() -> None:
+        if task.done():
+            raise RuntimeError(f"{task.get_name()} stopped")
+
+    return check
+
+
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with AsyncExitStack() as stack:
         pool = await stack.enter_async_context(db.pool(settings.database_url))
@@ -43,16 +53,6 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             publisher=publisher,
             metrics=ConsumerMetrics.create(registry),
         )
-        checks = {
-            "database": health.database_check(pool),
-            "broker": health.broker_check(connection),
-        }
-        app = health.health_app(checks, registry)
-        app[api.TRAIL] = trail
-        app[api.PUBLISHER] = publisher
-        app[api.ADMIN_TOKEN] = settings.auditor_admin_token
-        app[api.CLIENT_ID] = settings.exact_client_id
-        api.add_routes(app)
         # Supervised here until common.runtime's supervisor takes background loops over.
         checks_loop = asyncio.create_task(
             status_checks.check_forever(
@@ -65,6 +65,17 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             ),
             name="status-checks",
         )
+        checks = {
+            "database": health.database_check(pool),
+            "broker": health.broker_check(connection),
+            "status-checks": loop_check(checks_loop),
+        }
+        app = health.health_app(checks, registry)
+        app[api.TRAIL] = trail
+        app[api.PUBLISHER] = publisher
+        app[api.ADMIN_TOKEN] = settings.auditor_admin_token
+        app[api.CLIENT_ID] = settings.exact_client_id
+        api.add_routes(app)
         try:
             await health.serve_until(stop, app, settings.http_host, settings.http_port)
         finally:

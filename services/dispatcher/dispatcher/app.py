@@ -25,7 +25,17 @@ from dispatcher.adapters.twilio import TwilioNotifier
 from dispatcher.metrics import DispatchMetrics
 from dispatcher.settings import Settings
 
-__all__ = ["run"]
+__all__ = ["loop_check", "run"]
+
+
+def loop_check(task: asyncio.Task[None]) -> health.Check:
+    """Readiness fails once a background loop has stopped (it only should at shutdown)."""
+
+    async def check() -> None:
+        if task.done():
+            raise RuntimeError(f"{task.get_name()} stopped")
+
+    return check
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -109,6 +119,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         checks = {
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),
+            **{loop.get_name(): loop_check(loop) for loop in loops},
         }
         try:
             await health.serve_until(
