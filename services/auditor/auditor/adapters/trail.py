@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter
 
+from auditor.adapters.queries import TrailQueries
 from auditor.status import rank
 from common.contracts import (
     FAILURE_REASONS,
@@ -40,10 +39,6 @@ def skip_reason(reason: str) -> str:
     return "no_contact" if reason.startswith("no_contact") else reason
 
 
-def _plain(row: asyncpg.Record) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, UUID) else v) for k, v in dict(row).items()}
-
-
 def outcome_counter(registry: CollectorRegistry) -> Counter:
     """``mlc_audit_notifications_total{outcome,reason}``: every attempt outcome and skip the
     trail recorded (repeats not counted); ``reason`` is one of FAILURE_REASONS or ``none``."""
@@ -55,9 +50,11 @@ def outcome_counter(registry: CollectorRegistry) -> Counter:
     )
 
 
-class PostgresTrail:
+class PostgresTrail(TrailQueries):
+    """Writes the trail (and reads it through TrailQueries)."""
+
     def __init__(self, db: asyncpg.Pool, *, outcomes: Counter | None = None) -> None:
-        self._db = db
+        super().__init__(db)
         self._outcomes = outcomes
 
     def _count(self, outcome: str, reason: str | None) -> None:
@@ -245,31 +242,6 @@ class PostgresTrail:
             notification_id,
         )
 
-    async def failures(
-        self, *, since: datetime | None = None, reason: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Notifications that need an operator (failed or skipped), newest first."""
-        rows = await self._db.fetch(
-            """SELECT notification_id, idempotency_key, connection_id, division, entity,
-                      document_id, document_number, fact, channel, recipient, state,
-                      failure_reason,
-                      error_code, last_attempt, updated_at
-               FROM audit.notifications
-               WHERE state IN ('failed', 'skipped')
-                 AND ($1::timestamptz IS NULL OR updated_at >= $1)
-                 AND ($2::text IS NULL OR failure_reason = $2)
-               ORDER BY updated_at DESC LIMIT 1000""",
-            since,
-            reason,
-        )
-        return [_plain(r) for r in rows]
-
-    async def notification(self, notification_id: UUID) -> dict[str, Any] | None:
-        row = await self._db.fetchrow(
-            "SELECT * FROM audit.notifications WHERE notification_id = $1", notification_id
-        )
-        return None if row is None else _plain(row)
-
     async def status(self, event: TwilioStatus) -> None:
         """Keep every callback (exact repeats counted once) and move the current status only
         forward, in one transaction."""
@@ -296,47 +268,3 @@ class PostgresTrail:
                 rank(event.status),
                 event.error_code,
             )
-
-    async def document_trail(
-        self,
-        *,
-        number: str | None = None,
-        document_id: UUID | None = None,
-        connection_id: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """Every notification about one document, with its attempts and statuses."""
-        rows = await self._db.fetch(
-            """SELECT n.*, s.status AS delivery_status, s.error_code AS delivery_error_code
-               FROM audit.notifications n LEFT JOIN audit.statuses s USING (provider_id)
-               WHERE ($1::text IS NULL OR n.document_number = $1)
-                 AND ($2::uuid IS NULL OR n.document_id = $2)
-                 AND ($3::text IS NULL OR n.connection_id = $3)
-                 AND ($1::text IS NOT NULL OR $2::uuid IS NOT NULL)
-               ORDER BY n.requested_at NULLS LAST""",
-            number,
-            document_id,
-            connection_id,
-        )
-        trail = []
-        for row in rows:
-            item = {k: (str(v) if isinstance(v, UUID) else v) for k, v in dict(row).items()}
-            item["attempts"] = [
-                dict(a)
-                for a in await self._db.fetch(
-                    """SELECT outcome, attempt, provider_id, error_class, error_code, error,
-                          retry_at, requested_by, recorded_at
-                   FROM audit.attempts WHERE notification_id = $1
-                   ORDER BY id""",
-                    row["notification_id"],
-                )
-            ]
-            item["status_history"] = [
-                dict(e)
-                for e in await self._db.fetch(
-                    """SELECT status, error_code, received_at, repeats FROM audit.status_events
-                   WHERE provider_id = $1 ORDER BY received_at, id""",
-                    row["provider_id"],
-                )
-            ]
-            trail.append(item)
-        return trail
