@@ -6,6 +6,8 @@ per operation into ``simulators/twilio/sim_twilio/openapi/``:
 
 - ``create_message.json`` from operation ``CreateMessage`` (POST .../Messages.json)
 - ``create_call.json`` from operation ``CreateCall`` (POST .../Calls.json)
+- ``list_message.json`` from operation ``ListMessage`` (GET .../Messages.json): the query
+  parameters (the filters the dispatcher's lookup of unsettled sends uses) and the page schema
 
 Each file holds a provenance header (source file, its sha256, operationId), the form body as a
 JSON Schema (draft 2020-12: ``nullable`` becomes a ``null`` type, ``$ref`` enums are inlined,
@@ -27,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OPERATIONS", "derive", "main", "to_json_schema"]
+__all__ = ["LIST_OPERATIONS", "OPERATIONS", "derive", "derive_list", "main", "to_json_schema"]
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = ROOT.parent / "shared" / "twilio-oai" / "twilio_api_v2010.json"
@@ -57,6 +59,11 @@ _KEPT = (
     "maxItems",
 )
 _REF_PREFIX = "#/components/schemas/"
+
+#: Output file -> (path in the spec, operationId) of GET list operations.
+LIST_OPERATIONS = {
+    "list_message.json": ("/2010-04-01/Accounts/{AccountSid}/Messages.json", "ListMessage"),
+}
 
 
 def to_json_schema(node: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
@@ -156,6 +163,51 @@ def derive(spec: dict[str, Any], spec_bytes: bytes, path: str, operation_id: str
     }
 
 
+def derive_list(
+    spec: dict[str, Any], spec_bytes: bytes, path: str, operation_id: str
+) -> dict[str, Any]:
+    """Build the fixture for the GET list operation at ``path``: its query parameters, in the
+    spec's order and spelling (``DateSent>`` is a parameter name), and the 200 page schema."""
+    components = spec["components"]["schemas"]
+    operation = spec["paths"][path]["get"]
+    if operation["operationId"] != operation_id:
+        raise ValueError(f"{path}: expected {operation_id}, found {operation['operationId']}")
+    page = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    return {
+        "provenance": {
+            "source_repo": "twilio/twilio-oai",
+            "source_path": "spec/json/twilio_api_v2010.json",
+            "local_copy": "../shared/twilio-oai/twilio_api_v2010.json",
+            "sha256": hashlib.sha256(spec_bytes).hexdigest(),
+            "bytes": len(spec_bytes),
+            "openapi": spec.get("openapi"),
+            "operationId": operation_id,
+            "method": "GET",
+            "path": path,
+            "generated_by": "scripts/derive_twilio_fixture.py",
+            "note": "Generated; regenerate instead of editing by hand.",
+        },
+        "path_parameters": {
+            p["name"]: to_json_schema(p["schema"], components)
+            for p in operation.get("parameters", [])
+            if p.get("in") == "path"
+        },
+        "query_parameters": {
+            p["name"]: to_json_schema(p["schema"], components)
+            for p in operation.get("parameters", [])
+            if p.get("in") == "query"
+        },
+        "response": {
+            "status": 200,
+            "schema_name": page.get("title", operation_id),
+            "schema": {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                **to_json_schema(page, components),
+            },
+        },
+    }
+
+
 def render(fixture: dict[str, Any]) -> str:
     """The exact text written to disk (stable, so ``--check`` can compare)."""
     return json.dumps(fixture, indent=2, ensure_ascii=False) + "\n"
@@ -175,8 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     spec_bytes = args.spec.read_bytes()
     spec = json.loads(spec_bytes)
     stale = []
-    for filename, (path, operation_id) in OPERATIONS.items():
-        text = render(derive(spec, spec_bytes, path, operation_id))
+    derived = {
+        **{f: (derive, p, o) for f, (p, o) in OPERATIONS.items()},
+        **{f: (derive_list, p, o) for f, (p, o) in LIST_OPERATIONS.items()},
+    }
+    for filename, (build, path, operation_id) in derived.items():
+        text = render(build(spec, spec_bytes, path, operation_id))
         target = args.out_dir / filename
         if args.check:
             if not target.is_file() or target.read_text(encoding="utf-8") != text:

@@ -161,8 +161,12 @@ async def test_twilio_failing_once_is_retried_and_sends_one_sms(pipeline):
     ]
     assert [r["status"] for r in creates] == [500, 201]
     assert len(await sms_to_invoice(pipeline, number)) == 1
-    assert [a["outcome"] for a in trail[0]["attempts"]] == ["sent"]
-    assert trail[0]["attempts"][0]["attempt"] == 2
+    # the refused attempt is in the trail too, with Twilio's code
+    assert [(a["outcome"], a["attempt"]) for a in trail[0]["attempts"]] == [
+        ("deferred", 1),
+        ("sent", 2),
+    ]
+    assert trail[0]["attempts"][0]["error_code"] == "20500"
     await eventually(
         pipeline.parked,
         until=lambda parked: parked == {},

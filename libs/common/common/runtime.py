@@ -113,6 +113,8 @@ class Supervisor:
     healthy_after: float = 30.0
     #: Readiness fails once a loop failed this many times in a row.
     unhealthy_after: int = 3
+    #: The service's stop event: a loop that returns once it is set has ended, not failed.
+    service_stop: asyncio.Event | None = None
     _loops: dict[str, _Loop] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -140,6 +142,9 @@ class Supervisor:
             self._up.labels(loop=loop.name).set(1)
             try:
                 await loop.body()
+                if self.service_stop is not None and self.service_stop.is_set():
+                    self._up.labels(loop=loop.name).set(0)
+                    return
                 error = "returned"
             except asyncio.CancelledError:
                 self._up.labels(loop=loop.name).set(0)

@@ -94,7 +94,16 @@ class QueueSpec:
 #: Every work queue of the system, named ``<service>.<purpose>``.
 QUEUES: dict[str, QueueSpec] = {
     "enricher.exact-events": QueueSpec("enricher.exact-events", ((EVENTS, "exact.#"),)),
-    "dispatcher.sends": QueueSpec("dispatcher.sends", ((COMMANDS, "notification.send.*"),)),
+    "dispatcher.sends": QueueSpec(
+        "dispatcher.sends",
+        # An operator's release of a failed claim travels the same queue as the sends it
+        # unblocks; status checks need the same Twilio accounts as the sends.
+        (
+            (COMMANDS, "notification.send.*"),
+            (COMMANDS, "notification.release"),
+            (COMMANDS, "notification.check-status"),
+        ),
+    ),
     "auditor.events": QueueSpec(
         "auditor.events",
         (

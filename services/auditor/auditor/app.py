@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from contextlib import AsyncExitStack
 
-from auditor import api, handlers
-from auditor.adapters.trail import PostgresTrail
+from auditor import api, handlers, status_checks
+from auditor.adapters.trail import PostgresTrail, outcome_counter
 from auditor.settings import Settings
 from common import amqp, db, health, runtime, topology
+from common.contracts import NotificationReleased
 from common.metrics import ConsumerMetrics, make_registry
 
 __all__ = ["run"]
@@ -18,28 +20,54 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with AsyncExitStack() as stack:
         pool = await stack.enter_async_context(db.pool(settings.database_url))
         await db.migrate(pool, "audit", "auditor")
-        trail = PostgresTrail(pool)
+        registry = make_registry()
+        trail = PostgresTrail(pool, outcomes=outcome_counter(registry))
         connection = await stack.enter_async_context(
             amqp.connect(settings.amqp_url, name="auditor")
         )
         channel = await connection.channel()
         await topology.declare(channel)
-        registry = make_registry()
-        routes = amqp.bind(handlers.HANDLERS, trail=trail)
+        routes = dict(amqp.bind(handlers.HANDLERS, trail=trail))
+        released = NotificationReleased.routing_key
+        routes[released] = (
+            NotificationReleased,
+            functools.partial(
+                handlers.record_released, trail=trail, client_id=settings.exact_client_id
+            ),
+        )
+        publisher = await amqp.Publisher.open(connection)
         consumer = await amqp.run_consumer(
             channel,
             "auditor.events",
             routes,
-            publisher=await amqp.Publisher.open(connection),
+            publisher=publisher,
             metrics=ConsumerMetrics.create(registry),
+        )
+        supervisor = runtime.Supervisor(registry, service_stop=stop)
+        stack.push_async_callback(supervisor.stop)
+        supervisor.start(
+            "status-checks",
+            functools.partial(
+                status_checks.check_forever,
+                pool,
+                publisher,
+                stop,
+                after_seconds=settings.auditor_status_check_after_seconds,
+                max_checks=settings.auditor_status_checks_max,
+                interval=settings.auditor_status_check_interval_seconds,
+            ),
         )
         checks = {
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),
             "consumer": consumer.check,
+            "background": supervisor.check,
         }
         app = health.health_app(checks, registry)
         app[api.TRAIL] = trail
-        app.router.add_get("/trail", api.trail_view)
+        app[api.PUBLISHER] = publisher
+        app[api.ADMIN_TOKEN] = settings.auditor_admin_token
+        app[api.CLIENT_ID] = settings.exact_client_id
+        api.add_routes(app)
         await health.serve_until(stop, app, settings.http_host, settings.http_port)
-        await runtime.drain(settings.shutdown_grace_seconds, consumer)
+        await runtime.drain(settings.shutdown_grace_seconds, consumer, supervisor=supervisor)

@@ -1,6 +1,15 @@
-"""``mlc-audit trail <invoice number | document id>``: print one document's audit trail.
+"""``mlc-audit`` (also ``mlc audit`` and ``mlc retry``): the audit trail for operators.
 
-Asks the auditor's HTTP API (``--url``, default http://127.0.0.1:8083).
+::
+
+    mlc-audit show <invoice number | document id> [--reveal] [--json]
+    mlc-audit trail ...                  (the same as show)
+    mlc-audit failed [--since T] [--reason R] [--reveal] [--json]
+    mlc-audit retry <notification id> | --document N | --reason R [--since T]
+
+Asks the auditor's HTTP API at ``MLC_AUDITOR_URL`` (default http://127.0.0.1:8083, or
+``--url``); ``failed``, ``retry`` and ``--reveal`` use its admin API with the bearer token
+``MLC_AUDITOR_ADMIN_TOKEN``. Recipients are masked unless ``--reveal``.
 """
 
 from __future__ import annotations
@@ -8,14 +17,96 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.contracts import FAILURE_REASONS
 from common.logging import mask_text
 
-__all__ = ["format_trail", "main"]
+__all__ = [
+    "AuditClient",
+    "CliSettings",
+    "add_audit_arguments",
+    "add_retry_arguments",
+    "format_failures",
+    "format_trail",
+    "main",
+    "run_audit",
+    "run_retry",
+]
+
+Say = Callable[[str], None]
+
+
+class CliSettings(BaseSettings):
+    """Where the auditor answers, and the admin API's token."""
+
+    model_config = SettingsConfigDict(env_prefix="MLC_", extra="ignore")
+
+    auditor_url: str = "http://127.0.0.1:8083"
+    auditor_admin_token: SecretStr | None = None
+
+
+class AuditClient:
+    """The auditor's HTTP API, through the standard library (the CLI opens no event loop)."""
+
+    def __init__(self, url: str, token: SecretStr | None) -> None:
+        self._url = url.rstrip("/")
+        self._token = token
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        headers = {"Accept": "application/json"}
+        if path.startswith("/admin/"):
+            if self._token is None:
+                raise SystemExit("set MLC_AUDITOR_ADMIN_TOKEN to use the auditor's admin API")
+            headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(  # noqa: S310 - the operator's auditor URL
+            self._url + path, data=data, method=method, headers=headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                return json.load(response)
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:300]
+            raise SystemExit(f"auditor answered {exc.code}: {detail}") from exc
+        except urllib.error.URLError as exc:
+            raise SystemExit(f"auditor not reachable at {self._url}: {exc.reason}") from exc
+
+    def trail(self, document: str, *, reveal: bool) -> list[dict[str, Any]]:
+        try:
+            UUID(document)
+            query = {"document_id": document}
+        except ValueError:
+            query = {"number": document}
+        path = "/admin/trail" if reveal else "/trail"
+        if reveal:
+            query["reveal"] = "1"
+        answer = self._call("GET", f"{path}?{urllib.parse.urlencode(query)}")
+        return list(answer["notifications"])
+
+    def failed(
+        self, *, since: str | None, reason: str | None, reveal: bool
+    ) -> dict[str, list[dict[str, Any]]]:
+        query = {k: v for k, v in (("since", since), ("reason", reason)) if v}
+        if reveal:
+            query["reveal"] = "1"
+        answer = self._call("GET", f"/admin/failed?{urllib.parse.urlencode(query)}")
+        return dict(answer["groups"])
+
+    def retry(self, **target: str | None) -> list[dict[str, Any]]:
+        body = {k: v for k, v in target.items() if v}
+        return list(self._call("POST", "/admin/retry", body)["retried"])
 
 
 def format_trail(trail: list[dict[str, Any]], *, reveal: bool = False) -> str:
@@ -25,16 +116,20 @@ def format_trail(trail: list[dict[str, Any]], *, reveal: bool = False) -> str:
     lines = []
     for n in trail:
         who = n.get("recipient") or "-"
+        reason = f" ({n['failure_reason']})" if n.get("failure_reason") else ""
+        retry_of = f", retry of {n['retry_of']}" if n.get("retry_of") else ""
         lines.append(
             f"{n.get('entity')} {n.get('document_number') or n.get('document_id')} "
             f"[{n.get('fact')}] {n.get('channel')} to {who if reveal else mask_text(who)}: "
-            f"{n.get('state')}, delivery {n.get('delivery_status') or '-'}"
-            f" (provider id {n.get('provider_id') or '-'})"
+            f"{n.get('state')}{reason}, delivery {n.get('delivery_status') or '-'}"
+            f" (notification {n.get('notification_id')}, provider id "
+            f"{n.get('provider_id') or '-'}{retry_of})"
         )
         for a in n.get("attempts", []):
             detail = f" {a['error_code']}: {a['error']}" if a.get("error_code") else ""
+            by = f" by {a['requested_by']}" if a.get("requested_by") else ""
             lines.append(
-                f"    attempt {a.get('attempt') or '-'}: {a['outcome']}{detail}"
+                f"    attempt {a.get('attempt') or '-'}: {a['outcome']}{detail}{by}"
                 f" at {a['recorded_at']}"
             )
         for e in n.get("status_history", []):
@@ -43,29 +138,101 @@ def format_trail(trail: list[dict[str, Any]], *, reveal: bool = False) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mlc-audit")
-    sub = parser.add_subparsers(dest="command", required=True)
-    trail = sub.add_parser("trail", help="show the audit trail of one document")
-    trail.add_argument("document", help="invoice number or document id (UUID)")
-    trail.add_argument("--url", default="http://127.0.0.1:8083", help="auditor base URL")
-    trail.add_argument("--json", action="store_true", help="raw JSON")
-    trail.add_argument("--reveal", action="store_true", help="show recipients unmasked")
-    args = parser.parse_args(argv)
-    try:
-        UUID(args.document)
-        query = {"document_id": args.document}
-    except ValueError:
-        query = {"number": args.document}
-    url = f"{args.url.rstrip('/')}/trail?{urllib.parse.urlencode(query)}"
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - operator's URL
-        body = json.load(response)
-    print(
-        json.dumps(body, indent=2)
-        if args.json
-        else format_trail(body["notifications"], reveal=args.reveal)
+def format_failures(groups: dict[str, list[dict[str, Any]]], *, reveal: bool = False) -> str:
+    """Failures grouped by reason, in the order of FAILURE_REASONS."""
+    if not any(groups.values()):
+        return "nothing needs attention"
+    order = [r for r in FAILURE_REASONS if r in groups] + sorted(
+        r for r in groups if r not in FAILURE_REASONS
     )
+    lines = []
+    for reason in order:
+        items = groups[reason]
+        lines.append(f"{reason}: {len(items)}")
+        for n in items:
+            who = n.get("recipient") or "-"
+            code = f" code {n['error_code']}" if n.get("error_code") else ""
+            lines.append(
+                f"    {n.get('notification_id')} {n.get('entity')} "
+                f"{n.get('document_number') or n.get('document_id')} [{n.get('fact')}] "
+                f"to {who if reveal else mask_text(who)}: {n.get('state')}{code}"
+                f" at {n.get('updated_at')}"
+            )
+    return "\n".join(lines)
+
+
+def add_audit_arguments(
+    parser: argparse.ArgumentParser,
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """``show``, ``trail`` (its old name) and ``failed``; returns the subcommands."""
+    sub = parser.add_subparsers(dest="audit_command", required=True)
+    for name in ("show", "trail"):
+        show = sub.add_parser(name, help="every notification, attempt and status of a document")
+        show.add_argument("document", help="invoice number or document id (UUID)")
+        show.add_argument("--reveal", action="store_true", help="show recipients unmasked")
+        show.add_argument("--json", action="store_true", help="raw JSON")
+        show.add_argument("--url", help="auditor base URL (default MLC_AUDITOR_URL)")
+    failed = sub.add_parser("failed", help="what needs attention, grouped by reason")
+    failed.add_argument("--since", help="ISO date or time")
+    failed.add_argument("--reason", choices=FAILURE_REASONS)
+    failed.add_argument("--reveal", action="store_true", help="show recipients unmasked")
+    failed.add_argument("--json", action="store_true", help="raw JSON")
+    failed.add_argument("--url", help="auditor base URL (default MLC_AUDITOR_URL)")
+    return sub
+
+
+def add_retry_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("notification_id", nargs="?", help="the notification to retry")
+    parser.add_argument("--document", help="retry the failed notifications of this document")
+    parser.add_argument("--reason", choices=FAILURE_REASONS, help="retry every failure so")
+    parser.add_argument("--since", help="with --reason: only failures since (ISO date or time)")
+    parser.add_argument("--requested-by", default="operator", help="recorded in the trail")
+    parser.add_argument("--url", help="auditor base URL (default MLC_AUDITOR_URL)")
+
+
+def _client(args: argparse.Namespace, settings: CliSettings) -> AuditClient:
+    return AuditClient(args.url or settings.auditor_url, settings.auditor_admin_token)
+
+
+def run_audit(args: argparse.Namespace, say: Say, settings: CliSettings | None = None) -> int:
+    client = _client(args, settings or CliSettings())
+    if args.audit_command in ("show", "trail"):
+        trail = client.trail(args.document, reveal=args.reveal)
+        say(json.dumps(trail, indent=2) if args.json else format_trail(trail, reveal=args.reveal))
+        return 0
+    groups = client.failed(since=args.since, reason=args.reason, reveal=args.reveal)
+    say(json.dumps(groups, indent=2) if args.json else format_failures(groups, reveal=args.reveal))
     return 0
+
+
+def run_retry(args: argparse.Namespace, say: Say, settings: CliSettings | None = None) -> int:
+    given = [bool(args.notification_id), bool(args.document), bool(args.reason or args.since)]
+    if sum(given) != 1:
+        say("give one of: a notification id, --document N, or --reason R [--since T]")
+        return 2
+    done = _client(args, settings or CliSettings()).retry(
+        notification_id=args.notification_id,
+        document=args.document,
+        reason=args.reason,
+        since=args.since,
+        requested_by=args.requested_by,
+    )
+    if not done:
+        say("nothing to retry")
+        return 1
+    for item in done:
+        say(f"{item['notification_id']}: {item['action']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlc-audit", description="the audit trail")
+    sub = add_audit_arguments(parser)
+    add_retry_arguments(sub.add_parser("retry", help="retry failed notifications"))
+    args = parser.parse_args(argv)
+    if args.audit_command == "retry":
+        return run_retry(args, print)
+    return run_audit(args, print)
 
 
 if __name__ == "__main__":

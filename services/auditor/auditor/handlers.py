@@ -1,19 +1,38 @@
-"""The auditor's handlers: record every notification, outcome and status callback."""
+"""The auditor's handlers: record every notification, attempt and status callback.
+
+A ``notification.released`` (an operator's retry reopened a failed claim) is also where the
+retry continues: the auditor publishes the document's Exact event again, so the enricher
+re-reads the document, its contacts and the rules, and sends as a new attempt.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from auditor.adapters.trail import PostgresTrail
 from common.contracts import (
+    ExactWebhookReceived,
     Message,
     NotificationAmbiguous,
+    NotificationDeferred,
     NotificationFailed,
+    NotificationReleased,
     NotificationSent,
     NotificationSkipped,
     SendNotification,
+    SourceDocument,
     TwilioStatus,
 )
 
-__all__ = ["HANDLERS", "record_outcome", "record_requested", "record_skipped", "record_status"]
+__all__ = [
+    "HANDLERS",
+    "record_outcome",
+    "record_released",
+    "record_requested",
+    "record_skipped",
+    "record_status",
+    "reread_event",
+]
 
 
 async def record_requested(command: SendNotification, *, trail: PostgresTrail) -> list[Message]:
@@ -22,10 +41,40 @@ async def record_requested(command: SendNotification, *, trail: PostgresTrail) -
 
 
 async def record_outcome(
-    event: NotificationSent | NotificationFailed | NotificationAmbiguous, *, trail: PostgresTrail
+    event: NotificationSent | NotificationFailed | NotificationAmbiguous | NotificationDeferred,
+    *,
+    trail: PostgresTrail,
 ) -> list[Message]:
     await trail.outcome(event.message_id(), event)
     return []
+
+
+def reread_event(source: SourceDocument, *, client_id: str, reason: str) -> ExactWebhookReceived:
+    """The Exact event that makes the enricher read ``source`` again, as a webhook would."""
+    now = datetime.now(UTC)
+    return ExactWebhookReceived(
+        connection_id=source.connection_id,
+        client_id=client_id,
+        division=source.division,
+        topic=source.entity,
+        action="Update",
+        key_id=source.id,
+        endpoint=f"/api/v1/{source.division}/{source.entity}(guid'{source.id}')",
+        event_created_on=now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
+        received_at=now,
+        source=reason,
+    )
+
+
+async def record_released(
+    event: NotificationReleased, *, trail: PostgresTrail, client_id: str
+) -> list[Message]:
+    await trail.outcome(event.message_id(), event)
+    if event.source is None:
+        return []
+    # Published on every delivery (a repeat only re-reads the document: the claim stops a
+    # second send), so a crash between the record and the publish loses nothing.
+    return [reread_event(event.source, client_id=client_id, reason="operator-retry")]
 
 
 async def record_skipped(event: NotificationSkipped, *, trail: PostgresTrail) -> list[Message]:
@@ -44,6 +93,8 @@ HANDLERS = {
     NotificationSent.routing_key: (NotificationSent, record_outcome),
     NotificationFailed.routing_key: (NotificationFailed, record_outcome),
     NotificationAmbiguous.routing_key: (NotificationAmbiguous, record_outcome),
+    NotificationDeferred.routing_key: (NotificationDeferred, record_outcome),
+    NotificationReleased.routing_key: (NotificationReleased, record_released),
     NotificationSkipped.routing_key: (NotificationSkipped, record_skipped),
     "twilio.status.": (TwilioStatus, record_status),
 }

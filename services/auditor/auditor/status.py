@@ -9,7 +9,10 @@ moves forward only by rank::
 
 from __future__ import annotations
 
-__all__ = ["rank"]
+__all__ = ["FINAL_RANK", "rank"]
+
+#: Rank of the final statuses: a notification below it still waits for news.
+FINAL_RANK = 4
 
 _RANKS = {
     "accepted": 1,

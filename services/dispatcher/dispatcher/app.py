@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from contextlib import AsyncExitStack
 
 import httpx
 
 from common import amqp, db, health, runtime, topology
-from common.contracts import ChannelCredentials, ChannelCredentialsGet
+from common.contracts import (
+    ChannelCredentials,
+    ChannelCredentialsGet,
+    CheckDeliveryStatus,
+    ReleaseNotification,
+    SendNotification,
+)
 from common.metrics import ConsumerMetrics, make_registry
 from common.rpc import CachedLookup, RpcClient
-from dispatcher import handlers
+from dispatcher import handlers, outbox, resolver
 from dispatcher.adapters.accounts import TwilioAccounts
 from dispatcher.adapters.claims import PostgresClaimStore
 from dispatcher.adapters.twilio import TwilioNotifier
+from dispatcher.metrics import DispatchMetrics
 from dispatcher.settings import Settings
 
 __all__ = ["run"]
@@ -43,25 +51,73 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             ttl=settings.dispatcher_credentials_cache_seconds,
         )
         registry = make_registry()
-        routes = amqp.bind(
-            handlers.HANDLERS,
-            claims=PostgresClaimStore(pool, stale_seconds=settings.dispatcher_claim_stale_seconds),
-            notifier=TwilioNotifier(twilio, TwilioAccounts(settings, credentials)),
+        dispatch_metrics = DispatchMetrics.create(registry)
+        wake = asyncio.Event()
+        claims = PostgresClaimStore(
+            pool,
+            stale_seconds=settings.dispatcher_claim_stale_seconds,
+            resolve_after_seconds=settings.dispatcher_resolve_after_seconds,
+            wake=wake,
         )
+        notifier = TwilioNotifier(twilio, TwilioAccounts(settings, credentials))
+        send = functools.partial(
+            handlers.send_notification,
+            claims=claims,
+            notifier=notifier,
+            max_attempts=settings.dispatcher_max_attempts,
+        )
+        release = functools.partial(handlers.release_notification, claims=claims)
+        check = functools.partial(handlers.check_status, notifier=notifier)
+        routes: amqp.Routes = {
+            "notification.send.": (SendNotification, send),
+            ReleaseNotification.routing_key: (ReleaseNotification, release),
+            CheckDeliveryStatus.routing_key: (CheckDeliveryStatus, check),
+        }
+        publisher = await amqp.Publisher.open(connection)
         consumer = await amqp.run_consumer(
             channel,
             "dispatcher.sends",
             routes,
-            publisher=await amqp.Publisher.open(connection),
+            publisher=publisher,
             metrics=ConsumerMetrics.create(registry),
+        )
+        # Background loops: the outbox relay and the resolver of unsettled claims, kept alive
+        # by the supervisor; each ends by itself once ``stop`` is set.
+        supervisor = runtime.Supervisor(registry, service_stop=stop)
+        stack.push_async_callback(supervisor.stop)
+        relay_publisher = await amqp.Publisher.open(connection)
+        supervisor.start(
+            "outbox-relay",
+            functools.partial(
+                outbox.relay_forever,
+                pool,
+                relay_publisher,
+                wake,
+                stop,
+                poll_seconds=settings.dispatcher_outbox_poll_seconds,
+                metrics=dispatch_metrics,
+            ),
+        )
+        supervisor.start(
+            "claim-resolver",
+            functools.partial(
+                resolver.resolve_forever,
+                stop,
+                claims=claims,
+                notifier=notifier,
+                max_attempts=settings.dispatcher_max_attempts,
+                interval=settings.dispatcher_resolve_interval_seconds,
+                metrics=dispatch_metrics,
+            ),
         )
         checks = {
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),
             "consumer": consumer.check,
             "rpc": rpc.check,
+            "background": supervisor.check,
         }
         await health.serve_until(
             stop, health.health_app(checks, registry), settings.http_host, settings.http_port
         )
-        await runtime.drain(settings.shutdown_grace_seconds, consumer)
+        await runtime.drain(settings.shutdown_grace_seconds, consumer, supervisor=supervisor)

@@ -1,101 +1,238 @@
-"""The dispatcher's handler: claim the idempotency key, send once, report what happened.
+"""The dispatcher's handlers: claim the idempotency key, send at most once at a time, report
+every attempt through the outbox.
 
-Claim outcomes::
+Claim outcomes of a ``SendNotification`` (every copy of a command meets the same claim)::
 
-    claimed   -> send -> sent (NotificationSent) | released + retry | failed (DLQ) | ambiguous
-    sent      -> duplicate of a sent notification: ack, nothing sent
-    in_flight -> another sender holds it right now: retry later and look again
-    stale     -> a sender died mid-call: ambiguous, never resent blindly
-    failed / ambiguous -> already settled: ack
+    claimed   -> send -> sent | released + deferred (retry) | failed (DLQ) | ambiguous
+    in_flight -> another copy holds it right now: retry later and look again
+    deferred  -> the last attempt was told to wait (Retry-After): retry after that
+    stale / ambiguous -> the resolver settles it by asking Twilio: ack
+    sent / failed -> settled already: ack, nothing sent (only ReleaseNotification reopens a
+                     failed claim, never a replayed send)
+
+Each state change and its event (sent, deferred, failed, ambiguous, released) are committed
+together and relayed from the outbox, so the handlers return no messages themselves.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import structlog
 
 from common.contracts import (
+    CheckDeliveryStatus,
     Message,
     NotificationAmbiguous,
+    NotificationDeferred,
     NotificationFailed,
     NotificationSent,
+    ReleaseNotification,
     SendNotification,
+    TwilioStatus,
 )
 from common.errors import AmbiguousOutcome, PermanentError, TransientError
-from dispatcher.ports import ClaimStore, Notifier
+from common.logging import mask_text
+from dispatcher.ports import Claim, ClaimStore, Notifier
 
-__all__ = ["HANDLERS", "send_notification"]
+__all__ = [
+    "DEFAULT_MAX_ATTEMPTS",
+    "HANDLERS",
+    "attempt_send",
+    "check_status",
+    "failure_reason",
+    "release_notification",
+    "send_notification",
+]
 
 log = structlog.get_logger("dispatcher")
 
+#: Sends per notification before it fails with reason ``exhausted``, counted over every copy
+#: of its command (one more than the retry tiers, so one copy alone can use them all).
+DEFAULT_MAX_ATTEMPTS = 5
+
+#: Twilio codes that say the number cannot receive SMS (21211 invalid, 21614 not a mobile),
+#: and the one that says it opted out. Others (21408 geo permissions, 20003 credentials...)
+#: are the account's to fix: ``provider_error``.
+_INVALID_NUMBER = frozenset({"21211", "21614"})
+_OPTED_OUT = frozenset({"21610"})
+
+
+def failure_reason(code: object) -> str:
+    """The operator's reason for a permanent refusal with Twilio error ``code``."""
+    if str(code) in _INVALID_NUMBER:
+        return "invalid_number"
+    if str(code) in _OPTED_OUT:
+        return "opted_out"
+    return "provider_error"
+
 
 async def send_notification(
-    command: SendNotification, *, claims: ClaimStore, notifier: Notifier
+    command: SendNotification,
+    *,
+    claims: ClaimStore,
+    notifier: Notifier,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> list[Message]:
-    key, nid = command.idempotency_key, command.notification_id
-    structlog.contextvars.bind_contextvars(notification_id=str(nid), channel=command.channel)
-    claim = await claims.claim(key, str(nid), command.channel)
+    structlog.contextvars.bind_contextvars(
+        notification_id=str(command.notification_id), channel=command.channel
+    )
+    claim = await claims.claim(command)
     if claim.outcome == "in_flight":
         raise TransientError("another sender holds this notification's claim")
-    if claim.outcome == "stale":
-        await claims.mark(key, "ambiguous")
-        return [
-            NotificationAmbiguous(
-                notification_id=nid,
-                attempt=claim.attempts,
-                channel=command.channel,
-                error="sender died mid-send",
-            )
-        ]
+    if claim.outcome == "deferred":
+        raise TransientError(
+            "waiting for the provider's Retry-After", retry_after=claim.retry_after
+        )
+    if claim.outcome in ("stale", "ambiguous"):
+        log.info("resolution_pending", claim_state=claim.outcome)
+        return []
     if claim.outcome != "claimed":
         log.info("duplicate_suppressed", claim_state=claim.outcome)
         return []
+    await attempt_send(command, claim, claims=claims, notifier=notifier, max_attempts=max_attempts)
+    return []
+
+
+async def attempt_send(
+    command: SendNotification,
+    claim: Claim,
+    *,
+    claims: ClaimStore,
+    notifier: Notifier,
+    max_attempts: int,
+) -> None:
+    """One send under a claim just taken, settled with its event. Raises the adapter's
+    TransientError (claim released) or a PermanentError (claim failed) after settling."""
+    key, nid, attempt = command.idempotency_key, command.notification_id, claim.attempts
     if command.channel != "sms":
-        await claims.mark(key, "failed", error_code="channel_unsupported")
-        raise PermanentError(
+        exc = PermanentError(
             f"channel {command.channel!r} is not supported yet", code="channel_unsupported"
         )
+        await _fail(command, claim, claims, exc, reason="provider_error")
+        raise exc
     try:
         receipt = await notifier.send_sms(
-            command.recipient.address,
-            command.content,
-            connection_id=command.source.connection_id,
+            command.recipient.address, command.content, connection_id=command.source.connection_id
         )
-    except TransientError:
-        await claims.mark(key, "released")
-        raise
-    except PermanentError as exc:
-        await claims.mark(key, "failed", error_code=str(exc.code))
-        exc.facts = (
-            NotificationFailed(
+    except TransientError as exc:
+        if claim.budget_used >= max_attempts:
+            exhausted = PermanentError(
+                f"gave up after {claim.budget_used} attempts: {exc}", code=exc.code
+            )
+            exhausted.error_class = "exhausted"
+            await _fail(command, claim, claims, exhausted, reason="exhausted")
+            raise exhausted from exc
+        retry_at = (
+            datetime.now(UTC) + timedelta(seconds=exc.retry_after) if exc.retry_after else None
+        )
+        await claims.settle(
+            key,
+            "released",
+            NotificationDeferred(
                 notification_id=nid,
-                attempt=claim.attempts,
+                attempt=attempt,
                 channel=command.channel,
                 error_class=exc.error_class,
-                error_code=str(exc.code),
-                error=str(exc),
+                error_code=_code(exc),
+                error=mask_text(str(exc)),
+                retry_at=retry_at,
             ),
+            error_code=_code(exc),
+            retry_at=retry_at,
         )
         raise
+    except PermanentError as exc:
+        await _fail(command, claim, claims, exc, reason=failure_reason(exc.code))
+        raise
     except AmbiguousOutcome as exc:
-        await claims.mark(key, "ambiguous")
-        log.warning("send_ambiguous", error=str(exc))
-        return [
+        await claims.settle(
+            key,
+            "ambiguous",
             NotificationAmbiguous(
-                notification_id=nid, attempt=claim.attempts, channel=command.channel, error=str(exc)
-            )
-        ]
-    await claims.mark(key, "sent", provider_id=receipt.provider_id)
-    log.info("notification_sent", provider_id=receipt.provider_id)
-    return [
+                notification_id=nid,
+                attempt=attempt,
+                channel=command.channel,
+                error=mask_text(str(exc)),
+            ),
+        )
+        log.warning("send_ambiguous", error=mask_text(str(exc)))
+        return
+    await claims.settle(
+        key,
+        "sent",
         NotificationSent(
             notification_id=nid,
-            attempt=claim.attempts,
+            attempt=attempt,
             channel=command.channel,
             provider_id=receipt.provider_id,
             provider_status=receipt.status,
+        ),
+        provider_id=receipt.provider_id,
+    )
+    log.info("notification_sent", provider_id=receipt.provider_id, attempt=attempt)
+
+
+async def _fail(
+    command: SendNotification, claim: Claim, claims: ClaimStore, exc: PermanentError, *, reason: str
+) -> None:
+    await claims.settle(
+        command.idempotency_key,
+        "failed",
+        NotificationFailed(
+            notification_id=command.notification_id,
+            attempt=claim.attempts,
+            channel=command.channel,
+            error_class=exc.error_class,
+            error_code=_code(exc),
+            error=mask_text(str(exc)),
+            reason=reason,
+        ),
+        error_code=_code(exc),
+        reason=reason,
+    )
+
+
+def _code(exc: BaseException) -> str | None:
+    code = getattr(exc, "code", None)
+    return None if code is None else str(code)
+
+
+async def release_notification(
+    command: ReleaseNotification, *, claims: ClaimStore
+) -> list[Message]:
+    """An operator's release of a failed claim; a notification without one is left alone."""
+    structlog.contextvars.bind_contextvars(notification_id=str(command.notification_id))
+    released = await claims.release(
+        str(command.notification_id), requested_by=command.requested_by, correlation_id=None
+    )
+    log.info("claim_released" if released else "release_ignored_no_failed_claim")
+    return []
+
+
+async def check_status(command: CheckDeliveryStatus, *, notifier: Notifier) -> list[Message]:
+    """Fetch a sent message's status from Twilio and report it as a callback would; the
+    auditor keeps it only if it moves the status forward."""
+    structlog.contextvars.bind_contextvars(notification_id=str(command.notification_id))
+    receipt = await notifier.fetch_sms(command.provider_id, connection_id=command.connection_id)
+    log.info("status_fetched", provider_id=receipt.provider_id, status=receipt.status)
+    raw = {"MessageSid": receipt.provider_id, "MessageStatus": receipt.status, "Source": "fetch"}
+    if receipt.error_code:
+        raw["ErrorCode"] = receipt.error_code
+    return [
+        TwilioStatus(
+            provider_id=receipt.provider_id,
+            status=receipt.status,
+            error_code=receipt.error_code,
+            raw=raw,
+            received_at=datetime.now(UTC),
         )
     ]
 
 
-#: Message type prefix -> (model, handler); ports are bound in app.py.
-HANDLERS = {"notification.send.": (SendNotification, send_notification)}
+#: Message type (or prefix ending in ".") -> (model, handler); ports are bound in app.py.
+HANDLERS = {
+    "notification.send.": (SendNotification, send_notification),
+    ReleaseNotification.routing_key: (ReleaseNotification, release_notification),
+    CheckDeliveryStatus.routing_key: (CheckDeliveryStatus, check_status),
+}

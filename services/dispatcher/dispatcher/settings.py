@@ -12,9 +12,19 @@ class Settings(ServiceSettings):
     #: Twilio call timeouts (seconds). A read timeout after the POST left is ambiguous.
     dispatcher_connect_timeout: float = 5.0
     dispatcher_read_timeout: float = 20.0
-    #: A claim still ``sending`` after this long belongs to a sender that died mid-call: the
-    #: send may have happened, so the claim becomes ambiguous instead of being sent again.
+    #: A claim still ``sending`` after this long belongs to a sender that died (before or
+    #: during the call): the resolver asks Twilio whether the message exists, and sends it
+    #: again only when it does not.
     dispatcher_claim_stale_seconds: float = 120.0
+    #: An ``ambiguous`` claim (no answer after the request left) is looked up this long after
+    #: the timeout, so that Twilio lists what it accepted.
+    dispatcher_resolve_after_seconds: float = 120.0
+    #: How often the resolver looks for claims due for a lookup.
+    dispatcher_resolve_interval_seconds: float = 15.0
+    #: Sends per notification (over all copies of its command) before it fails ``exhausted``.
+    dispatcher_max_attempts: int = 5
+    #: The outbox relay publishes at once after a commit, and polls this often besides.
+    dispatcher_outbox_poll_seconds: float = 1.0
     #: How long a connection's Twilio account choice is cached (set-channels takes effect
     #: within this time).
     dispatcher_credentials_cache_seconds: float = 60.0

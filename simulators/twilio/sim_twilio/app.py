@@ -10,12 +10,20 @@ import aiohttp
 from aiohttp import web
 
 from sim_twilio import account, admin, calls, messages, sendgrid
-from sim_twilio.keys import CREATE_CALL, CREATE_MESSAGE, METRICS, SESSION, SETTINGS, STATE
+from sim_twilio.keys import (
+    CREATE_CALL,
+    CREATE_MESSAGE,
+    LIST_MESSAGE,
+    METRICS,
+    SESSION,
+    SETTINGS,
+    STATE,
+)
 from sim_twilio.metrics import Metrics
 from sim_twilio.observe import observe
 from sim_twilio.settings import Settings
 from sim_twilio.state import SimState
-from sim_twilio.validation import load_operation
+from sim_twilio.validation import load_fixture, load_operation
 
 __all__ = ["create_app"]
 
@@ -44,6 +52,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics.create()
     app[CREATE_MESSAGE] = load_operation("create_message")
     app[CREATE_CALL] = load_operation("create_call")
+    app[LIST_MESSAGE] = load_fixture("list_message")
     app.cleanup_ctx.append(_callback_client)
     app.on_shutdown.append(_release_held_responses)
     app.router.add_post(f"{_ACCOUNT}/Messages.json", messages.create_message)

@@ -105,10 +105,18 @@ class TwilioError(Exception):
     """An answer in Twilio's error shape; ``fields`` fill the catalogue's message template."""
 
     def __init__(
-        self, code: int, *, status: int | None = None, message: str | None = None, **fields: Any
+        self,
+        code: int,
+        *,
+        status: int | None = None,
+        message: str | None = None,
+        retry_after: float | None = None,
+        **fields: Any,
     ) -> None:
         default_status, template = CATALOGUE.get(code, (400, "Error {code}"))
         self.code = code
+        #: Seconds for a ``Retry-After`` header (only when a fault asks for one).
+        self.retry_after = retry_after
         self.status = status or default_status
         self.message = message or template.format_map({"code": code, **_Blank(fields)})
         super().__init__(self.message)
@@ -119,8 +127,10 @@ class TwilioError(Exception):
 
     def response(self) -> web.Response:
         """A ready JSON response (``WWW-Authenticate`` added on 401, as HTTP asks)."""
-        headers = {"WWW-Authenticate": 'Basic realm="Twilio API"'} if self.status == 401 else None
-        return web.json_response(self.body(), status=self.status, headers=headers)
+        headers = {"WWW-Authenticate": 'Basic realm="Twilio API"'} if self.status == 401 else {}
+        if self.retry_after is not None:
+            headers["Retry-After"] = f"{self.retry_after:g}"
+        return web.json_response(self.body(), status=self.status, headers=headers or None)
 
 
 class _Blank(dict[str, Any]):

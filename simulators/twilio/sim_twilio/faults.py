@@ -12,7 +12,10 @@ Kinds and their own fields:
 
 ======================  ==================================================================
 ``http_500``            answer 500 (Twilio 20500 body) without processing the request
-``http_429``            answer 429 (Twilio 20429 body) without processing the request
+``http_429``            answer 429 (Twilio 20429 body) without processing the request;
+                        optional ``retry_after`` (seconds) adds a ``Retry-After`` header
+                        (whether Twilio's 2010 API sends one is not documented, so only
+                        on request)
 ``timeout``             ``seconds`` (default 30): the request IS processed (the message is
                         created and progresses), only the response is held back
 ``reject``              ``code`` (default 21211), optional ``status``: answer that error
@@ -65,6 +68,7 @@ class Fault:
     code: int | None = None
     status: str | int | None = None
     error_code: int | None = None
+    retry_after: float | None = None
     applied: int = 0
 
     def as_json(self) -> dict[str, Any]:
@@ -91,6 +95,11 @@ def _parse(fault_id: int, spec: Mapping[str, Any]) -> Fault:
     if not isinstance(seconds, int | float) or seconds <= 0:
         raise FaultSpecError("seconds must be a positive number")
     fault = Fault(fault_id, kind, api, to, count, float(seconds))
+    if kind == "http_429" and spec.get("retry_after") is not None:
+        retry_after = spec["retry_after"]
+        if not isinstance(retry_after, int | float) or retry_after <= 0:
+            raise FaultSpecError("retry_after must be a positive number")
+        fault.retry_after = float(retry_after)
     if kind == "reject":
         fault.code = int(spec.get("code", 21211))
         fault.status = int(spec["status"]) if "status" in spec else None

@@ -10,7 +10,15 @@ from sim_twilio.settings import Settings
 from sim_twilio.state import SimState
 from sim_twilio.validation import Operation
 
-__all__ = ["CREATE_CALL", "CREATE_MESSAGE", "METRICS", "SESSION", "SETTINGS", "STATE"]
+__all__ = [
+    "CREATE_CALL",
+    "CREATE_MESSAGE",
+    "LIST_MESSAGE",
+    "METRICS",
+    "SESSION",
+    "SETTINGS",
+    "STATE",
+]
 
 SETTINGS = web.AppKey("sim_twilio.settings", Settings)
 STATE = web.AppKey("sim_twilio.state", SimState)
@@ -19,3 +27,5 @@ METRICS = web.AppKey("sim_twilio.metrics", Metrics)
 SESSION = web.AppKey("sim_twilio.session", aiohttp.ClientSession)
 CREATE_MESSAGE = web.AppKey("sim_twilio.create_message", Operation)
 CREATE_CALL = web.AppKey("sim_twilio.create_call", Operation)
+#: The ListMessage fixture (query parameters and page schema) derived from the OpenAPI file.
+LIST_MESSAGE = web.AppKey("sim_twilio.list_message", dict)

@@ -32,7 +32,7 @@ from sim_twilio.callbacks import CallbackPolicy
 from sim_twilio.errors import TwilioError
 from sim_twilio.faults import HTTP_FAULTS
 from sim_twilio.forms import form_pairs
-from sim_twilio.keys import CREATE_MESSAGE, METRICS, SESSION, SETTINGS, STATE
+from sim_twilio.keys import CREATE_MESSAGE, LIST_MESSAGE, METRICS, SESSION, SETTINGS, STATE
 from sim_twilio.lifecycle import DEFAULT_ERROR_CODES, MessagePlan, run_message
 from sim_twilio.magic import MAGIC_FROM, MAGIC_TO
 from sim_twilio.resources import API_VERSION, message_resource, new_sid
@@ -40,7 +40,22 @@ from sim_twilio.settings import Settings
 from sim_twilio.state import Record, SimState, utcnow
 from sim_twilio.validation import Violation
 
-__all__ = ["create_message", "fetch_message", "list_messages"]
+__all__ = ["LIST_QUERY_PARAMETERS", "create_message", "fetch_message", "list_messages"]
+
+#: The query parameters ``list_messages`` understands: those of ``ListMessage`` in the OpenAPI
+#: description (``openapi/list_message.json``; a contract test keeps the two equal).
+#: ``DateSent>``/``DateSent<`` are parameter names: ``?DateSent>=2026-11-30`` reads as
+#: ``DateSent>`` = ``2026-11-30``, "sent on or after".
+LIST_QUERY_PARAMETERS = (
+    "To",
+    "From",
+    "DateSent",
+    "DateSent<",
+    "DateSent>",
+    "PageSize",
+    "Page",
+    "PageToken",
+)
 
 _PLAN_FAULTS = ("final_status", "duplicate_callbacks", "reorder_callbacks")
 
@@ -116,7 +131,9 @@ async def create_message(request: web.Request) -> web.Response:
     to = next((value for name, value in pairs if name == "To"), None)
     fault = state.faults.take(HTTP_FAULTS, "messages", to)
     if fault is not None:
-        raise TwilioError(20500 if fault.kind == "http_500" else 20429)
+        if fault.kind == "http_500":
+            raise TwilioError(20500)
+        raise TwilioError(20429, retry_after=fault.retry_after)
 
     operation = request.app[CREATE_MESSAGE]
     params, unknown = operation.instance(pairs)
@@ -234,11 +251,14 @@ async def list_messages(request: web.Request) -> web.Response:
     check_account(request, settings)
     query = request.query
     sent = _sent_filter(query)
+    bounds = request.app[LIST_MESSAGE]["query_parameters"]["PageSize"]
     try:
-        page_size = max(1, min(1000, int(query.get("PageSize", settings.sim_twilio_page_size))))
+        page_size = int(query.get("PageSize", settings.sim_twilio_page_size))
         page = max(0, int(query.get("Page", 0)))
     except ValueError:
         raise TwilioError(400, param="PageSize") from None
+    if not bounds.get("minimum", 1) <= page_size <= bounds.get("maximum", 1000):
+        raise TwilioError(400, param="PageSize", value=page_size)
     found = [r for r in reversed(state.messages.values()) if _matches(r, query, sent)]
     start = page * page_size
     chunk = found[start : start + page_size]

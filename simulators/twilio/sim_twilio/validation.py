@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-__all__ = ["FORMATS", "Operation", "Violation", "load_operation"]
+__all__ = ["FORMATS", "Operation", "Violation", "load_fixture", "load_operation"]
 
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 _CHANNEL = re.compile(r"^[a-z][a-z0-9-]*:\S+$")  # whatsapp:+1..., messenger:..., rcs:...
@@ -178,6 +178,12 @@ class Operation:
             if not any(name in instance for name in group)
         )
         return found
+
+
+def load_fixture(name: str) -> dict[str, Any]:
+    """The raw fixture ``sim_twilio/openapi/<name>.json`` (e.g. ``list_message``)."""
+    text = resources.files("sim_twilio.openapi").joinpath(f"{name}.json").read_text("utf-8")
+    return dict(json.loads(text))
 
 
 def load_operation(name: str) -> Operation:

@@ -9,12 +9,17 @@ from common.contracts.base import SCHEMA_VERSION, Command, Event, Message
 from common.contracts.email import EmailEvent
 from common.contracts.exact import ExactWebhookReceived, PaymentReceived
 from common.contracts.notifications import (
+    FAILURE_REASONS,
     Channel,
+    CheckDeliveryStatus,
     NotificationAmbiguous,
+    NotificationDeferred,
     NotificationFailed,
+    NotificationReleased,
     NotificationSent,
     NotificationSkipped,
     Recipient,
+    ReleaseNotification,
     SendNotification,
     SourceDocument,
 )
@@ -31,11 +36,13 @@ from common.contracts.tokens import (
 from common.contracts.twilio import InboundSms, TwilioStatus
 
 __all__ = [
+    "FAILURE_REASONS",
     "SCHEMA_VERSION",
     "AccessToken",
     "Channel",
     "ChannelCredentials",
     "ChannelCredentialsGet",
+    "CheckDeliveryStatus",
     "Command",
     "EmailEvent",
     "Event",
@@ -43,11 +50,14 @@ __all__ = [
     "InboundSms",
     "Message",
     "NotificationAmbiguous",
+    "NotificationDeferred",
     "NotificationFailed",
+    "NotificationReleased",
     "NotificationSent",
     "NotificationSkipped",
     "PaymentReceived",
     "Recipient",
+    "ReleaseNotification",
     "RpcError",
     "SendNotification",
     "SourceDocument",

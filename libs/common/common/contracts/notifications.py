@@ -3,8 +3,10 @@
 Lifecycle of one notification (all share ``notification_id``)::
 
     SendNotification ──▶ NotificationSent ──▶ (TwilioStatus ...)
+           │         ├─▶ NotificationDeferred     one attempt failed transiently; retried later
            │         ├─▶ NotificationFailed       permanent, or retries used up
-           │         └─▶ NotificationAmbiguous    may have been sent; resolved later, never resent
+           │         │      └─ ReleaseNotification (operator) ─▶ NotificationReleased ─▶ resend
+           │         └─▶ NotificationAmbiguous    may have been sent; settled by asking Twilio
            └─ or, instead, NotificationSkipped from the enricher (nobody to tell, not a fact)
 """
 
@@ -19,17 +21,25 @@ from pydantic import BaseModel, ConfigDict
 from common.contracts.base import Command, Event, stable_id
 
 __all__ = [
+    "FAILURE_REASONS",
     "Channel",
+    "CheckDeliveryStatus",
     "NotificationAmbiguous",
+    "NotificationDeferred",
     "NotificationFailed",
+    "NotificationReleased",
     "NotificationSent",
     "NotificationSkipped",
     "Recipient",
+    "ReleaseNotification",
     "SendNotification",
     "SourceDocument",
 ]
 
 Channel = Literal["sms", "email", "voice"]
+
+#: Why a notification needs an operator, as ``mlc audit failed`` groups them.
+FAILURE_REASONS = ("no_contact", "invalid_number", "opted_out", "provider_error", "exhausted")
 
 
 class SourceDocument(BaseModel):
@@ -104,6 +114,29 @@ class NotificationFailed(_Outcome):
     error_class: str
     error_code: str | None = None
     error: str | None = None
+    #: One of FAILURE_REASONS (absent from producers that predate it).
+    reason: str | None = None
+
+
+class NotificationDeferred(_Outcome):
+    """One attempt failed in a way that may heal (429, 5xx, connection refused); the
+    notification is tried again, not before ``retry_at``."""
+
+    routing_key: ClassVar[str] = "notification.deferred"
+    error_class: str
+    error_code: str | None = None
+    error: str | None = None
+    retry_at: datetime | None = None
+
+
+class NotificationReleased(_Outcome):
+    """An operator released a failed notification's claim: the next command for it may send.
+    ``attempt`` is the last attempt before the release."""
+
+    routing_key: ClassVar[str] = "notification.released"
+    idempotency_key: str
+    source: SourceDocument | None = None
+    requested_by: str | None = None
 
 
 class NotificationAmbiguous(_Outcome):
@@ -111,6 +144,36 @@ class NotificationAmbiguous(_Outcome):
 
     routing_key: ClassVar[str] = "notification.ambiguous"
     error: str | None = None
+
+
+class ReleaseNotification(Command):
+    """Release the failed claim of ``notification_id`` so that a new command for it may send.
+    Only this command releases a failed claim: a replayed send never does."""
+
+    routing_key: ClassVar[str] = "notification.release"
+    notification_id: UUID
+    requested_by: str | None = None
+    #: Distinguishes two releases of the same notification (the operator's request time).
+    requested_at: datetime
+
+    def message_id(self) -> str:
+        return str(stable_id(self.routing_key, self.notification_id, self.requested_at))
+
+
+class CheckDeliveryStatus(Command):
+    """Ask the provider for the current status of a sent notification whose callbacks have not
+    brought a final one (lost while ingress was down, or never sent). The answer comes back as
+    a ``TwilioStatus`` event, as a callback would."""
+
+    routing_key: ClassVar[str] = "notification.check-status"
+    notification_id: UUID
+    provider_id: str
+    connection_id: str
+    channel: Channel | None = None
+    requested_at: datetime
+
+    def message_id(self) -> str:
+        return str(stable_id(self.routing_key, self.provider_id, self.requested_at))
 
 
 class NotificationSkipped(Event):

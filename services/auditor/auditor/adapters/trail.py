@@ -2,32 +2,104 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 import asyncpg
+from prometheus_client import CollectorRegistry, Counter
 
+from auditor.adapters.queries import TrailQueries
 from auditor.status import rank
 from common.contracts import (
+    FAILURE_REASONS,
     NotificationAmbiguous,
+    NotificationDeferred,
     NotificationFailed,
+    NotificationReleased,
     NotificationSent,
     NotificationSkipped,
     SendNotification,
     TwilioStatus,
 )
 
-__all__ = ["PostgresTrail"]
+__all__ = ["PostgresTrail", "outcome_counter", "skip_reason"]
+
+#: Outcome -> (notification state, rank within one attempt). ``released`` ranks last: it
+#: follows the ``failed`` of the same attempt.
+_OUTCOME_STATES = {
+    "deferred": ("retrying", 1),
+    "ambiguous": ("ambiguous", 2),
+    "sent": ("sent", 3),
+    "failed": ("failed", 3),
+    "released": ("released", 4),
+}
 
 
-class PostgresTrail:
-    def __init__(self, db: asyncpg.Pool) -> None:
-        self._db = db
+def skip_reason(reason: str) -> str:
+    """The operator's reason for a skip (``no_contact_with_mobile`` -> ``no_contact``)."""
+    return "no_contact" if reason.startswith("no_contact") else reason
+
+
+def outcome_counter(registry: CollectorRegistry) -> Counter:
+    """``mlc_audit_notifications_total{outcome,reason}``: every attempt outcome and skip the
+    trail recorded (repeats not counted); ``reason`` is one of FAILURE_REASONS or ``none``."""
+    return Counter(
+        "mlc_audit_notifications_total",
+        "Notification outcomes recorded in the audit trail, by outcome and reason",
+        ["outcome", "reason"],
+        registry=registry,
+    )
+
+
+class PostgresTrail(TrailQueries):
+    """Writes the trail (and reads it through TrailQueries)."""
+
+    def __init__(self, db: asyncpg.Pool, *, outcomes: Counter | None = None) -> None:
+        super().__init__(db)
+        self._outcomes = outcomes
+
+    def _count(self, outcome: str, reason: str | None) -> None:
+        if self._outcomes is not None:
+            known = reason if reason in FAILURE_REASONS else "none" if reason is None else "other"
+            self._outcomes.labels(outcome=outcome, reason=known).inc()
 
     async def requested(self, c: SendNotification) -> None:
+        """Record a send command (every copy; the first one creates the row). A new
+        notification for a document whose earlier one an operator released is linked to it
+        (``retry_of``): a corrected recipient makes a new notification, not a new attempt."""
         s = c.source
-        await self._db.execute(
-            """INSERT INTO audit.notifications (notification_id, idempotency_key, channel,
+        async with self._db.acquire() as db, db.transaction():
+            created = await self._upsert_requested(db, c)
+            if created:
+                await db.execute(
+                    """WITH old AS (
+                           SELECT notification_id FROM audit.notifications
+                           WHERE connection_id = $2 AND division = $3 AND entity = $4
+                             AND document_id = $5 AND fact = $6
+                             AND (channel = $7 OR channel IS NULL)  -- a skip names none
+                             AND state = 'released' AND notification_id <> $1
+                           ORDER BY updated_at DESC LIMIT 1)
+                       UPDATE audit.notifications n SET retry_of = old.notification_id
+                       FROM old WHERE n.notification_id = $1""",
+                    c.notification_id,
+                    s.connection_id,
+                    s.division,
+                    s.entity,
+                    s.id,
+                    c.fact,
+                    c.channel,
+                )
+                await db.execute(
+                    """UPDATE audit.notifications SET state = 'replaced', updated_at = now()
+                       WHERE notification_id = (SELECT retry_of FROM audit.notifications
+                                                WHERE notification_id = $1)""",
+                    c.notification_id,
+                )
+
+    async def _upsert_requested(self, db: asyncpg.Connection, c: SendNotification) -> bool:
+        s = c.source
+        return bool(
+            await db.fetchval(
+                """INSERT INTO audit.notifications (notification_id, idempotency_key, channel,
                    connection_id, division, entity, document_id, document_number, fact,
                    recipient, template, content, requested_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())
@@ -38,31 +110,45 @@ class PostgresTrail:
                    document_number = EXCLUDED.document_number, fact = EXCLUDED.fact,
                    recipient = EXCLUDED.recipient, template = EXCLUDED.template,
                    content = EXCLUDED.content,
-                   requested_at = coalesce(audit.notifications.requested_at, now())""",
-            c.notification_id,
-            c.idempotency_key,
-            c.channel,
-            s.connection_id,
-            s.division,
-            s.entity,
-            s.id,
-            s.number,
-            c.fact,
-            c.recipient.address,
-            c.template,
-            c.content,
+                   requested_at = coalesce(audit.notifications.requested_at, now())
+               RETURNING (xmax = 0)""",
+                c.notification_id,
+                c.idempotency_key,
+                c.channel,
+                s.connection_id,
+                s.division,
+                s.entity,
+                s.id,
+                s.number,
+                c.fact,
+                c.recipient.address,
+                c.template,
+                c.content,
+            )
         )
 
     async def outcome(
-        self, message_id: str, event: NotificationSent | NotificationFailed | NotificationAmbiguous
-    ) -> None:
+        self,
+        message_id: str,
+        event: NotificationSent
+        | NotificationFailed
+        | NotificationAmbiguous
+        | NotificationDeferred
+        | NotificationReleased,
+    ) -> bool:
+        """Record one attempt's outcome (once per message id) and move the notification's
+        state forward. Returns False for a repeat."""
         outcome = event.routing_key.split(".")[-1]
+        state, state_rank = _OUTCOME_STATES[outcome]
         provider_id = getattr(event, "provider_id", None)
+        reason = getattr(event, "reason", None)
+        if outcome == "failed" and reason is None:
+            reason = "provider_error"
         async with self._db.acquire() as db, db.transaction():
             inserted = await db.fetchval(
                 """INSERT INTO audit.attempts (message_id, notification_id, outcome, attempt,
-                       provider_id, error_class, error_code, error)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                       provider_id, error_class, error_code, error, retry_at, requested_by)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                    ON CONFLICT (message_id) DO NOTHING RETURNING id""",
                 message_id,
                 event.notification_id,
@@ -72,43 +158,88 @@ class PostgresTrail:
                 getattr(event, "error_class", None),
                 getattr(event, "error_code", None),
                 getattr(event, "error", None),
+                getattr(event, "retry_at", None),
+                getattr(event, "requested_by", None),
             )
             if inserted is None:
-                return  # a redelivered event: recorded already
+                return False  # a redelivered event: recorded already
+            self._count(outcome, reason)
             await db.execute(
-                """INSERT INTO audit.notifications (notification_id, state, provider_id, channel)
-                   VALUES ($1, $2, $3, $4)
-                   ON CONFLICT (notification_id) DO UPDATE SET state = EXCLUDED.state,
-                       provider_id = coalesce(EXCLUDED.provider_id,
-                                              audit.notifications.provider_id),
+                """INSERT INTO audit.notifications (notification_id, channel) VALUES ($1, $2)
+                   ON CONFLICT (notification_id) DO UPDATE SET
+                       provider_id = coalesce($3, audit.notifications.provider_id),
+                       channel = coalesce(audit.notifications.channel, $2),
                        updated_at = now()""",
                 event.notification_id,
-                outcome,
-                provider_id,
                 event.channel,
+                provider_id,
             )
+            if provider_id is not None:
+                await db.execute(
+                    """UPDATE audit.notifications SET provider_id = $2
+                       WHERE notification_id = $1""",
+                    event.notification_id,
+                    provider_id,
+                )
+            # Forward only: by attempt, then by outcome rank within the attempt.
+            await db.execute(
+                """UPDATE audit.notifications SET state = $2, state_rank = $3, last_attempt = $4,
+                       failure_reason = $5, error_code = coalesce($6, error_code),
+                       updated_at = now()
+                   WHERE notification_id = $1 AND (last_attempt, state_rank) < ($4, $3)""",
+                event.notification_id,
+                state,
+                state_rank,
+                event.attempt,
+                reason if state == "failed" else None,
+                getattr(event, "error_code", None),
+            )
+        return True
 
     async def skipped(self, message_id: str, event: NotificationSkipped) -> None:
         s = event.source
+        async with self._db.acquire() as db, db.transaction():
+            await db.execute(
+                """INSERT INTO audit.notifications (notification_id, connection_id, division,
+                       entity, document_id, document_number, fact, state, failure_reason,
+                       requested_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, 'skipped', $8, now())
+                   ON CONFLICT (notification_id) DO UPDATE SET state = 'skipped',
+                       failure_reason = EXCLUDED.failure_reason, updated_at = now()
+                   WHERE audit.notifications.state IN ('skipped', 'retrying', 'released')""",
+                event.notification_id,
+                s.connection_id,
+                s.division,
+                s.entity,
+                s.id,
+                s.number,
+                event.fact,
+                skip_reason(event.reason),
+            )
+            inserted = await db.fetchval(
+                """INSERT INTO audit.attempts (message_id, notification_id, outcome, error)
+                   VALUES ($1, $2, 'skipped', $3) ON CONFLICT (message_id) DO NOTHING
+                   RETURNING id""",
+                message_id,
+                event.notification_id,
+                event.reason,
+            )
+        if inserted is not None:
+            self._count("skipped", skip_reason(event.reason))
+
+    async def retry_requested(self, notification_id: UUID, requested_by: str | None) -> None:
+        """An operator asked to retry a notification that was never claimed (skipped, or failed
+        before a send command existed): its document is read again."""
         await self._db.execute(
-            """INSERT INTO audit.notifications (notification_id, connection_id, division, entity,
-                   document_id, document_number, fact, state, requested_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, 'skipped', now())
-               ON CONFLICT (notification_id) DO NOTHING""",
-            event.notification_id,
-            s.connection_id,
-            s.division,
-            s.entity,
-            s.id,
-            s.number,
-            event.fact,
+            """INSERT INTO audit.attempts (notification_id, outcome, requested_by)
+               VALUES ($1, 'retry_requested', $2)""",
+            notification_id,
+            requested_by,
         )
         await self._db.execute(
-            """INSERT INTO audit.attempts (message_id, notification_id, outcome, error)
-               VALUES ($1, $2, 'skipped', $3) ON CONFLICT (message_id) DO NOTHING""",
-            message_id,
-            event.notification_id,
-            event.reason,
+            """UPDATE audit.notifications SET state = 'released', updated_at = now()
+               WHERE notification_id = $1 AND state IN ('skipped', 'failed')""",
+            notification_id,
         )
 
     async def status(self, event: TwilioStatus) -> None:
@@ -137,46 +268,3 @@ class PostgresTrail:
                 rank(event.status),
                 event.error_code,
             )
-
-    async def document_trail(
-        self,
-        *,
-        number: str | None = None,
-        document_id: UUID | None = None,
-        connection_id: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """Every notification about one document, with its attempts and statuses."""
-        rows = await self._db.fetch(
-            """SELECT n.*, s.status AS delivery_status, s.error_code AS delivery_error_code
-               FROM audit.notifications n LEFT JOIN audit.statuses s USING (provider_id)
-               WHERE ($1::text IS NULL OR n.document_number = $1)
-                 AND ($2::uuid IS NULL OR n.document_id = $2)
-                 AND ($3::text IS NULL OR n.connection_id = $3)
-                 AND ($1::text IS NOT NULL OR $2::uuid IS NOT NULL)
-               ORDER BY n.requested_at NULLS LAST""",
-            number,
-            document_id,
-            connection_id,
-        )
-        trail = []
-        for row in rows:
-            item = {k: (str(v) if isinstance(v, UUID) else v) for k, v in dict(row).items()}
-            item["attempts"] = [
-                dict(a)
-                for a in await self._db.fetch(
-                    """SELECT outcome, attempt, provider_id, error_class, error_code, error,
-                          recorded_at FROM audit.attempts WHERE notification_id = $1
-                   ORDER BY id""",
-                    row["notification_id"],
-                )
-            ]
-            item["status_history"] = [
-                dict(e)
-                for e in await self._db.fetch(
-                    """SELECT status, error_code, received_at, repeats FROM audit.status_events
-                   WHERE provider_id = $1 ORDER BY received_at, id""",
-                    row["provider_id"],
-                )
-            ]
-            trail.append(item)
-        return trail

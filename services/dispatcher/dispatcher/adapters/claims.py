@@ -1,59 +1,210 @@
-"""PostgresClaimStore over schema ``dispatch``: the claim taken before a send."""
+"""PostgresClaimStore over schema ``dispatch``: the claim taken before a send, and the outbox
+that carries every claim change's event to the broker.
+
+Every state change of a claim and the event that reports it are written in one transaction
+(``settle``), so no crash between the two can leave a claim ``sent`` without its
+``notification.sent``: the outbox relay (``outbox.py``) publishes what the commit recorded.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime
+
 import asyncpg
 
-from dispatcher.ports import Claim
+from common.contracts import Message, NotificationReleased, SendNotification
+from dispatcher.ports import Claim, Unsettled
 
-__all__ = ["PostgresClaimStore"]
+__all__ = ["PostgresClaimStore", "queue_event"]
+
+
+async def queue_event(
+    db: asyncpg.Connection, event: Message, correlation_id: str | None = None
+) -> None:
+    """Add ``event`` to the outbox inside the caller's transaction."""
+    await db.execute(
+        """INSERT INTO dispatch.outbox (message_type, body, correlation_id)
+           VALUES ($1, $2::text::jsonb, $3)""",
+        event.key(),
+        event.model_dump_json(),
+        correlation_id,
+    )
 
 
 class PostgresClaimStore:
-    def __init__(self, db: asyncpg.Pool, *, stale_seconds: float) -> None:
+    def __init__(
+        self,
+        db: asyncpg.Pool,
+        *,
+        stale_seconds: float,
+        resolve_after_seconds: float | None = None,
+        wake: asyncio.Event | None = None,
+    ) -> None:
         self._db = db
         self._stale = stale_seconds
+        self._resolve_after = (
+            stale_seconds if resolve_after_seconds is None else (resolve_after_seconds)
+        )
+        #: Set after each commit that queued an event, so the relay publishes it at once.
+        self._wake = wake
 
-    async def claim(self, key: str, notification_id: str, channel: str) -> Claim:
-        """Take the claim unless someone holds or used it. One statement: no race between
-        replicas, the unique key decides."""
+    def _queued(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def claim(self, command: SendNotification) -> Claim:
+        """Take the claim unless someone holds or used it, or its ``retry_at`` is ahead. One
+        statement decides between replicas and copies: the unique key."""
+        key = command.idempotency_key
         async with self._db.acquire() as db, db.transaction():
             row = await db.fetchrow(
-                """INSERT INTO dispatch.claims (idempotency_key, notification_id, channel, state)
-                   VALUES ($1, $2, $3, 'sending')
+                """INSERT INTO dispatch.claims (idempotency_key, notification_id, channel, state,
+                       command)
+                   VALUES ($1, $2, $3, 'sending', $4::text::jsonb)
                    ON CONFLICT (idempotency_key) DO UPDATE
                        SET state = 'sending', attempts = claims.attempts + 1,
-                           claimed_at = now(), updated_at = now()
+                           claimed_at = now(), updated_at = now(), retry_at = NULL,
+                           command = EXCLUDED.command
                        WHERE claims.state = 'released'
-                   RETURNING attempts""",
+                         AND (claims.retry_at IS NULL OR claims.retry_at <= now())
+                   RETURNING attempts, budget_from""",
                 key,
-                notification_id,
-                channel,
+                command.notification_id,
+                command.channel,
+                command.model_dump_json(),
             )
             if row is not None:
-                return Claim("claimed", row["attempts"])
+                return Claim("claimed", row["attempts"], budget_used=_used(row))
             held = await db.fetchrow(
-                """SELECT state, attempts, provider_id,
-                          now() - claimed_at > make_interval(secs => $2) AS stale
+                """SELECT state, attempts, budget_from, provider_id,
+                          now() - claimed_at > make_interval(secs => $2) AS stale,
+                          extract(epoch FROM retry_at - now())::float8 AS wait
                    FROM dispatch.claims WHERE idempotency_key = $1 FOR UPDATE""",
                 key,
                 self._stale,
             )
-            state = held["state"]
-            if state == "sending" and held["stale"]:
-                return Claim("stale", held["attempts"])
+            state, attempts, used = held["state"], held["attempts"], _used(held)
             if state == "sending":
-                return Claim("in_flight", held["attempts"])
-            return Claim(state, held["attempts"], held["provider_id"])
+                return Claim("stale" if held["stale"] else "in_flight", attempts, budget_used=used)
+            if state == "released":
+                return Claim(
+                    "deferred",
+                    attempts,
+                    budget_used=used,
+                    retry_after=max(held["wait"] or 0.0, 0.0),
+                )
+            return Claim(state, attempts, held["provider_id"], budget_used=used)
 
-    async def mark(
-        self, key: str, state: str, *, provider_id: str | None = None, error_code: str | None = None
+    async def settle(
+        self,
+        key: str,
+        state: str,
+        event: Message,
+        *,
+        provider_id: str | None = None,
+        error_code: str | None = None,
+        reason: str | None = None,
+        retry_at: datetime | None = None,
+        correlation_id: str | None = None,
     ) -> None:
-        await self._db.execute(
-            """UPDATE dispatch.claims SET state = $2, provider_id = coalesce($3, provider_id),
-                   error_code = $4, updated_at = now() WHERE idempotency_key = $1""",
+        async with self._db.acquire() as db, db.transaction():
+            await db.execute(
+                """UPDATE dispatch.claims SET state = $2,
+                       provider_id = coalesce($3, provider_id), error_code = $4, reason = $5,
+                       retry_at = $6, updated_at = now()
+                   WHERE idempotency_key = $1""",
+                key,
+                state,
+                provider_id,
+                error_code,
+                reason,
+                retry_at,
+            )
+            await queue_event(db, event, correlation_id)
+        self._queued()
+
+    async def release(
+        self, notification_id: str, *, requested_by: str | None, correlation_id: str | None
+    ) -> bool:
+        async with self._db.acquire() as db, db.transaction():
+            row = await db.fetchrow(
+                """UPDATE dispatch.claims SET state = 'released', budget_from = attempts,
+                       retry_at = NULL, reason = NULL, error_code = NULL, updated_at = now()
+                   WHERE notification_id = $1 AND state IN ('failed', 'released')
+                   RETURNING idempotency_key, attempts, channel, command""",
+                notification_id,
+            )
+            if row is None:
+                return False
+            command = _command(row["command"])
+            await queue_event(
+                db,
+                NotificationReleased(
+                    notification_id=notification_id,
+                    attempt=row["attempts"],
+                    channel=row["channel"],
+                    idempotency_key=row["idempotency_key"],
+                    source=command.source if command else None,
+                    requested_by=requested_by,
+                ),
+                correlation_id,
+            )
+        self._queued()
+        return True
+
+    async def unsettled(self, *, limit: int) -> list[Unsettled]:
+        """``sending`` claims older than the stale period and ``ambiguous`` ones older than
+        the resolution deadline. Each is leased (``updated_at`` moved to now) so that another
+        replica leaves it alone until the deadline passes again."""
+        async with self._db.acquire() as db, db.transaction():
+            rows = await db.fetch(
+                """WITH due AS (
+                       SELECT idempotency_key FROM dispatch.claims
+                       WHERE (state = 'sending'
+                              AND updated_at < now() - make_interval(secs => $1))
+                          OR (state = 'ambiguous'
+                              AND updated_at < now() - make_interval(secs => $2))
+                       ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+                   UPDATE dispatch.claims c SET updated_at = now()
+                   FROM due WHERE c.idempotency_key = due.idempotency_key
+                   RETURNING c.idempotency_key, c.notification_id, c.state, c.attempts,
+                             c.budget_from, c.claimed_at, c.command""",
+                self._stale,
+                self._resolve_after,
+                limit,
+            )
+        return [
+            Unsettled(
+                key=r["idempotency_key"],
+                notification_id=str(r["notification_id"]),
+                state=r["state"],
+                attempts=r["attempts"],
+                budget_used=_used(r),
+                claimed_at=r["claimed_at"],
+                command=_command(r["command"]),
+            )
+            for r in rows
+        ]
+
+    async def retake(self, key: str) -> Claim:
+        row = await self._db.fetchrow(
+            """UPDATE dispatch.claims SET state = 'sending', attempts = attempts + 1,
+                   claimed_at = now(), updated_at = now()
+               WHERE idempotency_key = $1 AND state IN ('sending', 'ambiguous')
+               RETURNING attempts, budget_from""",
             key,
-            state,
-            provider_id,
-            error_code,
         )
+        if row is None:
+            return Claim("in_flight", 0)
+        return Claim("claimed", row["attempts"], budget_used=_used(row))
+
+
+def _used(row: asyncpg.Record) -> int:
+    return int(row["attempts"]) - int(row["budget_from"])
+
+
+def _command(raw: object) -> SendNotification | None:
+    if raw is None:
+        return None
+    return SendNotification.model_validate(raw)

@@ -2,14 +2,25 @@
 
 - 201 -> receipt (SID and initial status).
 - 429 / code 20429 and 5xx -> TransientError (the request was not processed), honouring
-  ``Retry-After`` when present.
+  ``Retry-After`` when present; so is 21611 (the sender's queue holds more than 10 hours of
+  messages: later, slower).
 - 21211 invalid number, 21614 not a mobile, 21610 opted out (STOP), and any other synchronous
   4xx -> PermanentError with the code.
-- Connect errors and pool timeouts: the request never left -> TransientError. A read timeout
-  or a dropped connection after the POST left may have sent it -> AmbiguousOutcome.
+- Connect errors, pool timeouts and errors while writing the request: the request never
+  reached Twilio whole -> TransientError. A read timeout or a dropped connection after the
+  POST was written may have sent it -> AmbiguousOutcome.
+
+``find_sms`` answers "did Twilio create this message?" for the resolver: it lists the
+messages to the number since the claim (``GET Messages.json?To=...&DateSent>=YYYY-MM-DD``;
+in the OpenAPI description the query parameter is named ``DateSent>``, so the URL reads
+``DateSent>=<day>``) and matches the body.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx
 from pydantic import BaseModel
@@ -19,6 +30,20 @@ from dispatcher.adapters.accounts import TwilioAccounts
 from dispatcher.ports import SendReceipt
 
 __all__ = ["TwilioNotifier"]
+
+#: The request was not written whole, so Twilio cannot have acted on it.
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.WriteError,
+    httpx.WriteTimeout,
+)
+#: Refusals that say "not now" rather than "never" (reference twilio.md section 4).
+_LATER = frozenset({20429, 21611})
+#: Pages of a lookup read at most (1,000 messages per page): a number that got more since the
+#: claim is not a customer's phone; the lookup then answers "unknown" and is retried later.
+_MAX_PAGES = 5
 
 
 class _TwilioError(BaseModel):
@@ -47,7 +72,7 @@ class TwilioNotifier:
         }
         try:
             response = await self._client.post(path, data=form, auth=httpx.BasicAuth(*account.auth))
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        except _NOT_SENT as exc:
             raise TransientError(f"Twilio unreachable: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
             raise AmbiguousOutcome(f"no answer after the send left: {type(exc).__name__}") from exc
@@ -59,10 +84,86 @@ class TwilioNotifier:
         except ValueError:
             error = _TwilioError()
         code = error.code or response.status_code
-        if response.status_code == 429 or code == 20429 or response.status_code >= 500:
+        if response.status_code == 429 or code in _LATER or response.status_code >= 500:
             raise TransientError(
                 f"Twilio answered {response.status_code}",
                 code=code,
                 retry_after=_retry_after(response),
             )
         raise PermanentError(f"Twilio refused the message: {error.message[:200]}", code=code)
+
+    async def find_sms(
+        self, to: str, body: str, *, since: datetime, connection_id: str
+    ) -> SendReceipt | None:
+        account = await self._accounts.for_connection(connection_id)
+        path = f"/2010-04-01/Accounts/{account.account_sid}/Messages.json"
+        auth = httpx.BasicAuth(*account.auth)
+        # Twilio filters DateSent by day (GMT). Whether a message not sent yet (no date_sent)
+        # passes that filter is not documented, so a second query by To alone, newest first,
+        # also looks at everything created since the claim.
+        day = since.astimezone(UTC).date().isoformat()
+        queries = [
+            {"To": to, "DateSent>": day, "PageSize": "1000"},
+            {"To": to, "PageSize": "1000"},
+        ]
+        for query in queries:
+            url: str | None = path
+            params: dict[str, str] | None = query
+            for _ in range(_MAX_PAGES):
+                page = await self._list(url or path, params, auth)
+                for message in page.get("messages", []):
+                    created = _when(message.get("date_created"))
+                    if message.get("body") == body and created is not None and created >= since:
+                        return SendReceipt(message["sid"], message.get("status", ""))
+                url, params = page.get("next_page_uri"), None
+                if not url:
+                    break
+            else:
+                raise TransientError("too many messages to this number to prove a non-send")
+        return None
+
+    async def fetch_sms(self, provider_id: str, *, connection_id: str) -> SendReceipt:
+        account = await self._accounts.for_connection(connection_id)
+        path = f"/2010-04-01/Accounts/{account.account_sid}/Messages/{provider_id}.json"
+        try:
+            response = await self._client.get(path, auth=httpx.BasicAuth(*account.auth))
+        except httpx.TransportError as exc:
+            raise TransientError(f"Twilio fetch failed: {type(exc).__name__}") from exc
+        if response.status_code == 404:
+            raise PermanentError("Twilio does not know this message", code=20404)
+        if response.status_code != 200:
+            raise TransientError(
+                f"Twilio fetch answered {response.status_code}",
+                code=response.status_code,
+                retry_after=_retry_after(response),
+            )
+        message = response.json()
+        code = message.get("error_code")
+        return SendReceipt(
+            message["sid"], message.get("status", ""), None if code is None else str(code)
+        )
+
+    async def _list(
+        self, url: str, params: dict[str, str] | None, auth: httpx.BasicAuth
+    ) -> dict[str, Any]:
+        try:
+            response = await self._client.get(url, params=params, auth=auth)
+        except httpx.TransportError as exc:
+            raise TransientError(f"Twilio lookup failed: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            # Any refusal of a lookup (even a 401) only means "not known yet": asked again.
+            raise TransientError(
+                f"Twilio lookup answered {response.status_code}",
+                code=response.status_code,
+                retry_after=_retry_after(response),
+            )
+        return response.json()  # type: ignore[no-any-return]
+
+
+def _when(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None

@@ -7,6 +7,9 @@
     mlc connections set-channels ID [--twilio-account-sid SID --twilio-auth-token - ...]
     mlc ping
     mlc subscriptions list|sync|delete [--connection ID]
+    mlc audit show <document> | failed [--since T] [--reason R]
+    mlc retry <notification-id> | --document N | --reason R [--since T]
+    mlc dlq list|show|replay <queue> [--all | --id MESSAGE_ID]
 
 Settings come from the same ``MLC_`` variables as the services (database, secret key, public
 URL, Twilio and SendGrid credentials). ``ping`` and ``subscriptions`` get Exact access tokens
@@ -19,7 +22,7 @@ import argparse
 import asyncio
 import sys
 
-from token_keeper.cli import connect, connections, ping, subscriptions
+from token_keeper.cli import audit, connect, connections, dlq, ping, subscriptions
 from token_keeper.settings import Settings
 
 __all__ = ["main"]
@@ -39,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("ping", help="check every configured credential against the live systems")
     subs = sub.add_parser("subscriptions", help="Exact webhook subscriptions")
     subscriptions.add_arguments(subs)
+    audit.add_audit_arguments(sub.add_parser("audit", help="the audit trail and failures"))
+    audit.add_retry_arguments(sub.add_parser("retry", help="retry failed notifications"))
+    dlq.add_arguments(sub.add_parser("dlq", help="parked messages: list, show, replay"))
     return parser
 
 
@@ -50,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         "connections": connections.run,
         "ping": ping.run,
         "subscriptions": subscriptions.run,
+        "audit": audit.run_audit,
+        "retry": audit.run_retry,
+        "dlq": dlq.run,
     }[args.command]
     return asyncio.run(runner(settings, args, print))
 

@@ -1,0 +1,90 @@
+"""TrailQueries: what operators read from schema ``audit`` (one document's trail, the
+failures that need attention, one notification). ``PostgresTrail`` writes and inherits these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+__all__ = ["TrailQueries"]
+
+
+def _plain(row: asyncpg.Record) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, UUID) else v) for k, v in dict(row).items()}
+
+
+class TrailQueries:
+    def __init__(self, db: asyncpg.Pool) -> None:
+        self._db = db
+
+    async def failures(
+        self, *, since: datetime | None = None, reason: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Notifications that need an operator (failed or skipped), newest first."""
+        rows = await self._db.fetch(
+            """SELECT notification_id, idempotency_key, connection_id, division, entity,
+                      document_id, document_number, fact, channel, recipient, state,
+                      failure_reason,
+                      error_code, last_attempt, updated_at
+               FROM audit.notifications
+               WHERE state IN ('failed', 'skipped')
+                 AND ($1::timestamptz IS NULL OR updated_at >= $1)
+                 AND ($2::text IS NULL OR failure_reason = $2)
+               ORDER BY updated_at DESC LIMIT 1000""",
+            since,
+            reason,
+        )
+        return [_plain(r) for r in rows]
+
+    async def notification(self, notification_id: UUID) -> dict[str, Any] | None:
+        row = await self._db.fetchrow(
+            "SELECT * FROM audit.notifications WHERE notification_id = $1", notification_id
+        )
+        return None if row is None else _plain(row)
+
+    async def document_trail(
+        self,
+        *,
+        number: str | None = None,
+        document_id: UUID | None = None,
+        connection_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every notification about one document, with its attempts and statuses."""
+        rows = await self._db.fetch(
+            """SELECT n.*, s.status AS delivery_status, s.error_code AS delivery_error_code
+               FROM audit.notifications n LEFT JOIN audit.statuses s USING (provider_id)
+               WHERE ($1::text IS NULL OR n.document_number = $1)
+                 AND ($2::uuid IS NULL OR n.document_id = $2)
+                 AND ($3::text IS NULL OR n.connection_id = $3)
+                 AND ($1::text IS NOT NULL OR $2::uuid IS NOT NULL)
+               ORDER BY n.requested_at NULLS LAST""",
+            number,
+            document_id,
+            connection_id,
+        )
+        trail = []
+        for row in rows:
+            item = {k: (str(v) if isinstance(v, UUID) else v) for k, v in dict(row).items()}
+            item["attempts"] = [
+                dict(a)
+                for a in await self._db.fetch(
+                    """SELECT outcome, attempt, provider_id, error_class, error_code, error,
+                          retry_at, requested_by, recorded_at
+                   FROM audit.attempts WHERE notification_id = $1
+                   ORDER BY id""",
+                    row["notification_id"],
+                )
+            ]
+            item["status_history"] = [
+                dict(e)
+                for e in await self._db.fetch(
+                    """SELECT status, error_code, received_at, repeats FROM audit.status_events
+                   WHERE provider_id = $1 ORDER BY received_at, id""",
+                    row["provider_id"],
+                )
+            ]
+            trail.append(item)
+        return trail

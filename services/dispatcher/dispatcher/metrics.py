@@ -1,0 +1,40 @@
+"""The dispatcher's own series, beside the standard consumer ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+__all__ = ["DispatchMetrics"]
+
+
+@dataclass(frozen=True)
+class DispatchMetrics:
+    #: Events published from the outbox (at-least-once: a re-published batch counts again).
+    relayed: Counter
+    #: Events committed but not yet confirmed by the broker; alert while it stays above zero.
+    pending: Gauge
+    #: Unsettled claims the resolver settled, by outcome (sent, resent, lookup_failed...).
+    resolutions: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> DispatchMetrics:
+        return cls(
+            Counter(
+                "mlc_dispatch_outbox_relayed_total",
+                "Outcome events published from the dispatcher's outbox",
+                registry=registry,
+            ),
+            Gauge(
+                "mlc_dispatch_outbox_pending",
+                "Outcome events committed but not yet published",
+                registry=registry,
+            ),
+            Counter(
+                "mlc_dispatch_resolutions_total",
+                "Unsettled claims looked up at Twilio, by outcome",
+                ["outcome"],
+                registry=registry,
+            ),
+        )

@@ -1,0 +1,138 @@
+"""The outbox relay: publishes, with publisher confirms, the events that claim changes queued
+in ``dispatch.outbox``, and marks them relayed.
+
+Rows are taken in id order under ``FOR UPDATE SKIP LOCKED`` (replicas share the work) and
+marked in the same transaction after every publish of the batch was confirmed. A relay that
+dies mid-batch marks nothing: the next one publishes the batch again (at-least-once; the
+events' message ids are deterministic and the auditor records each once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Protocol
+
+import asyncpg
+import structlog
+
+from common.contracts import (
+    Message,
+    NotificationAmbiguous,
+    NotificationDeferred,
+    NotificationFailed,
+    NotificationReleased,
+    NotificationSent,
+)
+from dispatcher.metrics import DispatchMetrics
+
+__all__ = ["OUTBOX_MODELS", "pending", "relay_forever", "relay_once"]
+
+log = structlog.get_logger("dispatcher.outbox")
+
+#: Routing key -> model of every event the dispatcher queues in its outbox.
+OUTBOX_MODELS: dict[str, type[Message]] = {
+    m.routing_key: m
+    for m in (
+        NotificationSent,
+        NotificationFailed,
+        NotificationAmbiguous,
+        NotificationDeferred,
+        NotificationReleased,
+    )
+}
+
+#: Relayed rows are kept this long for inspection, then deleted.
+_KEEP_DAYS = 7
+
+
+class EventPublisher(Protocol):
+    async def publish(self, message: Message, *, correlation_id: str | None = None) -> None: ...
+
+
+async def relay_once(db: asyncpg.Pool, publisher: EventPublisher, *, limit: int = 100) -> int:
+    """Publish up to ``limit`` pending events, confirmed, and mark them. Returns how many."""
+    async with db.acquire() as connection, connection.transaction():
+        rows = await connection.fetch(
+            """SELECT id, message_type, body, correlation_id FROM dispatch.outbox
+               WHERE relayed_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
+            limit,
+        )
+        for row in rows:
+            model = OUTBOX_MODELS[row["message_type"]]
+            await publisher.publish(
+                model.model_validate(row["body"]), correlation_id=row["correlation_id"]
+            )
+        if rows:
+            await connection.execute(
+                "UPDATE dispatch.outbox SET relayed_at = now() WHERE id = ANY($1::bigint[])",
+                [row["id"] for row in rows],
+            )
+    return len(rows)
+
+
+async def pending(db: asyncpg.Pool) -> int:
+    """Events committed and not yet relayed."""
+    return int(await db.fetchval("SELECT count(*) FROM dispatch.outbox WHERE relayed_at IS NULL"))
+
+
+async def relay_forever(
+    db: asyncpg.Pool,
+    publisher: EventPublisher,
+    wake: asyncio.Event,
+    stop: asyncio.Event,
+    *,
+    poll_seconds: float = 1.0,
+    max_backoff: float = 30.0,
+    metrics: DispatchMetrics | None = None,
+) -> None:
+    """Relay until ``stop``: at once when woken, else every ``poll_seconds``. A failure (broker
+    or database gone) is logged and retried with backoff; nothing is lost meanwhile."""
+    backoff = poll_seconds
+    rounds = 0
+    while not stop.is_set():
+        try:
+            while relayed := await relay_once(db, publisher):
+                if metrics is not None:
+                    metrics.relayed.inc(relayed)
+            rounds += 1
+            if rounds % 3600 == 1:
+                await db.execute(
+                    """DELETE FROM dispatch.outbox
+                       WHERE relayed_at < now() - make_interval(days => $1)""",
+                    _KEEP_DAYS,
+                )
+            backoff = poll_seconds
+        except Exception as exc:  # the loop must outlive a broker or database outage
+            log.warning("outbox_relay_failed", error=type(exc).__name__, retry_in=backoff)
+            await _measure(db, metrics)
+            await _sleep(stop, backoff)
+            backoff = min(backoff * 2, max_backoff)
+            continue
+        await _measure(db, metrics)
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_first(wake, stop), poll_seconds)
+
+
+async def _measure(db: asyncpg.Pool, metrics: DispatchMetrics | None) -> None:
+    if metrics is None:
+        return
+    try:
+        metrics.pending.set(await pending(db))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return  # the database is gone too; the gauge keeps its last value
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
