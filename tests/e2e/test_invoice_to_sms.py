@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -33,7 +34,7 @@ def signed_webhook(
             "Key": invoice_id,
             "ExactOnlineEndpoint": f"https://start.exactonline.nl/api/v1/{division}/salesinvoice/"
             f"SalesInvoices(guid'{invoice_id}')",
-            "EventCreatedOn": "2026-11-25T10:00:00.000",
+            "EventCreatedOn": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
         },
         separators=(",", ":"),
     ).encode()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import urllib.parse
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aio_pika
@@ -19,6 +21,7 @@ from common.settings import SIMULATOR_DEFAULTS
 from common.signatures import exact_hashcode, twilio_signature
 from common.testing.infra import Infra, create_vhost, delete_vhost, unique
 from ingress.app import create_app
+from ingress.keys import SECRETS
 from ingress.settings import Settings as IngressSettings
 from sim_twilio.event_webhook import signed_headers
 from token_keeper.adapters.store import PostgresConnectionStore
@@ -47,7 +50,7 @@ def content(**changes: object) -> dict:
         "Action": "Update",
         "Key": KEY,
         "ExactOnlineEndpoint": "https://start.exactonline.nl/api/v1/3108123/x",
-        "EventCreatedOn": "2026-11-25T10:00:00.000",
+        "EventCreatedOn": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
     }
     return {k: v for k, v in {**base, **changes}.items() if v is not None}
 
@@ -379,3 +382,120 @@ async def test_a_connections_own_sendgrid_key_verifies_its_event_posts(ingress, 
         "X-Twilio-Email-Event-Webhook-Signature": sign(raw, "1764500000", pem),
     }
     assert (await client.post(path, data=raw, headers=by_own_key)).status == 200
+
+
+# --- hostile input: always a 4xx, never a 5xx, a hang or a publish ---------------------------
+
+
+async def test_deeply_nested_json_is_a_400_not_a_recursion_error(ingress):
+    client, amqp_url = ingress
+    connection, queue = await probe(amqp_url, "#")
+    deep = b"[" * 5000 + b"]" * 5000
+    signed_deep = b'{"Content":' + b"[" * 2000 + b"]" * 2000 + b',"HashCode":"AA"}'
+    for raw in (deep, signed_deep):
+        assert (await client.post("/webhooks/exact/ingress-test", data=raw)).status == 400
+    nested = b"[" * 3000 + b"]" * 3000
+    answer = await client.post(
+        "/webhooks/sendgrid/events", data=nested, headers=signed_headers(nested)
+    )
+    assert answer.status == 400
+    assert await queue.get(fail=False, timeout=1) is None
+    await connection.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"MessageSid=SM\xff\xfe&MessageStatus=sent", "application/x-www-form-urlencoded"),
+        (b"--xx\r\nContent-Disposition: form-data\r\n\r\nbroken", "multipart/form-data"),
+        (b"--xx\r\nnot a part at all", "multipart/form-data; boundary=xx"),
+    ],
+)
+async def test_malformed_forms_on_twilio_endpoints_are_4xx(ingress, body, content_type):
+    client, _ = ingress
+    for path in ("/webhooks/twilio/status", "/webhooks/twilio/inbound"):
+        answer = await client.post(path, data=body, headers={"Content-Type": content_type})
+        assert 400 <= answer.status < 500, (path, answer.status)
+
+
+@pytest.mark.parametrize("connection_id", ["a\x00b", "../../etc", "x" * 65, "-leading-dash"])
+async def test_impossible_connection_ids_are_refused_at_once_without_a_lookup(
+    ingress, connection_id
+):
+    client, _ = ingress
+    path = "/webhooks/exact/" + urllib.parse.quote(connection_id, safe="")
+    answer = await asyncio.wait_for(client.post(path, data=body(content())), timeout=2)
+    assert answer.status == 404
+    form = {"MessageSid": "SM" + "6" * 32, "MessageStatus": "sent"}
+    query = urllib.parse.urlencode({"connection": connection_id})
+    status_path = f"/webhooks/twilio/status?{query}"
+    answer = await asyncio.wait_for(
+        client.post(status_path, data=form, headers=twilio_post_headers(status_path, form)),
+        timeout=2,
+    )
+    assert answer.status == 401
+
+
+async def test_signed_webhooks_with_absurd_fields_are_422_before_anything_is_published(ingress):
+    client, amqp_url = ingress
+    connection, queue = await probe(amqp_url, "#")
+    for changes in (
+        {"Topic": "S" * 300},
+        {"Action": "Update" * 50},
+        {"Topic": "Sales.Invoices"},
+        {"Division": 2**31},
+        {"Division": 10**30},
+        {"Division": 0},
+    ):
+        answer = await client.post("/webhooks/exact/ingress-test", data=body(content(**changes)))
+        assert answer.status == 422, changes
+    form = {"MessageSid": "SM" + "7" * 32, "MessageStatus": "x" * 300}
+    path = "/webhooks/twilio/status"
+    assert (
+        await client.post(path, data=form, headers=twilio_post_headers(path, form))
+    ).status == 422
+    assert await queue.get(fail=False, timeout=1) is None
+    await connection.close()
+
+
+async def test_a_replayed_webhook_is_acknowledged_but_published_once(ingress):
+    client, amqp_url = ingress
+    connection, queue = await probe(amqp_url, "exact.#")
+    replayed = body(content(Key="c3d4e5f6-0000-4000-8000-000000000001"))
+    for _ in range(20):
+        assert (await client.post("/webhooks/exact/ingress-test", data=replayed)).status == 200
+    assert await queue.get(timeout=10)
+    assert await queue.get(fail=False, timeout=1) is None
+    await connection.close()
+
+
+async def test_an_exact_event_older_than_the_maximum_age_is_acknowledged_not_published(ingress):
+    client, amqp_url = ingress
+    connection, queue = await probe(amqp_url, "exact.#")
+    old = body(
+        content(Key="c3d4e5f6-0000-4000-8000-000000000002", EventCreatedOn="2020-01-01T10:00:00")
+    )
+    answer = await client.post("/webhooks/exact/ingress-test", data=old)
+    assert answer.status == 200
+    assert (await answer.json())["outcome"] == "too_old"
+    assert await queue.get(fail=False, timeout=1) is None
+    await connection.close()
+
+
+async def test_unknown_connections_are_remembered_so_a_flood_costs_one_lookup(ingress):
+    client, _ = ingress
+    app = client.server.app
+    asked = 0
+    secrets = app[SECRETS]
+    original = secrets._rpc.call
+
+    async def counting(request, reply):  # type: ignore[no-untyped-def]
+        nonlocal asked
+        asked += 1
+        return await original(request, reply)
+
+    secrets._rpc.call = counting  # count the RPCs the cache lets through
+    for _ in range(30):
+        answer = await client.post("/webhooks/exact/nobody-at-all", data=body(content()))
+        assert answer.status == 401
+    assert asked == 1

@@ -136,20 +136,45 @@ class RpcClient:
 
 class CachedLookup(Generic[R]):
     """Per-connection answers of one RPC (a webhook secret, channel credentials), kept for
-    ``ttl`` seconds so a burst of webhooks or sends asks token-keeper once."""
+    ``ttl`` seconds so a burst of webhooks or sends asks token-keeper once. A refusal
+    (PermanentError: an unknown connection) is kept for ``negative_ttl`` seconds, so a flood of
+    requests for made-up connections costs one RPC each, not one per request."""
+
+    #: Most refusals remembered; beyond it the oldest are forgotten (a flood of random ids).
+    NEGATIVE_CAPACITY = 10_000
 
     def __init__(
-        self, rpc: RpcClient, request: Callable[[str], Message], reply: type[R], *, ttl: float
+        self,
+        rpc: RpcClient,
+        request: Callable[[str], Message],
+        reply: type[R],
+        *,
+        ttl: float,
+        negative_ttl: float = 0.0,
     ) -> None:
         self._rpc, self._request, self._reply, self._ttl = rpc, request, reply, ttl
+        self._negative_ttl = negative_ttl
         self._cache: dict[str, tuple[float, R]] = {}
+        self._refused: dict[str, tuple[float, PermanentError]] = {}
 
     async def get(self, connection_id: str) -> R:
         """The connection's answer. Raises PermanentError (unknown) or TransientError."""
+        now = time.monotonic()
         hit = self._cache.get(connection_id)
-        if hit and hit[0] > time.monotonic():
+        if hit and hit[0] > now:
             return hit[1]
-        answer = await self._rpc.call(self._request(connection_id), self._reply)
+        refused = self._refused.get(connection_id)
+        if refused and refused[0] > now:
+            raise refused[1]
+        try:
+            answer = await self._rpc.call(self._request(connection_id), self._reply)
+        except PermanentError as exc:
+            if self._negative_ttl > 0:
+                if len(self._refused) >= self.NEGATIVE_CAPACITY:
+                    self._refused.pop(next(iter(self._refused)))
+                self._refused[connection_id] = (now + self._negative_ttl, exc)
+            raise
+        self._refused.pop(connection_id, None)
         self._cache[connection_id] = (time.monotonic() + self._ttl, answer)
         return answer
 

@@ -17,7 +17,8 @@ from common.contracts import (
 from common.metrics import make_registry
 from common.rpc import CachedLookup, RpcClient
 from ingress import views
-from ingress.keys import CHANNELS, METRICS, PUBLISHER, SECRETS, SETTINGS
+from ingress.guards import ReplayGuard
+from ingress.keys import CHANNELS, METRICS, PUBLISHER, REPLAYS, SECRETS, SETTINGS
 from ingress.settings import Settings
 
 __all__ = ["create_app"]
@@ -33,6 +34,7 @@ def create_app(settings: Settings) -> web.Application:
         ["source", "outcome"],
         registry=registry,
     )
+    app[REPLAYS] = ReplayGuard(settings.ingress_replay_window_seconds)
     checks: dict[str, health.Check] = {}
 
     async def broker(app: web.Application) -> AsyncIterator[None]:
@@ -43,11 +45,20 @@ def create_app(settings: Settings) -> web.Application:
             app[PUBLISHER] = await amqp.Publisher.open(connection)
             rpc = await RpcClient.open(connection)
             ttl = settings.ingress_secret_cache_seconds
+            unknown = settings.ingress_unknown_cache_seconds
             app[SECRETS] = CachedLookup(
-                rpc, lambda c: WebhookSecretGet(connection_id=c), WebhookSecret, ttl=ttl
+                rpc,
+                lambda c: WebhookSecretGet(connection_id=c),
+                WebhookSecret,
+                ttl=ttl,
+                negative_ttl=unknown,
             )
             app[CHANNELS] = CachedLookup(
-                rpc, lambda c: ChannelCredentialsGet(connection_id=c), ChannelCredentials, ttl=ttl
+                rpc,
+                lambda c: ChannelCredentialsGet(connection_id=c),
+                ChannelCredentials,
+                ttl=ttl,
+                negative_ttl=unknown,
             )
             checks["broker"] = health.broker_check(connection)
             checks["rpc"] = rpc.check

@@ -8,9 +8,10 @@ from prometheus_client import Counter
 from common.amqp import Publisher
 from common.contracts import ChannelCredentials, WebhookSecret
 from common.rpc import CachedLookup
+from ingress.guards import ReplayGuard
 from ingress.settings import Settings
 
-__all__ = ["CHANNELS", "METRICS", "PUBLISHER", "SECRETS", "SETTINGS"]
+__all__ = ["CHANNELS", "METRICS", "PUBLISHER", "REPLAYS", "SECRETS", "SETTINGS"]
 
 SETTINGS = web.AppKey("settings", Settings)
 PUBLISHER = web.AppKey("publisher", Publisher)
@@ -18,5 +19,7 @@ PUBLISHER = web.AppKey("publisher", Publisher)
 SECRETS = web.AppKey("secrets", CachedLookup[WebhookSecret])
 #: Twilio accounts a connection brings (their auth token signs that account's callbacks).
 CHANNELS = web.AppKey("channels", CachedLookup[ChannelCredentials])
+#: Webhook bodies published lately (replays are acknowledged, not published again).
+REPLAYS = web.AppKey("replays", ReplayGuard)
 #: mlc_ingress_webhooks_total{source,outcome}
 METRICS = web.AppKey("webhooks_total", Counter)

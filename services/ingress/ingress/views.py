@@ -1,14 +1,18 @@
 """The webhook endpoints. Each verifies the signature on the raw bytes before trusting anything,
 publishes one event with publisher confirms, and answers 2xx only after the broker confirmed.
 
-Answers: 200 accepted (or an Exact validation ping), 400 malformed, 401 forged or unsigned,
-413 too large (aiohttp), 422 signed but not the expected shape, 503 not durably queued (the
-sender retries).
+Answers: 200 accepted (or an Exact validation ping, or a replay acknowledged but not published
+again), 400 malformed, 401 forged or unsigned, 404 a connection id that cannot exist, 413 too
+large (aiohttp), 422 signed but not the expected shape, 503 not durably queued (the sender
+retries). Malformed input of any kind is a 4xx, never a 5xx: bodies are bounded in size and
+JSON depth before parsing, forms are parsed defensively, ids checked against a pattern before
+any lookup (``ingress.guards``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import structlog
@@ -19,7 +23,8 @@ from common.contracts import EmailEvent, ExactWebhookReceived, InboundSms, Messa
 from common.contracts.email import NOTIFICATION_ARG
 from common.errors import PermanentError, TransientError
 from common.signatures import sendgrid_verify, split_exact_body, twilio_verify, verify_exact
-from ingress.keys import CHANNELS, METRICS, PUBLISHER, SECRETS, SETTINGS
+from ingress.guards import event_age_seconds, json_depth_ok, valid_connection_id
+from ingress.keys import CHANNELS, METRICS, PUBLISHER, REPLAYS, SECRETS, SETTINGS
 from ingress.keywords import classify
 from ingress.payloads import ExactEnvelope
 
@@ -32,6 +37,11 @@ __all__ = [
 ]
 
 log = structlog.get_logger("ingress")
+
+#: A Twilio SID (SM..., MM..., CA...: two letters and 32 hex digits) and a status or event
+#: name (lower-case words and hyphens): anything else would only make odd routing keys.
+_SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}")
+_STATUS = re.compile(r"[a-z][a-z_-]{0,31}", re.IGNORECASE)
 
 
 def _answer(
@@ -61,11 +71,16 @@ async def _publish(request: web.Request, source: str, event: Message) -> web.Res
 
 async def exact_webhook(request: web.Request) -> web.Response:
     connection_id = request.match_info["connection_id"]
+    if not valid_connection_id(connection_id):
+        return _answer(request, "exact", "bad_connection_id", 404)
     body = await request.read()
     if not body.strip():
         # Exact's validation POST on subscription create: acknowledge, publish nothing.
         return _answer(request, "exact", "validation", 200, connection_id=connection_id)
-    if split_exact_body(body) is None:
+    if not json_depth_ok(body):
+        return _answer(request, "exact", "malformed", 400)
+    split = split_exact_body(body)
+    if split is None:
         try:
             parsed = json.loads(body)
         except ValueError:
@@ -95,6 +110,13 @@ async def exact_webhook(request: web.Request) -> web.Response:
     content = envelope.Content
     if content.ClientId.lower() != secret.client_id.lower():
         return _answer(request, "exact", "wrong_client", 422, connection_id=connection_id)
+    settings, replays = request.app[SETTINGS], request.app[REPLAYS]
+    seen_key = f"exact:{connection_id}:{split[1]}"
+    if replays.seen(seen_key):
+        return _answer(request, "exact", "replay", 200, connection_id=connection_id)
+    age = event_age_seconds(content.EventCreatedOn)
+    if age is not None and age > settings.ingress_max_event_age_seconds:
+        return _answer(request, "exact", "too_old", 200, connection_id=connection_id)
     event = ExactWebhookReceived(
         connection_id=connection_id,
         client_id=content.ClientId,
@@ -106,7 +128,10 @@ async def exact_webhook(request: web.Request) -> web.Response:
         event_created_on=content.EventCreatedOn,
         received_at=datetime.now(UTC),
     )
-    return await _publish(request, "exact", event)
+    answer = await _publish(request, "exact", event)
+    if answer.status == 200:
+        replays.record(seen_key)
+    return answer
 
 
 async def _twilio_auth_token(request: web.Request) -> str:
@@ -116,6 +141,8 @@ async def _twilio_auth_token(request: web.Request) -> str:
     connection_id = request.query.get("connection")
     if not connection_id:
         return default
+    if not valid_connection_id(connection_id):
+        raise PermanentError("not a connection id")
     own = await request.app[CHANNELS].get(connection_id)
     return own.twilio_auth_token.get_secret_value() if own.twilio_auth_token else default
 
@@ -123,7 +150,12 @@ async def _twilio_auth_token(request: web.Request) -> str:
 async def _signed_twilio_form(request: web.Request) -> dict[str, str] | web.Response:
     """The form of a Twilio webhook whose ``X-Twilio-Signature`` holds, or the refusal."""
     settings = request.app[SETTINGS]
-    form = await request.post()
+    try:
+        form = await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        raise
+    except Exception:  # not UTF-8, broken multipart, bad headers: the sender's, never a 500
+        return _answer(request, "twilio", "malformed", 400)
     params = [(k, v) for k, v in form.items() if isinstance(v, str)]
     url = settings.public_base_url.rstrip("/") + request.path_qs
     signature = request.headers.get("X-Twilio-Signature", "")
@@ -145,7 +177,7 @@ async def twilio_status(request: web.Request) -> web.Response:
         return values
     sid = values.get("MessageSid") or values.get("SmsSid")
     status = values.get("MessageStatus") or values.get("SmsStatus")
-    if not sid or not status:
+    if not _SID.fullmatch(sid or "") or not _STATUS.fullmatch(status or ""):
         return _answer(request, "twilio", "invalid_shape", 422)
     event = TwilioStatus(
         provider_id=sid,
@@ -163,7 +195,7 @@ async def twilio_voice_status(request: web.Request) -> web.Response:
     if isinstance(values, web.Response):
         return values
     sid, status = values.get("CallSid"), values.get("CallStatus")
-    if not sid or not status:
+    if not _SID.fullmatch(sid or "") or not _STATUS.fullmatch(status or ""):
         return _answer(request, "twilio", "invalid_shape", 422)
     event = TwilioStatus(
         resource="call",
@@ -188,7 +220,7 @@ async def twilio_inbound(request: web.Request) -> web.Response:
         return values
     sid = values.get("MessageSid") or values.get("SmsSid")
     sender, to = values.get("From"), values.get("To")
-    if not sid or not sender or not to:
+    if not _SID.fullmatch(sid or "") or not sender or not to or max(len(sender), len(to)) > 64:
         return _answer(request, "twilio", "invalid_shape", 422)
     kind, keyword = classify(values.get("Body", ""), values.get("OptOutType"))
     event = InboundSms(
@@ -218,13 +250,17 @@ async def _sendgrid_key(request: web.Request) -> str:
     connection_id = request.query.get("connection")
     if not connection_id:
         return default
+    if not valid_connection_id(connection_id):
+        raise PermanentError("not a connection id")
     own = await request.app[CHANNELS].get(connection_id)
     return own.sendgrid_webhook_public_key or default
 
 
 def _email_event(connection_id: str | None, item: dict[str, object]) -> EmailEvent | None:
     event, event_id = item.get("event"), item.get("sg_event_id")
-    if not isinstance(event, str) or not isinstance(event_id, str) or not event or not event_id:
+    if not isinstance(event, str) or not _STATUS.fullmatch(event.lower()):
+        return None
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= 128:
         return None
     when = item.get("timestamp")
     text = {k: v for k, v in item.items() if isinstance(v, str)}
@@ -261,6 +297,8 @@ async def sendgrid_events(request: web.Request) -> web.Response:
         return _answer(request, "sendgrid", "secret_unavailable", 503, error=str(exc))
     if not sendgrid_verify(key, body, signature, timestamp):
         return _answer(request, "sendgrid", "forged", 401)
+    if not json_depth_ok(body):
+        return _answer(request, "sendgrid", "malformed", 400)
     try:
         items = json.loads(body)
     except ValueError:
