@@ -153,6 +153,17 @@ async def test_the_trail_state_only_moves_forward_whatever_order_events_arrive_i
     assert repeats == 1
 
 
+async def test_a_failure_without_a_reason_is_filed_exhausted_when_its_retries_ran_out(
+    stack: Stack,
+):
+    ran_out, refused = uuid4(), uuid4()
+    for nid, error_class in ((ran_out, "transient"), (refused, "permanent")):
+        event = NotificationFailed(notification_id=nid, attempt=5, error_class=error_class)
+        await stack.trail.outcome(event.message_id(), event)
+    assert (await stack.trail.notification(ran_out))["failure_reason"] == "exhausted"
+    assert (await stack.trail.notification(refused))["failure_reason"] == "provider_error"
+
+
 async def test_a_status_callback_before_the_send_is_recorded_joins_the_notification(
     stack: Stack,
 ):

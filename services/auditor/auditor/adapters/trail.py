@@ -143,7 +143,15 @@ class PostgresTrail(TrailQueries):
         provider_id = getattr(event, "provider_id", None)
         reason = getattr(event, "reason", None)
         if outcome == "failed" and reason is None:
-            reason = "provider_error"
+            # A producer that names no reason (the consumer loop parking a message whose
+            # retry tiers ran out) still files it: transient or unexpected errors that ran
+            # out are "exhausted", anything else is for the provider's account.
+            error_class = getattr(event, "error_class", None)
+            reason = (
+                "exhausted"
+                if error_class in ("exhausted", "transient", "unexpected")
+                else "provider_error"
+            )
         async with self._db.acquire() as db, db.transaction():
             inserted = await db.fetchval(
                 """INSERT INTO audit.attempts (message_id, notification_id, outcome, attempt,
