@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import signal
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
 import httpx
+import structlog
 
 from common import amqp, db, health, topology
 from common.metrics import ConsumerMetrics, make_registry
@@ -14,15 +17,21 @@ from common.rpc import RpcClient
 from enricher import handlers
 from enricher.adapters.cache import DisabledCustomerCache, PostgresCustomerCache
 from enricher.adapters.exact import ExactClient
+from enricher.adapters.notices import PostgresNotices, PostgresPreferences
 from enricher.adapters.tokens import RpcTokenSource
 from enricher.adapters.watermarks import PostgresWatermarks
 from enricher.batching import BatchingExactReader
 from enricher.customers import Customers
+from enricher.decisions import Decider
 from enricher.governor import ExactMetrics, RateGovernor
 from enricher.ports import CustomerCache
 from enricher.reconcile import Reconciler
+from enricher.rules import RuleBook
+from enricher.schedule import Scheduler
 from enricher.settings import Settings
-from enricher.templates import Renderer
+from enricher.texts import Texts
+
+log = structlog.get_logger("enricher")
 
 __all__ = ["run"]
 
@@ -37,8 +46,21 @@ def governor(settings: Settings, metrics: ExactMetrics) -> RateGovernor:
     )
 
 
+def reload_rules(rulebook: RuleBook) -> None:
+    """SIGHUP: read the rules files again; a file with errors keeps its last good version."""
+    errors = rulebook.reload()
+    for error in errors:
+        log.error("rules_rejected", error=error)
+    log.info("rules_reloaded", rejected=len(errors))
+
+
 async def run(settings: Settings, stop: asyncio.Event) -> None:
+    # A broken rules file stops the start here, before anything is consumed.
+    rulebook = RuleBook(settings.enricher_rules_path)
     async with AsyncExitStack() as stack:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, functools.partial(reload_rules, rulebook))
+        stack.callback(loop.remove_signal_handler, signal.SIGHUP)
         pool = await stack.enter_async_context(db.pool(settings.database_url))
         await db.migrate(pool, "enricher", "enricher")
         connection = await stack.enter_async_context(
@@ -67,16 +89,22 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             if settings.enricher_cache_ttl_seconds > 0
             else DisabledCustomerCache()
         )
-        routes = amqp.bind(
-            handlers.HANDLERS,
+        notices = PostgresNotices(pool)
+        decider = Decider(
             exact=exact,
+            filtered=client,
             customers=Customers(exact, cache),
-            cache=cache,
-            renderer=Renderer(),
-            region=settings.enricher_default_region,
-            sender_name=settings.enricher_sender_name,
+            rulebook=rulebook,
+            texts=Texts(),
+            notices=notices,
+            preferences=PostgresPreferences(pool),
         )
-        routes = {**routes, **handlers.PLAIN_HANDLERS}
+        routes = {
+            key: (model, functools.partial(handler, decider=decider, cache=cache))
+            if handler is handlers.handle_exact_event
+            else (model, functools.partial(handler, decider=decider))
+            for key, (model, handler) in handlers.HANDLERS.items()
+        }
         publisher = await amqp.Publisher.open(connection)
         await amqp.run_consumer(
             channel,
@@ -99,6 +127,12 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             )
             schedule = asyncio.create_task(reconciler.run(settings.enricher_reconcile_seconds))
             stack.callback(schedule.cancel)
+        if settings.enricher_schedule_seconds > 0:
+            scheduler = Scheduler(
+                decider, notices, publisher.publish, batch=settings.enricher_schedule_batch
+            )
+            ticking = asyncio.create_task(scheduler.run(settings.enricher_schedule_seconds))
+            stack.callback(ticking.cancel)
         checks = {
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),

@@ -7,6 +7,9 @@
     mlc connections set-channels ID [--twilio-account-sid SID --twilio-auth-token - ...]
     mlc ping
     mlc subscriptions list|sync|delete [--connection ID]
+    mlc rules check FILE | mlc rules show [--connection ID]
+    mlc templates check
+    mlc contacts prefer CONTACT --channel email|sms|voice|none [--connection ID]
 
 Settings come from the same ``MLC_`` variables as the services (database, secret key, public
 URL, Twilio and SendGrid credentials). ``ping`` and ``subscriptions`` get Exact access tokens
@@ -19,7 +22,7 @@ import argparse
 import asyncio
 import sys
 
-from token_keeper.cli import connect, connections, ping, subscriptions
+from token_keeper.cli import connect, connections, contacts, ping, rules, subscriptions, templates
 from token_keeper.settings import Settings
 
 __all__ = ["main"]
@@ -39,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("ping", help="check every configured credential against the live systems")
     subs = sub.add_parser("subscriptions", help="Exact webhook subscriptions")
     subscriptions.add_arguments(subs)
+    rules.add_arguments(sub.add_parser("rules", help="check or show the notification rules"))
+    templates.add_arguments(sub.add_parser("templates", help="check the message templates"))
+    contacts.add_arguments(sub.add_parser("contacts", help="a contact's channel preference"))
     return parser
 
 
@@ -50,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         "connections": connections.run,
         "ping": ping.run,
         "subscriptions": subscriptions.run,
+        "rules": rules.run,
+        "templates": templates.run,
+        "contacts": contacts.run,
     }[args.command]
     return asyncio.run(runner(settings, args, print))
 

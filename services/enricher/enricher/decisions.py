@@ -1,0 +1,444 @@
+"""The enricher's policy applied: a document's facts and the connection's rules in, notices out.
+
+::
+
+    document event ─▶ facts ─▶ enabled rules whose conditions hold ─▶ per rule:
+        notice row exists?  sent ──────────▶ publish the stored command again (same key)
+                            pending/cancelled ─▶ nothing (the scheduler owns it / it ended)
+        timing "now"  ─▶ audience ─▶ outside quiet hours and not urgent ─▶ pending (held)
+                                  └▶ send (or skip: opted_out / no_contact) ─▶ row 'sent'
+        timing "DueDate + 3 days" ─▶ pending row, due then
+
+    scheduler pass ─▶ pending rows due ─▶ only the latest due per document (older superseded)
+        ─▶ rule still on, document and fact still there, invoice still unpaid
+        ─▶ audience (an opt-out ends the whole chain) ─▶ quiet hours ─▶ send ─▶ row 'sent'
+
+Recording the decision before the command is published is safe: a failed publish retries the
+delivery, which finds the row 'sent' and publishes the stored command again, with the same
+idempotency key; the dispatcher's claim makes that one send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Protocol
+from uuid import UUID
+
+import structlog
+
+from common.contracts import (
+    Channel,
+    Message,
+    NotificationSkipped,
+    SendNotification,
+    SourceDocument,
+)
+from common.contracts.base import stable_id
+from common.errors import MlcError, PermanentError
+from enricher.adapters.notices import DueBatch, Notice, NoticeKey
+from enricher.audience import Choice, Skip, choose
+from enricher.customers import Customers
+from enricher.documents import KINDS, DocumentKind, exact_datetime
+from enricher.facts import idempotency_key
+from enricher.ports import ExactReader, Record
+from enricher.reconcile import FilteredReader
+from enricher.rules import LANGUAGES, Policy, Rule, RuleBook
+from enricher.texts import Texts
+from enricher.timing import next_allowed, zone_of_country
+
+__all__ = ["Decider", "NoticeStore", "PreferenceStore"]
+
+log = structlog.get_logger("enricher")
+
+_INVOICES = ("SalesInvoices", "SalesEntries")
+#: How long a notice that failed to fire (Exact unreachable, ...) waits before the next try.
+_DEFER = timedelta(minutes=5)
+
+
+class NoticeStore(Protocol):
+    async def get(self, key: NoticeKey) -> Notice | None: ...
+
+    async def record(
+        self,
+        key: NoticeKey,
+        state: str,
+        *,
+        due_at: datetime,
+        number: str | None,
+        message: Message | None = None,
+        detail: str | None = None,
+    ) -> None: ...
+
+    async def cancel_invoice(
+        self,
+        connection_id: str,
+        division: int,
+        *,
+        entities: Sequence[str],
+        document_id: UUID | None,
+        number: str | None,
+        reason: str,
+    ) -> int: ...
+
+    async def cancel_document(
+        self, connection_id: str, division: int, entity: str, document_id: UUID, reason: str
+    ) -> int: ...
+
+
+class PreferenceStore(Protocol):
+    async def get_many(
+        self, connection_id: str, contact_ids: Sequence[UUID]
+    ) -> dict[str, Channel]: ...
+
+
+@dataclass(frozen=True)
+class _Held:
+    until: datetime
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Decider:
+    exact: ExactReader
+    filtered: FilteredReader
+    customers: Customers
+    rulebook: RuleBook
+    texts: Texts
+    notices: NoticeStore
+    preferences: PreferenceStore
+    clock: Callable[[], datetime] = _utcnow
+    _companies: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    # events ----------------------------------------------------------------------------------
+
+    async def document_changed(
+        self, connection_id: str, division: int, kind: DocumentKind, document_id: UUID
+    ) -> list[Message]:
+        """Apply every enabled rule of the document's current facts."""
+        policy = self.rulebook.for_connection(connection_id)
+        if not any(r.enabled and kind.entity in r.entity for r in policy.rules):
+            log.info("no_rule", entity=kind.entity)
+            return []
+        doc = await self.exact.get_one(
+            connection_id, division, kind.resource, kind.key, document_id, kind.select
+        )
+        if doc is None:
+            log.info("record_gone", entity=kind.entity)
+            return []
+        facts = kind.facts_of(doc)
+        if not facts:
+            log.info("no_business_fact", entity=kind.entity)
+            return []
+        now = self.clock()
+        out: list[Message] = []
+        for fact in facts:
+            for rule in policy.matching(kind.entity, fact):
+                out += await self._apply(
+                    policy, connection_id, kind, doc, document_id, rule, division, now
+                )
+        return out
+
+    async def document_deleted(
+        self, connection_id: str, division: int, kind: DocumentKind, document_id: UUID
+    ) -> None:
+        ended = await self.notices.cancel_document(
+            connection_id, division, kind.entity, document_id, "document_deleted"
+        )
+        if ended:
+            log.info("notices_cancelled", entity=kind.entity, reason="document_deleted", n=ended)
+
+    async def invoice_paid(
+        self, connection_id: str, division: int, invoice_id: UUID | None, number: str | None
+    ) -> int:
+        """End the invoice's pending reminders; returns how many were ended."""
+        ended = await self.notices.cancel_invoice(
+            connection_id,
+            division,
+            entities=_INVOICES,
+            document_id=invoice_id,
+            number=number,
+            reason="paid",
+        )
+        log.info("reminders_stopped", reason="paid", n=ended)
+        return ended
+
+    # one rule --------------------------------------------------------------------------------
+
+    async def _apply(
+        self,
+        policy: Policy,
+        connection_id: str,
+        kind: DocumentKind,
+        doc: Record,
+        document_id: UUID,
+        rule: Rule,
+        division: int,
+        now: datetime,
+    ) -> list[Message]:
+        source = self._source(connection_id, kind, doc, document_id, division)
+        key = NoticeKey(source.connection_id, division, kind.entity, document_id, rule.name)
+        existing = await self.notices.get(key)
+        if existing is not None and existing.state == "sent":
+            return [existing.message] if existing.message else []
+        if existing is not None and existing.state in ("pending", "cancelled"):
+            return []
+        number = kind.number(doc)
+        if not rule.timing.is_now:
+            due = rule.timing.due(doc, now)
+            if due is None:
+                log.info("no_due_date", rule=rule.name, field=rule.timing.field)
+                return []
+            await self.notices.record(key, "pending", due_at=due, number=number)
+            log.info("notice_scheduled", rule=rule.name, due_at=due.isoformat())
+            return []
+        outcome = await self._decide(policy, kind, doc, rule, source, now, not_before=None)
+        if outcome is None:
+            return []
+        if isinstance(outcome, _Held):
+            await self.notices.record(key, "pending", due_at=outcome.until, number=number)
+            log.info("notice_held", rule=rule.name, until=outcome.until.isoformat())
+            return []
+        state = "sent" if isinstance(outcome, SendNotification) else "skipped"
+        await self.notices.record(key, state, due_at=now, number=number, message=outcome)
+        return [outcome]
+
+    async def _decide(
+        self,
+        policy: Policy,
+        kind: DocumentKind,
+        doc: Record,
+        rule: Rule,
+        source: SourceDocument,
+        now: datetime,
+        *,
+        not_before: datetime | None,
+    ) -> SendNotification | NotificationSkipped | _Held | None:
+        """The command (or skip, or hold) for one rule now; None when its conditions fail."""
+        conn, division = source.connection_id, source.division
+        account_id = kind.account(doc)
+        customer = None
+        if account_id is not None:
+            customer = await self.customers.load(
+                conn, division, account_id, contact_person=kind.contact(doc)
+            )
+        account = (customer.account if customer else None) or {}
+        if not rule.when.hold(kind, doc, account):
+            log.info("conditions_not_met", rule=rule.name)
+            return None
+        contacts = customer.contacts if customer else []
+        ids = [UUID(str(c["ID"])) for c in contacts if c.get("ID")]
+        preferences = await self.preferences.get_many(conn, ids) if ids else {}
+        settings = policy.settings
+        choice = choose(
+            contacts,
+            account,
+            channels=rule.channels,
+            document_contact=kind.contact(doc),
+            role_words=policy.role_words(rule.audience.role),
+            preference_of=preferences.get,
+            honour_mailing_exclusion=settings.honour_mailing_exclusion,
+            region=settings.country,
+            language=settings.language,
+            languages=LANGUAGES,
+            time_zone_of=lambda country: zone_of_country(country, settings.time_zone),
+        )
+        if isinstance(choice, Skip):
+            log.info("notice_skipped", rule=rule.name, reason=choice.reason)
+            return NotificationSkipped(
+                notification_id=stable_id(source, rule.notice, rule.name),
+                source=source,
+                fact=rule.notice,
+                reason=choice.reason,
+                detail=choice.detail,
+                rule=rule.name,
+            )
+        if rule.urgency != "urgent":
+            zone = choice.recipient.time_zone or settings.time_zone
+            allowed = next_allowed(now, zone, settings.quiet_hours)
+            if allowed > now:
+                return _Held(allowed)
+        return await self._command(policy, kind, doc, rule, source, choice, not_before)
+
+    async def _command(
+        self,
+        policy: Policy,
+        kind: DocumentKind,
+        doc: Record,
+        rule: Rule,
+        source: SourceDocument,
+        choice: Choice,
+        not_before: datetime | None,
+    ) -> SendNotification:
+        recipient, channel = choice.recipient, choice.channel
+        company = await self.company(policy, source.connection_id, source.division)
+        rendered = self.texts.render(
+            rule.template,
+            recipient.language or policy.settings.language,
+            name=recipient.name,
+            company=company,
+            number=source.number or "",
+            amount=kind.amount(doc),
+            currency=str(doc.get(kind.currency_field) or "EUR"),
+            due_date=exact_datetime(doc.get("DueDate")),
+            order_date=exact_datetime(doc.get("OrderDate")),
+            delivery_date=exact_datetime(doc.get("DeliveryDate") or doc.get("ReceiptDate")),
+            your_ref=doc.get("YourRef"),
+        )
+        key = idempotency_key(source, rule.notice, recipient.address, channel)
+        email = channel == "email"
+        return SendNotification(
+            notification_id=stable_id("notification", key),
+            idempotency_key=key,
+            channel=channel,
+            recipient=recipient,
+            template=rule.template,
+            content=rendered.email if email else rendered.text,
+            subject=rendered.subject if email else None,
+            source=source,
+            fact=rule.notice,
+            urgency=rule.urgency,
+            not_before=not_before,
+            rule=rule.name,
+            encoding=None if email else rendered.encoding,
+            segments=rendered.segments if channel == "sms" else None,
+        )
+
+    def _source(
+        self, connection_id: str, kind: DocumentKind, doc: Record, document_id: UUID, division: int
+    ) -> SourceDocument:
+        return SourceDocument(
+            connection_id=connection_id,
+            division=division,
+            entity=kind.entity,
+            id=document_id,
+            number=kind.number(doc),
+        )
+
+    async def company(self, policy: Policy, connection_id: str, division: int) -> str:
+        """The company's name: the connection's rules file, else the division's name in Exact
+        (``hrm/Divisions.Description``), read once per division."""
+        if policy.settings.company_name:
+            return policy.settings.company_name
+        cached = self._companies.get((connection_id, division))
+        if cached:
+            return cached
+        rows = await self.filtered.get_filtered(
+            connection_id, division, "hrm/Divisions", f"Code eq {division}", ["Code", "Description"]
+        )
+        name = next((str(r["Description"]).strip() for r in rows if r.get("Description")), "")
+        if not name:
+            raise PermanentError(
+                f"division {division} has no name in Exact: set settings.company_name in the "
+                "connection's rules file",
+                code="no_company_name",
+            )
+        self._companies[(connection_id, division)] = name
+        return name
+
+    # scheduled notices -----------------------------------------------------------------------
+
+    async def fire_due(self, batch: DueBatch) -> list[tuple[Notice, Message]]:
+        """Settle every notice of ``batch``; returns the messages to publish (before commit)."""
+        now = self.clock()
+        reminders: dict[tuple[str, int, str, UUID], Notice] = {}
+        others: list[Notice] = []
+        for notice in batch.notices:  # oldest first: the latest reminder per document wins
+            k = notice.key
+            rule = self.rulebook.for_connection(k.connection_id).rule(k.rule)
+            if rule is None or rule.timing.is_now:
+                others.append(notice)
+                continue
+            doc_key = (k.connection_id, k.division, k.entity, k.document_id)
+            if doc_key in reminders:
+                # an invoice caught up late gets its latest reminder, not all of them at once
+                await batch.settle(reminders[doc_key], "cancelled", detail="superseded")
+            reminders[doc_key] = notice
+        out: list[tuple[Notice, Message]] = []
+        for notice in [*others, *reminders.values()]:
+            try:
+                message = await self._fire(batch, notice, now)
+            except MlcError as exc:  # one notice's trouble must not hold up the others
+                log.warning("notice_deferred", rule=notice.key.rule, error_class=exc.error_class)
+                await batch.settle(notice, "pending", due_at=now + _DEFER, detail=exc.error_class)
+                continue
+            if message is not None:
+                out.append((notice, message))
+        return out
+
+    async def _fire(self, batch: DueBatch, notice: Notice, now: datetime) -> Message | None:
+        k = notice.key
+        structlog.contextvars.bind_contextvars(rule=k.rule, entity=k.entity)
+        policy = self.rulebook.for_connection(k.connection_id)
+        rule, kind = policy.rule(k.rule), KINDS.get(k.entity)
+        if rule is None or kind is None:
+            await batch.settle(notice, "cancelled", detail="rule_disabled")
+            return None
+        doc = await self.exact.get_one(
+            k.connection_id, k.division, kind.resource, kind.key, k.document_id, kind.select
+        )
+        if doc is None or rule.fact not in kind.facts_of(doc):
+            await batch.settle(notice, "cancelled", detail="document_changed")
+            return None
+        if rule.requires_unpaid and not await self.unpaid(k.connection_id, k.division, kind, doc):
+            await batch.settle(notice, "cancelled", detail="paid")
+            await self.invoice_paid(k.connection_id, k.division, k.document_id, kind.number(doc))
+            return None
+        source = self._source(k.connection_id, kind, doc, k.document_id, k.division)
+        outcome = await self._decide(policy, kind, doc, rule, source, now, not_before=notice.due_at)
+        if outcome is None:
+            await batch.settle(notice, "cancelled", detail="conditions_not_met")
+            return None
+        if isinstance(outcome, _Held):
+            await batch.settle(notice, "pending", due_at=outcome.until)
+            return None
+        if isinstance(outcome, NotificationSkipped):
+            if outcome.reason == "opted_out":  # the chain ends for good
+                await batch.settle(notice, "cancelled", message=outcome, detail="opted_out")
+                await self.notices.cancel_document(
+                    k.connection_id, k.division, k.entity, k.document_id, "opted_out"
+                )
+            else:
+                await batch.settle(notice, "skipped", message=outcome, detail=outcome.reason)
+            return outcome
+        await batch.settle(notice, "sent", due_at=now, message=outcome)
+        return outcome
+
+    async def unpaid(
+        self, connection_id: str, division: int, kind: DocumentKind, doc: Record
+    ) -> bool:
+        """True while the invoice's receivable is open with an amount to pay; no open item
+        found counts as paid (a careful reminder is never sent on doubt)."""
+        document_id = doc.get(kind.key)
+        rows = await self.exact.get_all(
+            connection_id,
+            division,
+            "cashflow/Receivables",
+            "TransactionEntryID",
+            UUID(str(document_id)),
+            ["ID", "AmountDC", "IsFullyPaid", "Status"],
+        )
+        if not rows and kind.number(doc):
+            rows = await self.filtered.get_filtered(
+                connection_id,
+                division,
+                "cashflow/Receivables",
+                f"InvoiceNumber eq {int(str(kind.number(doc)))}"
+                if str(kind.number(doc)).isdigit()
+                else f"InvoiceNumber eq '{kind.number(doc)}'",
+                ["ID", "AmountDC", "IsFullyPaid", "Status"],
+            )
+        return any(_open(row) for row in rows)
+
+
+def _open(row: Record) -> bool:
+    try:
+        amount = Decimal(str(row.get("AmountDC") or 0))
+    except InvalidOperation:
+        amount = Decimal(0)
+    return not row.get("IsFullyPaid") and row.get("Status") != 50 and amount > 0
