@@ -1,0 +1,270 @@
+"""End to end: every document type the default rules know reaches the right person on the right
+channel, an anonymised contact is skipped, a contact's preference for email is honoured, and an
+overdue invoice's reminders stop once it is paid."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aio_pika
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from common.contracts import PaymentReceived
+from common.settings import SIMULATOR_DEFAULTS
+from common.testing import eventually
+from token_keeper.cli import contacts
+from token_keeper.settings import Settings as CliSettings
+
+pytestmark = pytest.mark.e2e
+
+DIVISION = int(SIMULATOR_DEFAULTS["exact_division"])  # type: ignore[call-overload]
+#: The seeded division's name in the simulator: texts sign with it.
+COMPANY = "ML Connector Demo B.V."
+
+
+class Probe:
+    """Every command and skip the enricher publishes, read from a queue of the test's own."""
+
+    def __init__(self, queue: aio_pika.abc.AbstractQueue) -> None:
+        self.queue = queue
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    async def drain(self) -> list[tuple[str, dict[str, Any]]]:
+        while (message := await self.queue.get(fail=False, no_ack=True)) is not None:
+            self.seen.append((message.routing_key or "", json.loads(message.body)))
+        return self.seen
+
+    async def about(self, document_id: str) -> list[tuple[str, dict[str, Any]]]:
+        await self.drain()
+        return [(key, body) for key, body in self.seen if body["source"]["id"] == document_id]
+
+    async def wait_for(self, document_id: str, routing_key: str) -> dict[str, Any]:
+        found = await eventually(
+            lambda: self.about(document_id),
+            until=lambda seen: any(key == routing_key for key, _ in seen),
+            timeout=30,
+            what=f"{routing_key} for {document_id}",
+        )
+        return next(body for key, body in found if key == routing_key)
+
+
+@pytest_asyncio.fixture
+async def probe(pipeline) -> AsyncIterator[Probe]:  # type: ignore[no-untyped-def]
+    channel = await pipeline.broker.channel()
+    queue = await channel.declare_queue(exclusive=True)
+    await queue.bind("mlc.commands", routing_key="notification.send.*")
+    await queue.bind("mlc.events", routing_key="notification.skipped")
+    yield Probe(queue)
+    await channel.close()
+
+
+async def customer(pipeline, name: str, **contact: Any) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    account = await pipeline.exact.create_account(Name=name, Country="NL", Language="NL")
+    person = await pipeline.exact.create_contact(
+        Account=account["ID"], IsMainContact=True, Country="NL", **contact
+    )
+    return account["ID"], person["ID"]
+
+
+def mobile() -> str:
+    return f"+3162{uuid.uuid4().int % 10_000_000:07d}"
+
+
+async def test_an_issued_invoice_is_an_sms_signed_with_the_divisions_name(pipeline, probe):
+    account, _ = await customer(pipeline, "Bakkerij Zon B.V.", FirstName="Sem", Mobile=mobile())
+    draft = await pipeline.exact.create_invoice(amount=1210.0, account_id=account)
+    await pipeline.exact.issue_invoice(draft["InvoiceID"])
+    command = await probe.wait_for(draft["InvoiceID"], "notification.send.sms")
+    assert command["content"].startswith("Beste Sem, factuur ")
+    assert f"van {COMPANY} voor € 1.210,00" in command["content"]
+    assert (command["rule"], command["encoding"], command["segments"]) == (
+        "invoice-issued",
+        "GSM-7",
+        1,
+    )
+
+
+async def test_a_direct_sales_entry_is_an_sms_to_the_customer(pipeline, probe):
+    number = mobile()
+    account, _ = await customer(pipeline, "Slagerij Direct B.V.", FirstName="Do", Mobile=number)
+    entry = await pipeline.exact.create(
+        "SalesEntries",
+        Customer=account,
+        InvoiceNumber=26900001,
+        AmountDC=60.5,
+        AmountFC=60.5,
+        DueDate=(datetime.now(UTC) + timedelta(days=14)).isoformat(),
+        Status=20,
+        Type=20,
+    )
+    command = await probe.wait_for(entry["EntryID"], "notification.send.sms")
+    assert command["recipient"]["address"] == number
+    assert "factuur 26900001" in command["content"]
+    assert "€ 60,50" in command["content"]
+    sms = await eventually(
+        lambda: pipeline.twilio.messages(to=number),
+        until=lambda m: len(m) == 1,
+        timeout=30,
+        what="the SMS at Twilio",
+    )
+    assert "26900001" in sms[0]["body"]
+
+
+async def test_an_approved_sales_order_is_an_email_to_the_person_who_ordered(pipeline, probe):
+    account, buyer = await customer(
+        pipeline, "Horeca Order B.V.", FirstName="Olga", Email="olga@horeca.example",
+        Mobile=mobile(),
+    )  # fmt: skip
+    order = await pipeline.exact.create(
+        "SalesOrders",
+        OrderedBy=account,
+        InvoiceTo=account,
+        OrderedByContactPerson=buyer,
+        AmountFC=99.95,
+        AmountDC=99.95,
+        ApprovalStatus=0,
+    )
+    await pipeline.exact.update("SalesOrders", order["OrderID"], Description="awaiting approval")
+    await pipeline.exact.update("SalesOrders", order["OrderID"], ApprovalStatus=2)
+    command = await probe.wait_for(order["OrderID"], "notification.send.email")
+    assert command["recipient"]["address"] == "olga@horeca.example"
+    assert command["subject"] == f"Orderbevestiging {order['OrderNumber']} van {COMPANY}"
+    assert "€ 99,95" in command["content"]
+    # an edit of the confirmed order sends nothing new: at most the same command again
+    await pipeline.exact.update("SalesOrders", order["OrderID"], Description="edited")
+    await eventually(lambda: pipeline.depth("enricher.exact-events"), until=lambda n: n == 0)
+    sends = [b for k, b in await probe.about(order["OrderID"]) if k.startswith("notification.send")]
+    assert {b["notification_id"] for b in sends} == {command["notification_id"]}
+
+
+async def test_a_purchase_order_goes_to_the_suppliers_sales_contact_in_their_language(
+    pipeline, probe
+):
+    supplier = await pipeline.exact.create_account(
+        Name="Mühle Lieferant GmbH", Country="DE", Language="DE", IsSupplier=True, IsSales=False
+    )
+    await pipeline.exact.create_contact(
+        Account=supplier["ID"], FirstName="Karl", Email="karl@muehle.example",
+        IsMainContact=True, Country="DE",
+    )  # fmt: skip
+    seller = await pipeline.exact.create_contact(
+        Account=supplier["ID"], FirstName="Greta", Email="greta@muehle.example",
+        JobTitleDescription="Vertrieb Innendienst", Country="DE", Language="DE",
+    )  # fmt: skip
+    po = await pipeline.exact.create(
+        "PurchaseOrders", Supplier=supplier["ID"], AmountFC=1500.0, AmountDC=1500.0
+    )
+    command = await probe.wait_for(po["PurchaseOrderID"], "notification.send.email")
+    assert command["recipient"]["contact_id"] == seller["ID"]
+    assert command["recipient"]["language"] == "de"
+    assert command["subject"] == f"Bestellung {po['OrderNumber']} von {COMPANY}"
+    assert "1.500,00 €" in command["content"]
+
+
+async def test_an_anonymised_contact_is_skipped_as_opted_out_and_gets_nothing(pipeline, probe):
+    number = mobile()
+    account, _ = await customer(
+        pipeline, "Anoniem B.V.", FirstName="X", Mobile=number, IsAnonymised=True
+    )
+    draft = await pipeline.exact.create_invoice(amount=50.0, account_id=account)
+    await pipeline.exact.issue_invoice(draft["InvoiceID"])
+    skipped = await probe.wait_for(draft["InvoiceID"], "notification.skipped")
+    assert (skipped["reason"], skipped["rule"]) == ("opted_out", "invoice-issued")
+    # a repeated webhook may repeat the skip: the same fact, with the same id, never a send
+    seen = await probe.about(draft["InvoiceID"])
+    assert {k for k, _ in seen} == {"notification.skipped"}
+    assert {b["notification_id"] for _, b in seen} == {skipped["notification_id"]}
+    assert await pipeline.twilio.messages(to=number) == []
+
+
+async def test_a_contact_who_prefers_email_gets_the_invoice_by_email(pipeline, probe, database_url):
+    account, person = await customer(
+        pipeline, "Voorkeur B.V.", FirstName="Eef", Mobile=mobile(), Email="eef@voorkeur.example"
+    )
+    args = argparse.Namespace(
+        action="prefer", contact=uuid.UUID(person), channel="email", connection="default"
+    )
+    assert await contacts.run(CliSettings(database_url=database_url), args, print) == 0
+    draft = await pipeline.exact.create_invoice(amount=75.0, account_id=account)
+    await pipeline.exact.issue_invoice(draft["InvoiceID"])
+    command = await probe.wait_for(draft["InvoiceID"], "notification.send.email")
+    assert command["recipient"]["address"] == "eef@voorkeur.example"
+    assert command["subject"].startswith("Factuur ")
+    seen = await probe.about(draft["InvoiceID"])
+    assert {k for k, _ in seen} == {"notification.send.email"}  # never the SMS the rule lists first
+    assert {b["notification_id"] for _, b in seen} == {command["notification_id"]}
+
+
+async def notice_states(database_url: str, document_id: str) -> dict[str, tuple[str, str | None]]:
+    db = await asyncpg.connect(database_url)
+    try:
+        rows = await db.fetch(
+            "SELECT rule, state, detail FROM enricher.notices WHERE document_id = $1",
+            uuid.UUID(document_id),
+        )
+    finally:
+        await db.close()
+    return {row["rule"]: (row["state"], row["detail"]) for row in rows}
+
+
+async def test_an_overdue_invoice_gets_an_email_reminder_and_no_sms_once_paid(
+    pipeline, probe, database_url
+):
+    number = mobile()
+    account, _ = await customer(
+        pipeline, "Laat Betaler B.V.", FirstName="Lot", Mobile=number, Email="lot@laat.example"
+    )
+    # due three days ago: the email reminder is due now, the SMS (e2e rules) 15 seconds later
+    due = datetime.now(UTC) - timedelta(days=3)
+    draft = await pipeline.exact.create_invoice(
+        amount=300.0, account_id=account, DueDate=due.isoformat()
+    )
+    invoice_id = draft["InvoiceID"]
+    issued = await pipeline.exact.issue_invoice(invoice_id)
+    reminder = await probe.wait_for(invoice_id, "notification.send.email")
+    assert reminder["rule"] == "invoice-overdue-email"
+    assert reminder["subject"].startswith("Herinnering: factuur")
+    assert reminder["recipient"]["address"] == "lot@laat.example"
+    states = await notice_states(database_url, invoice_id)
+    assert states["invoice-overdue-sms"][0] == "pending"
+
+    # the customer pays; reconciliation reports it as it would find it on Receivables
+    await pipeline.exact.pay_invoice(invoice_id)
+    channel = await pipeline.broker.channel(publisher_confirms=True)
+    exchange = await channel.get_exchange("mlc.events")
+    payment = PaymentReceived(
+        connection_id="default",
+        division=DIVISION,
+        receivable_id=uuid.uuid4(),
+        invoice_id=uuid.UUID(invoice_id),
+        invoice_number=str(issued["InvoiceNumber"]),
+        amount=300.0,
+        currency="EUR",
+    )
+    await exchange.publish(
+        aio_pika.Message(payment.model_dump_json().encode(), type=payment.routing_key),
+        routing_key=payment.routing_key,
+    )
+    await channel.close()
+    states = await eventually(
+        lambda: notice_states(database_url, invoice_id),
+        until=lambda s: s["invoice-overdue-sms"][0] == "cancelled",
+        timeout=30,
+        what="the SMS reminder cancelled",
+    )
+    assert states["invoice-overdue-sms"] == ("cancelled", "paid")
+    # well past the SMS's due moment, nothing more was sent about the invoice
+    await eventually(
+        lambda: datetime.now(UTC), until=lambda now: now > due + timedelta(days=3, seconds=17)
+    )
+    sms_rules = [b["rule"] for k, b in await probe.about(invoice_id) if k.endswith(".sms")]
+    assert set(sms_rules) == {"invoice-issued"}  # the invoice itself; no reminder by SMS
+    texts = await pipeline.twilio.messages(to=number)
+    assert [m["body"].startswith("Beste Lot, factuur") for m in texts] == [True]
