@@ -21,6 +21,12 @@ def test_rules_check_passes_the_shipped_default_set(capsys):
     assert "ok, 8 rules (6 enabled)" in capsys.readouterr().out
 
 
+def test_rules_check_passes_the_documented_example_connection_file(capsys):
+    example = Path(__file__).parents[3] / "docs" / "rules" / "default.yaml"
+    assert main(["rules", "check", str(example)]) == 0
+    assert "ok, 9 rules (8 enabled)" in capsys.readouterr().out
+
+
 def test_rules_check_fails_a_bad_file_naming_its_line_and_field(tmp_path, capsys):
     bad = tmp_path / "acme.yaml"
     bad.write_text("settings:\n  language: nl\n  quiet_hours:\n    weekends: '10-18'\n")
