@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -268,3 +269,18 @@ async def test_an_overdue_invoice_gets_an_email_reminder_and_no_sms_once_paid(
     assert set(sms_rules) == {"invoice-issued"}  # the invoice itself; no reminder by SMS
     texts = await pipeline.twilio.messages(to=number)
     assert [m["body"].startswith("Beste Lot, factuur") for m in texts] == [True]
+
+
+async def test_sighup_reloads_the_rules_and_the_enricher_keeps_running(pipeline):
+    process = pipeline.stack.processes["enricher"]
+    log = pipeline.stack.log_dir / "enricher.log"
+    before = log.read_text(errors="replace").count("rules_reloaded")
+    process.send_signal(signal.SIGHUP)
+    await eventually(
+        lambda: log.read_text(errors="replace").count("rules_reloaded"),
+        until=lambda n: n == before + 1,
+        what="rules reloaded",
+    )
+    assert process.returncode is None
+    ready = await pipeline.http.get(f"{pipeline.stack.url('enricher')}/readyz")
+    assert ready.status_code == 200

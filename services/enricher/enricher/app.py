@@ -12,6 +12,7 @@ import httpx
 import structlog
 
 from common import amqp, db, health, topology
+from common.contracts import ExactWebhookReceived, PaymentReceived
 from common.metrics import ConsumerMetrics, make_registry
 from common.rpc import RpcClient
 from enricher import handlers
@@ -99,11 +100,15 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             notices=notices,
             preferences=PostgresPreferences(pool),
         )
-        routes = {
-            key: (model, functools.partial(handler, decider=decider, cache=cache))
-            if handler is handlers.handle_exact_event
-            else (model, functools.partial(handler, decider=decider))
-            for key, (model, handler) in handlers.HANDLERS.items()
+        routes: amqp.Routes = {
+            "exact.": (
+                ExactWebhookReceived,
+                functools.partial(handlers.handle_exact_event, decider=decider, cache=cache),
+            ),
+            PaymentReceived.routing_key: (
+                PaymentReceived,
+                functools.partial(handlers.payment_received, decider=decider),
+            ),
         }
         publisher = await amqp.Publisher.open(connection)
         await amqp.run_consumer(

@@ -66,7 +66,7 @@ async def payment_received(event: PaymentReceived, *, decider: Decider) -> list[
     )
 
 
-#: Message type (routing key prefix) -> (model, handler); ports are bound in app.py.
+#: Message type (routing key prefix) -> (model, handler); app.py binds each one's ports.
 HANDLERS = {
     "exact.": (ExactWebhookReceived, handle_exact_event),
     PaymentReceived.routing_key: (PaymentReceived, payment_received),

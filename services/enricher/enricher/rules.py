@@ -330,9 +330,9 @@ def _parse(text: str, name: str) -> RulesFile:
         for error in exc.errors():
             loc = tuple(error["loc"])
             # the deepest path the file has a line for (a missing field: its parent's line)
-            line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
-            field = ".".join(str(part) for part in loc) or "(file)"
-            problems.append(f"{name}:{line}: {field}: {error['msg']}")
+            at = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
+            where = ".".join(str(part) for part in loc) or "(file)"
+            problems.append(f"{name}:{at}: {where}: {error['msg']}")
         raise RulesError("\n".join(problems)) from exc
 
 
