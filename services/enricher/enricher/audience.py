@@ -62,9 +62,11 @@ CONTACT_FIELDS = [
     "IsAnonymised",
 ]
 
-#: crm/Accounts.InvoicingMethod values that mean the customer reads invoices by email
+#: crm/Accounts.InvoicingMethod bits that mean the customer reads invoices by email
 #: (2 e-mail, 8 send & track); 1 paper, 4 mailbox and 32 Peppol say nothing about SMS/email.
-_EMAIL_INVOICING = {2, 8}
+#: The values are powers of two, so a combination is read as flags (an assumption: the
+#: reference lists the single values only).
+_EMAIL_INVOICING = 2 | 8
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -159,7 +161,8 @@ def channel_order(
     """The rule's channels, the preferred one first (contact preference, else email when the
     account is invoiced by email)."""
     first = preference
-    if first is None and invoicing_method in _EMAIL_INVOICING:
+    method = invoicing_method if isinstance(invoicing_method, int) else 0
+    if first is None and method & _EMAIL_INVOICING:
         first = "email"
     order = list(allowed)
     if first in order:

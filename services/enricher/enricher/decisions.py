@@ -385,6 +385,10 @@ class Decider:
         if doc is None or rule.fact not in kind.facts_of(doc):
             await batch.settle(notice, "cancelled", detail="document_changed")
             return None
+        due = rule.timing.due(doc, now) if not rule.timing.is_now else None
+        if due is not None and due > now:  # the due date moved (payment terms extended)
+            await batch.settle(notice, "pending", due_at=due, detail="due_date_moved")
+            return None
         if rule.requires_unpaid and not await self.unpaid(k.connection_id, k.division, kind, doc):
             await batch.settle(notice, "cancelled", detail="paid")
             await self.invoice_paid(k.connection_id, k.division, k.document_id, kind.number(doc))

@@ -65,6 +65,8 @@ def test_anonymised_is_always_out_and_mailing_exclusion_only_when_switched_on(
         (("sms", "email"), None, 2, ["email", "sms"]),  # invoiced by e-mail
         (("sms", "email"), None, 8, ["email", "sms"]),  # send & track is e-mail too
         (("sms", "email"), None, 1, ["sms", "email"]),  # paper says nothing
+        (("sms", "email"), None, 32, ["sms", "email"]),  # Peppol neither
+        (("sms", "email"), None, 1 | 2, ["email", "sms"]),  # paper and e-mail: read as flags
         (("sms", "email"), "sms", 2, ["sms", "email"]),  # the contact's own word wins
         (("email", "sms"), "voice", None, ["email", "sms"]),  # not allowed by the rule
         (("voice",), "email", 2, ["voice"]),

@@ -168,6 +168,18 @@ async def test_each_reminder_goes_on_its_channel_when_due_and_only_while_unpaid(
     assert notices.states()["invoice-overdue-call"] == "cancelled"
 
 
+async def test_a_due_date_moved_later_moves_the_reminder_with_it(cache):
+    exact, notices = FakeExact(), FakeNotices()
+    key = invoice(exact)
+    await decider(exact, cache, notices=notices).document_changed(
+        "default", 1, KINDS["SalesInvoices"], key
+    )
+    exact.docs[str(key)]["DueDate"] = ms(DUE + timedelta(days=30))  # terms extended
+    assert await fire(exact, cache, notices, DUE + timedelta(days=3, hours=11)) == []
+    moved = {k.rule: n.due_at for k, n in notices.rows.items()}
+    assert moved["invoice-overdue-email"] == DUE + timedelta(days=33)
+
+
 async def test_a_payment_ends_every_pending_reminder_of_the_invoice(cache):
     exact, notices = FakeExact(), FakeNotices()
     key = invoice(exact)
