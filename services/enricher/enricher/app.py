@@ -23,7 +23,7 @@ from enricher.adapters.tokens import RpcTokenSource
 from enricher.adapters.watermarks import PostgresWatermarks
 from enricher.batching import BatchingExactReader
 from enricher.customers import Customers
-from enricher.decisions import Decider
+from enricher.decisions import Decider, NoticeMetrics
 from enricher.governor import ExactMetrics, RateGovernor
 from enricher.ports import CustomerCache
 from enricher.reconcile import Reconciler
@@ -99,6 +99,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             texts=Texts(),
             notices=notices,
             preferences=PostgresPreferences(pool),
+            metrics=NoticeMetrics.create(registry),
         )
         routes: amqp.Routes = {
             "exact.": (

@@ -28,6 +28,7 @@ from typing import Protocol
 from uuid import UUID
 
 import structlog
+from prometheus_client import CollectorRegistry, Counter
 
 from common.contracts import (
     Channel,
@@ -49,7 +50,7 @@ from enricher.rules import LANGUAGES, Policy, Rule, RuleBook
 from enricher.texts import Texts
 from enricher.timing import next_allowed, zone_of_country
 
-__all__ = ["Decider", "NoticeStore", "PreferenceStore"]
+__all__ = ["Decider", "NoticeMetrics", "NoticeStore", "PreferenceStore"]
 
 log = structlog.get_logger("enricher")
 
@@ -95,6 +96,29 @@ class PreferenceStore(Protocol):
 
 
 @dataclass(frozen=True)
+class NoticeMetrics:
+    """``mlc_enricher_notices_total{entity,outcome}``: what the rules decided. Outcomes: sent,
+    republished (an edit of a notified document), scheduled, held (quiet hours), opted_out,
+    no_contact, cancelled."""
+
+    notices: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> NoticeMetrics:
+        return cls(
+            Counter(
+                "mlc_enricher_notices_total",
+                "Notices decided by the rules, by document type and outcome",
+                ["entity", "outcome"],
+                registry=registry,
+            )
+        )
+
+    def count(self, entity: str, outcome: str) -> None:
+        self.notices.labels(entity=entity, outcome=outcome).inc()
+
+
+@dataclass(frozen=True)
 class _Held:
     until: datetime
 
@@ -113,7 +137,12 @@ class Decider:
     notices: NoticeStore
     preferences: PreferenceStore
     clock: Callable[[], datetime] = _utcnow
+    metrics: NoticeMetrics | None = None
     _companies: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    def _count(self, entity: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count(entity, outcome)
 
     # events ----------------------------------------------------------------------------------
 
@@ -185,6 +214,7 @@ class Decider:
         key = NoticeKey(source.connection_id, division, kind.entity, document_id, rule.name)
         existing = await self.notices.get(key)
         if existing is not None and existing.state == "sent":
+            self._count(kind.entity, "republished")
             return [existing.message] if existing.message else []
         if existing is not None and existing.state in ("pending", "cancelled"):
             return []
@@ -195,6 +225,7 @@ class Decider:
                 log.info("no_due_date", rule=rule.name, field=rule.timing.field)
                 return []
             await self.notices.record(key, "pending", due_at=due, number=number)
+            self._count(kind.entity, "scheduled")
             log.info("notice_scheduled", rule=rule.name, due_at=due.isoformat())
             return []
         outcome = await self._decide(policy, kind, doc, rule, source, now, not_before=None)
@@ -202,10 +233,12 @@ class Decider:
             return []
         if isinstance(outcome, _Held):
             await self.notices.record(key, "pending", due_at=outcome.until, number=number)
+            self._count(kind.entity, "held")
             log.info("notice_held", rule=rule.name, until=outcome.until.isoformat())
             return []
         state = "sent" if isinstance(outcome, SendNotification) else "skipped"
         await self.notices.record(key, state, due_at=now, number=number, message=outcome)
+        self._count(kind.entity, _outcome(outcome))
         return [outcome]
 
     async def _decide(
@@ -357,7 +390,7 @@ class Decider:
             doc_key = (k.connection_id, k.division, k.entity, k.document_id)
             if doc_key in reminders:
                 # an invoice caught up late gets its latest reminder, not all of them at once
-                await batch.settle(reminders[doc_key], "cancelled", detail="superseded")
+                await self._cancel(batch, reminders[doc_key], detail="superseded")
             reminders[doc_key] = notice
         out: list[tuple[Notice, Message]] = []
         for notice in [*others, *reminders.values()]:
@@ -369,7 +402,14 @@ class Decider:
                 continue
             if message is not None:
                 out.append((notice, message))
+                self._count(notice.key.entity, _outcome(message))
         return out
+
+    async def _cancel(
+        self, batch: DueBatch, notice: Notice, *, detail: str, message: Message | None = None
+    ) -> None:
+        await batch.settle(notice, "cancelled", message=message, detail=detail)
+        self._count(notice.key.entity, "cancelled")
 
     async def _fire(self, batch: DueBatch, notice: Notice, now: datetime) -> Message | None:
         k = notice.key
@@ -377,33 +417,33 @@ class Decider:
         policy = self.rulebook.for_connection(k.connection_id)
         rule, kind = policy.rule(k.rule), KINDS.get(k.entity)
         if rule is None or kind is None:
-            await batch.settle(notice, "cancelled", detail="rule_disabled")
+            await self._cancel(batch, notice, detail="rule_disabled")
             return None
         doc = await self.exact.get_one(
             k.connection_id, k.division, kind.resource, kind.key, k.document_id, kind.select
         )
         if doc is None or rule.fact not in kind.facts_of(doc):
-            await batch.settle(notice, "cancelled", detail="document_changed")
+            await self._cancel(batch, notice, detail="document_changed")
             return None
         due = rule.timing.due(doc, now) if not rule.timing.is_now else None
         if due is not None and due > now:  # the due date moved (payment terms extended)
             await batch.settle(notice, "pending", due_at=due, detail="due_date_moved")
             return None
         if rule.requires_unpaid and not await self.unpaid(k.connection_id, k.division, kind, doc):
-            await batch.settle(notice, "cancelled", detail="paid")
+            await self._cancel(batch, notice, detail="paid")
             await self.invoice_paid(k.connection_id, k.division, k.document_id, kind.number(doc))
             return None
         source = self._source(k.connection_id, kind, doc, k.document_id, k.division)
         outcome = await self._decide(policy, kind, doc, rule, source, now, not_before=notice.due_at)
         if outcome is None:
-            await batch.settle(notice, "cancelled", detail="conditions_not_met")
+            await self._cancel(batch, notice, detail="conditions_not_met")
             return None
         if isinstance(outcome, _Held):
             await batch.settle(notice, "pending", due_at=outcome.until)
             return None
         if isinstance(outcome, NotificationSkipped):
             if outcome.reason == "opted_out":  # the chain ends for good
-                await batch.settle(notice, "cancelled", message=outcome, detail="opted_out")
+                await self._cancel(batch, notice, message=outcome, detail="opted_out")
                 await self.notices.cancel_document(
                     k.connection_id, k.division, k.entity, k.document_id, "opted_out"
                 )
@@ -438,6 +478,10 @@ class Decider:
                 ["ID", "AmountDC", "IsFullyPaid", "Status"],
             )
         return any(_open(row) for row in rows)
+
+
+def _outcome(message: Message) -> str:
+    return message.reason if isinstance(message, NotificationSkipped) else "sent"
 
 
 def _open(row: Record) -> bool:

@@ -9,10 +9,12 @@ from uuid import UUID, uuid4
 
 import pytest
 from policy_fakes import NOON, FakeFiltered, FakeNotices, FakePreferences, decider
+from prometheus_client import CollectorRegistry
 
 from common.contracts import NotificationSkipped, SendNotification
 from common.errors import PermanentError
 from enricher.adapters.notices import Notice
+from enricher.decisions import NoticeMetrics
 from enricher.documents import KINDS
 
 ACCOUNT = UUID("11111111-1111-4111-8111-111111111111")
@@ -310,3 +312,24 @@ async def test_the_company_name_in_the_rules_file_wins_and_no_name_at_all_is_ref
         await decider(exact, cache, filtered=filtered).document_changed(
             "default", 1, KINDS["SalesInvoices"], invoice(exact)
         )
+
+
+async def test_every_decision_is_counted_by_document_type_and_outcome(cache):
+    registry = CollectorRegistry()
+    exact, notices = FakeExact(), FakeNotices()
+    key = invoice(exact, amount=100.0)
+    d = decider(exact, cache, notices=notices)
+    d.metrics = NoticeMetrics.create(registry)
+    await d.document_changed("default", 1, KINDS["SalesInvoices"], key)
+    await d.document_changed("default", 1, KINDS["SalesInvoices"], key)
+    d.clock = lambda: DUE + timedelta(days=20, hours=11)
+    await d.fire_due(Batch(notices, DUE + timedelta(days=20, hours=11)))
+
+    def value(outcome: str) -> float | None:
+        return registry.get_sample_value(
+            "mlc_enricher_notices_total", {"entity": "SalesInvoices", "outcome": outcome}
+        )
+
+    assert (value("sent"), value("republished"), value("scheduled")) == (1.0, 1.0, 3.0)
+    # the email and SMS reminders superseded by the call, which is below the threshold
+    assert value("cancelled") == 3.0
