@@ -11,11 +11,12 @@ import pytest
 from policy_fakes import NOON, FakeFiltered, FakeNotices, FakePreferences, decider
 from prometheus_client import CollectorRegistry
 
-from common.contracts import NotificationSkipped, SendNotification
+from common.contracts import NotificationSkipped, PaymentReceived, SendNotification
 from common.errors import PermanentError
 from enricher.adapters.notices import Notice
 from enricher.decisions import NoticeMetrics
 from enricher.documents import KINDS
+from enricher.handlers import payment_received
 
 ACCOUNT = UUID("11111111-1111-4111-8111-111111111111")
 MAIN = UUID("22222222-2222-4222-8222-222222222222")
@@ -333,3 +334,66 @@ async def test_every_decision_is_counted_by_document_type_and_outcome(cache):
     assert (value("sent"), value("republished"), value("scheduled")) == (1.0, 1.0, 3.0)
     # the email and SMS reminders superseded by the call, which is below the threshold
     assert value("cancelled") == 3.0
+
+
+async def test_a_payment_stops_the_reminders_and_thanks_the_customer_where_switched_on(
+    cache, tmp_path: Path
+):
+    rules = tmp_path / "default.yaml"
+    rules.write_text("enable: [payment-thanks]\n")
+    exact, notices = FakeExact(), FakeNotices()
+    key = invoice(exact)
+    d = decider(exact, cache, notices=notices, rules=rules)
+    await d.document_changed("default", 1, KINDS["SalesInvoices"], key)
+    receivable = uuid4()
+    exact.docs[str(receivable)] = {
+        "ID": str(receivable), "Account": str(ACCOUNT), "AccountContact": None,
+        "InvoiceNumber": 26000001, "AmountFC": 1210.0, "Currency": "EUR", "IsFullyPaid": True,
+        "TransactionEntryID": str(key),
+    }  # fmt: skip
+    payment = PaymentReceived(
+        connection_id="default", division=1, receivable_id=receivable, invoice_id=key,
+        invoice_number="26000001",
+    )  # fmt: skip
+    (thanks,) = await payment_received(payment, decider=d)
+    assert (thanks.channel, thanks.rule) == ("email", "payment-thanks")
+    assert thanks.subject == "Betaling ontvangen door Bakkerij Demo B.V."
+    assert "€ 1.210,00 voor factuur 26000001" in thanks.content
+    assert [s for r, s in notices.states().items() if r.startswith("invoice-overdue")] == [
+        "cancelled"
+    ] * 3
+
+
+async def test_a_purchase_entry_sends_a_receipt_notice_only_where_switched_on(
+    cache, tmp_path: Path
+):
+    exact = FakeExact()
+    key = uuid4()
+    exact.docs[str(key)] = {
+        "EntryID": str(key), "Supplier": str(SUPPLIER), "YourRef": "RE-2026-77",
+        "AmountFC": 240.0, "Currency": "EUR", "Status": 20, "Type": 30,
+    }  # fmt: skip
+    assert (
+        await decider(exact, cache).document_changed("default", 1, KINDS["PurchaseEntries"], key)
+        == []
+    )
+    rules = tmp_path / "default.yaml"
+    rules.write_text("enable: [purchase-invoice-received]\n")
+    d = decider(exact, cache, rules=rules)
+    (skipped,) = await d.document_changed("default", 1, KINDS["PurchaseEntries"], key)
+    # the supplier's sales rep is not whom an invoice receipt is for, and there is no main contact
+    assert (skipped.reason, skipped.detail) == (
+        "no_contact", "the account has no contact person, role match or main contact"
+    )  # fmt: skip
+    bookkeeper = {
+        "ID": str(uuid4()),
+        "FirstName": "Hans",
+        "Country": "DE",
+        "JobTitleDescription": "Buchhaltung",
+        "Email": "hans@lieferant.example",
+    }
+    exact.contacts[str(SUPPLIER)].append(bookkeeper)
+    await cache.invalidate_account("default", 1, SUPPLIER)
+    (notice,) = await d.document_changed("default", 1, KINDS["PurchaseEntries"], key)
+    assert (notice.channel, notice.recipient.address) == ("email", "hans@lieferant.example")
+    assert notice.subject == "Rechnung RE-2026-77 bei Bakkerij Demo B.V. eingegangen"
