@@ -47,8 +47,10 @@ def governor(settings: Settings, metrics: ExactMetrics) -> RateGovernor:
     )
 
 
-def reload_rules(rulebook: RuleBook) -> None:
-    """SIGHUP: read the rules files again; a file with errors keeps its last good version."""
+def reload_rules(rulebook: RuleBook, decider: Decider) -> None:
+    """SIGHUP: read the rules files again (a file with errors keeps its last good version)
+    and the divisions' names from Exact on next use."""
+    decider.forget_companies()
     errors = rulebook.reload()
     for error in errors:
         log.error("rules_rejected", error=error)
@@ -59,9 +61,6 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     # A broken rules file stops the start here, before anything is consumed.
     rulebook = RuleBook(settings.enricher_rules_path)
     async with AsyncExitStack() as stack:
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, functools.partial(reload_rules, rulebook))
-        stack.callback(loop.remove_signal_handler, signal.SIGHUP)
         pool = await stack.enter_async_context(db.pool(settings.database_url))
         await db.migrate(pool, "enricher", "enricher")
         connection = await stack.enter_async_context(
@@ -101,6 +100,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             preferences=PostgresPreferences(pool),
             metrics=NoticeMetrics.create(registry),
         )
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, functools.partial(reload_rules, rulebook, decider))
+        stack.callback(loop.remove_signal_handler, signal.SIGHUP)
         routes: amqp.Routes = {
             "exact.": (
                 ExactWebhookReceived,

@@ -353,6 +353,10 @@ class Decider:
             number=kind.number(doc),
         )
 
+    def forget_companies(self) -> None:
+        """Read the divisions' names from Exact again on next use (a company renamed)."""
+        self._companies.clear()
+
     async def company(self, policy: Policy, connection_id: str, division: int) -> str:
         """The company's name: the connection's rules file, else the division's name in Exact
         (``hrm/Divisions.Description``), read once per division."""
