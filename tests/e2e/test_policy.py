@@ -20,6 +20,8 @@ import pytest_asyncio
 from common.contracts import PaymentReceived
 from common.settings import SIMULATOR_DEFAULTS
 from common.testing import eventually
+from enricher.rules import QuietHours
+from enricher.timing import next_allowed, zone_of_country
 from token_keeper.cli import contacts
 from token_keeper.settings import Settings as CliSettings
 
@@ -284,3 +286,50 @@ async def test_sighup_reloads_the_rules_and_the_enricher_keeps_running(pipeline)
     assert process.returncode is None
     ready = await pipeline.http.get(f"{pipeline.stack.url('enricher')}/readyz")
     assert ready.status_code == 200
+
+
+#: Countries with one time zone, spread around the clock: one of them is at night now.
+NIGHT_CANDIDATES = ("NL", "IS", "AE", "IN", "JP", "FJ", "TO", "PE", "JM", "PA", "CV", "GE")
+
+
+def country_at_night(now: datetime) -> tuple[str, datetime]:
+    """A country where it is outside the default window now, and when its window opens."""
+    for country in NIGHT_CANDIDATES:
+        zone = zone_of_country(country, "UTC")
+        opens = next_allowed(now, zone, QuietHours())
+        if opens > now + timedelta(minutes=5):
+            return country, opens
+    raise AssertionError("no candidate country is at night")  # pragma: no cover
+
+
+async def test_a_normal_message_at_night_in_the_recipients_zone_is_held_until_morning(
+    pipeline, probe, database_url
+):
+    country, opens = country_at_night(datetime.now(UTC))
+    supplier = await pipeline.exact.create_account(
+        Name="Night Supplies Ltd", Country=country, Language="EN", IsSupplier=True
+    )
+    await pipeline.exact.create_contact(
+        Account=supplier["ID"], FirstName="Nia", Email="nia@night.example", Country=country,
+        IsMainContact=True, JobTitleDescription="Accounts",
+    )  # fmt: skip
+    entry = await pipeline.exact.create(
+        "PurchaseEntries", Supplier=supplier["ID"], YourRef="NS-1", AmountFC=80.0, AmountDC=80.0
+    )
+    states = await eventually(
+        lambda: notice_states(database_url, entry["EntryID"]),
+        until=lambda s: "purchase-invoice-received" in s,
+        timeout=30,
+        what="the receipt notice decided",
+    )
+    assert states["purchase-invoice-received"] == ("pending", None)
+    db = await asyncpg.connect(database_url)
+    try:
+        due = await db.fetchval(
+            "SELECT due_at FROM enricher.notices WHERE document_id = $1",
+            uuid.UUID(entry["EntryID"]),
+        )
+    finally:
+        await db.close()
+    assert due == opens.replace(second=0, microsecond=0)  # 08:00 or 10:00 there
+    assert await probe.about(entry["EntryID"]) == []  # nothing sent in the night
