@@ -27,7 +27,7 @@ from enricher.decisions import Decider, NoticeMetrics
 from enricher.governor import ExactMetrics, RateGovernor
 from enricher.ports import CustomerCache
 from enricher.reconcile import Reconciler
-from enricher.rules import RuleBook
+from enricher.rulebook import RuleBook
 from enricher.schedule import Scheduler
 from enricher.settings import Settings
 from enricher.texts import Texts

@@ -46,7 +46,8 @@ from enricher.documents import KINDS, DocumentKind, exact_datetime
 from enricher.facts import idempotency_key
 from enricher.ports import ExactReader, Record
 from enricher.reconcile import FilteredReader
-from enricher.rules import LANGUAGES, Policy, Rule, RuleBook
+from enricher.rulebook import RuleBook
+from enricher.rules import LANGUAGES, Policy, Rule
 from enricher.texts import Texts
 from enricher.timing import next_allowed, zone_of_country
 

@@ -11,7 +11,7 @@ from common.contracts import Channel, Message
 from enricher.adapters.notices import Notice, NoticeKey
 from enricher.customers import Customers
 from enricher.decisions import Decider
-from enricher.rules import RuleBook
+from enricher.rulebook import RuleBook
 from enricher.texts import Texts
 
 #: A weekday at noon in Amsterdam: inside the default quiet-hours window.

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from enricher.documents import KINDS
-from enricher.rules import Conditions, RuleBook, RulesError, Timing, load_policy
+from enricher.rulebook import RuleBook, load_policy
+from enricher.rules import Conditions, RulesError, Timing
 
 ACME = """\
 version: 1

@@ -12,7 +12,8 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from enricher.rules import Policy, RuleBook, RulesError, load_policy
+from enricher.rulebook import RuleBook, load_policy
+from enricher.rules import Policy, RulesError
 from enricher.settings import Settings as EnricherSettings
 
 __all__ = ["add_arguments", "describe", "run"]
