@@ -20,18 +20,16 @@ idempotency key; the dispatcher's claim makes that one send.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Protocol
 from uuid import UUID
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from common.contracts import (
-    Channel,
     Message,
     NotificationSkipped,
     SendNotification,
@@ -39,61 +37,32 @@ from common.contracts import (
 )
 from common.contracts.base import stable_id
 from common.errors import MlcError, PermanentError
-from enricher.adapters.notices import DueBatch, Notice, NoticeKey
 from enricher.audience import Choice, Skip, choose
 from enricher.customers import Customers
 from enricher.documents import KINDS, DocumentKind, exact_datetime
 from enricher.facts import idempotency_key
-from enricher.ports import ExactReader, Record
+from enricher.ports import (
+    DueNotices,
+    ExactReader,
+    Notice,
+    NoticeKey,
+    NoticeStore,
+    PreferenceStore,
+    Record,
+)
 from enricher.reconcile import FilteredReader
 from enricher.rulebook import RuleBook
 from enricher.rules import LANGUAGES, Policy, Rule
 from enricher.texts import Texts
 from enricher.timing import next_allowed, zone_of_country
 
-__all__ = ["Decider", "NoticeMetrics", "NoticeStore", "PreferenceStore"]
+__all__ = ["Decider", "NoticeMetrics"]
 
 log = structlog.get_logger("enricher")
 
 _INVOICES = ("SalesInvoices", "SalesEntries")
 #: How long a notice that failed to fire (Exact unreachable, ...) waits before the next try.
 _DEFER = timedelta(minutes=5)
-
-
-class NoticeStore(Protocol):
-    async def get(self, key: NoticeKey) -> Notice | None: ...
-
-    async def record(
-        self,
-        key: NoticeKey,
-        state: str,
-        *,
-        due_at: datetime,
-        number: str | None,
-        message: Message | None = None,
-        detail: str | None = None,
-    ) -> None: ...
-
-    async def cancel_invoice(
-        self,
-        connection_id: str,
-        division: int,
-        *,
-        entities: Sequence[str],
-        document_id: UUID | None,
-        number: str | None,
-        reason: str,
-    ) -> int: ...
-
-    async def cancel_document(
-        self, connection_id: str, division: int, entity: str, document_id: UUID, reason: str
-    ) -> int: ...
-
-
-class PreferenceStore(Protocol):
-    async def get_many(
-        self, connection_id: str, contact_ids: Sequence[UUID]
-    ) -> dict[str, Channel]: ...
 
 
 @dataclass(frozen=True)
@@ -381,7 +350,7 @@ class Decider:
 
     # scheduled notices -----------------------------------------------------------------------
 
-    async def fire_due(self, batch: DueBatch) -> list[tuple[Notice, Message]]:
+    async def fire_due(self, batch: DueNotices) -> list[tuple[Notice, Message]]:
         """Settle every notice of ``batch``; returns the messages to publish (before commit)."""
         now = self.clock()
         reminders: dict[tuple[str, int, str, UUID], Notice] = {}
@@ -411,12 +380,12 @@ class Decider:
         return out
 
     async def _cancel(
-        self, batch: DueBatch, notice: Notice, *, detail: str, message: Message | None = None
+        self, batch: DueNotices, notice: Notice, *, detail: str, message: Message | None = None
     ) -> None:
         await batch.settle(notice, "cancelled", message=message, detail=detail)
         self._count(notice.key.entity, "cancelled")
 
-    async def _fire(self, batch: DueBatch, notice: Notice, now: datetime) -> Message | None:
+    async def _fire(self, batch: DueNotices, notice: Notice, now: datetime) -> Message | None:
         k = notice.key
         structlog.contextvars.bind_contextvars(rule=k.rule, entity=k.entity)
         policy = self.rulebook.for_connection(k.connection_id)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -19,6 +18,7 @@ from uuid import UUID
 import asyncpg
 
 from common.contracts import Channel, Message, NotificationSkipped, SendNotification
+from enricher.ports import Notice, NoticeKey
 
 __all__ = ["DueBatch", "Notice", "NoticeKey", "PostgresNotices", "PostgresPreferences"]
 
@@ -26,25 +26,6 @@ _TYPES: dict[str, type[Message]] = {
     "SendNotification": SendNotification,
     "NotificationSkipped": NotificationSkipped,
 }
-
-
-@dataclass(frozen=True)
-class NoticeKey:
-    connection_id: str
-    division: int
-    entity: str
-    document_id: UUID
-    rule: str
-
-
-@dataclass(frozen=True)
-class Notice:
-    key: NoticeKey
-    state: str
-    due_at: datetime
-    document_number: str | None
-    message: Message | None
-    detail: str | None
 
 
 def _notice(row: asyncpg.Record) -> Notice:
