@@ -9,7 +9,7 @@
                                   └▶ send (or skip: opted_out / no_contact) ─▶ row 'sent'
         timing "DueDate + 3 days" ─▶ pending row, due then
 
-    scheduler pass ─▶ pending rows due ─▶ only the latest due per document (older superseded)
+    scheduler pass (reminders.py) ─▶ pending rows due ─▶ only the latest due per document (older superseded)
         ─▶ rule still on, document and fact still there, invoice still unpaid
         ─▶ audience (an opt-out ends the whole chain) ─▶ quiet hours ─▶ send ─▶ row 'sent'
 
@@ -22,8 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime
 from uuid import UUID
 
 import structlog
@@ -36,15 +35,13 @@ from common.contracts import (
     SourceDocument,
 )
 from common.contracts.base import stable_id
-from common.errors import MlcError, PermanentError
+from common.errors import PermanentError
 from enricher.audience import Choice, Skip, choose
 from enricher.customers import Customers
-from enricher.documents import KINDS, DocumentKind, exact_datetime
+from enricher.documents import DocumentKind, exact_datetime
 from enricher.facts import idempotency_key
 from enricher.ports import (
-    DueNotices,
     ExactReader,
-    Notice,
     NoticeKey,
     NoticeStore,
     PreferenceStore,
@@ -56,13 +53,11 @@ from enricher.rules import LANGUAGES, Policy, Rule
 from enricher.texts import Texts
 from enricher.timing import next_allowed, zone_of_country
 
-__all__ = ["Decider", "NoticeMetrics"]
+__all__ = ["Decider", "Held", "NoticeMetrics", "outcome_of"]
 
 log = structlog.get_logger("enricher")
 
 _INVOICES = ("SalesInvoices", "SalesEntries")
-#: How long a notice that failed to fire (Exact unreachable, ...) waits before the next try.
-_DEFER = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -89,7 +84,9 @@ class NoticeMetrics:
 
 
 @dataclass(frozen=True)
-class _Held:
+class Held:
+    """Outside the recipient's quiet hours: the notice waits until ``until``."""
+
     until: datetime
 
 
@@ -110,7 +107,7 @@ class Decider:
     metrics: NoticeMetrics | None = None
     _companies: dict[tuple[str, int], str] = field(default_factory=dict)
 
-    def _count(self, entity: str, outcome: str) -> None:
+    def count(self, entity: str, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.count(entity, outcome)
 
@@ -180,11 +177,11 @@ class Decider:
         division: int,
         now: datetime,
     ) -> list[Message]:
-        source = self._source(connection_id, kind, doc, document_id, division)
+        source = self.source(connection_id, kind, doc, document_id, division)
         key = NoticeKey(source.connection_id, division, kind.entity, document_id, rule.name)
         existing = await self.notices.get(key)
         if existing is not None and existing.state == "sent":
-            self._count(kind.entity, "republished")
+            self.count(kind.entity, "republished")
             return [existing.message] if existing.message else []
         if existing is not None and existing.state in ("pending", "cancelled"):
             return []
@@ -195,23 +192,23 @@ class Decider:
                 log.info("no_due_date", rule=rule.name, field=rule.timing.field)
                 return []
             await self.notices.record(key, "pending", due_at=due, number=number)
-            self._count(kind.entity, "scheduled")
+            self.count(kind.entity, "scheduled")
             log.info("notice_scheduled", rule=rule.name, due_at=due.isoformat())
             return []
-        outcome = await self._decide(policy, kind, doc, rule, source, now, not_before=None)
+        outcome = await self.decide(policy, kind, doc, rule, source, now, not_before=None)
         if outcome is None:
             return []
-        if isinstance(outcome, _Held):
+        if isinstance(outcome, Held):
             await self.notices.record(key, "pending", due_at=outcome.until, number=number)
-            self._count(kind.entity, "held")
+            self.count(kind.entity, "held")
             log.info("notice_held", rule=rule.name, until=outcome.until.isoformat())
             return []
         state = "sent" if isinstance(outcome, SendNotification) else "skipped"
         await self.notices.record(key, state, due_at=now, number=number, message=outcome)
-        self._count(kind.entity, _outcome(outcome))
+        self.count(kind.entity, outcome_of(outcome))
         return [outcome]
 
-    async def _decide(
+    async def decide(
         self,
         policy: Policy,
         kind: DocumentKind,
@@ -221,7 +218,7 @@ class Decider:
         now: datetime,
         *,
         not_before: datetime | None,
-    ) -> SendNotification | NotificationSkipped | _Held | None:
+    ) -> SendNotification | NotificationSkipped | Held | None:
         """The command (or skip, or hold) for one rule now; None when its conditions fail."""
         conn, division = source.connection_id, source.division
         account_id = kind.account(doc)
@@ -265,7 +262,7 @@ class Decider:
             zone = choice.recipient.time_zone or settings.time_zone
             allowed = next_allowed(now, zone, settings.quiet_hours)
             if allowed > now:
-                return _Held(allowed)
+                return Held(allowed)
         return await self._command(policy, kind, doc, rule, source, choice, not_before)
 
     async def _command(
@@ -312,7 +309,7 @@ class Decider:
             segments=rendered.segments if channel == "sms" else None,
         )
 
-    def _source(
+    def source(
         self, connection_id: str, kind: DocumentKind, doc: Record, document_id: UUID, division: int
     ) -> SourceDocument:
         return SourceDocument(
@@ -348,119 +345,6 @@ class Decider:
         self._companies[(connection_id, division)] = name
         return name
 
-    # scheduled notices -----------------------------------------------------------------------
 
-    async def fire_due(self, batch: DueNotices) -> list[tuple[Notice, Message]]:
-        """Settle every notice of ``batch``; returns the messages to publish (before commit)."""
-        now = self.clock()
-        reminders: dict[tuple[str, int, str, UUID], Notice] = {}
-        others: list[Notice] = []
-        for notice in batch.notices:  # oldest first: the latest reminder per document wins
-            k = notice.key
-            rule = self.rulebook.for_connection(k.connection_id).rule(k.rule)
-            if rule is None or rule.timing.is_now:
-                others.append(notice)
-                continue
-            doc_key = (k.connection_id, k.division, k.entity, k.document_id)
-            if doc_key in reminders:
-                # an invoice caught up late gets its latest reminder, not all of them at once
-                await self._cancel(batch, reminders[doc_key], detail="superseded")
-            reminders[doc_key] = notice
-        out: list[tuple[Notice, Message]] = []
-        for notice in [*others, *reminders.values()]:
-            try:
-                message = await self._fire(batch, notice, now)
-            except MlcError as exc:  # one notice's trouble must not hold up the others
-                log.warning("notice_deferred", rule=notice.key.rule, error_class=exc.error_class)
-                await batch.settle(notice, "pending", due_at=now + _DEFER, detail=exc.error_class)
-                continue
-            if message is not None:
-                out.append((notice, message))
-                self._count(notice.key.entity, _outcome(message))
-        return out
-
-    async def _cancel(
-        self, batch: DueNotices, notice: Notice, *, detail: str, message: Message | None = None
-    ) -> None:
-        await batch.settle(notice, "cancelled", message=message, detail=detail)
-        self._count(notice.key.entity, "cancelled")
-
-    async def _fire(self, batch: DueNotices, notice: Notice, now: datetime) -> Message | None:
-        k = notice.key
-        structlog.contextvars.bind_contextvars(rule=k.rule, entity=k.entity)
-        policy = self.rulebook.for_connection(k.connection_id)
-        rule, kind = policy.rule(k.rule), KINDS.get(k.entity)
-        if rule is None or kind is None:
-            await self._cancel(batch, notice, detail="rule_disabled")
-            return None
-        doc = await self.exact.get_one(
-            k.connection_id, k.division, kind.resource, kind.key, k.document_id, kind.select
-        )
-        if doc is None or rule.fact not in kind.facts_of(doc):
-            await self._cancel(batch, notice, detail="document_changed")
-            return None
-        due = rule.timing.due(doc, now) if not rule.timing.is_now else None
-        if due is not None and due > now:  # the due date moved (payment terms extended)
-            await batch.settle(notice, "pending", due_at=due, detail="due_date_moved")
-            return None
-        if rule.requires_unpaid and not await self.unpaid(k.connection_id, k.division, kind, doc):
-            await self._cancel(batch, notice, detail="paid")
-            await self.invoice_paid(k.connection_id, k.division, k.document_id, kind.number(doc))
-            return None
-        source = self._source(k.connection_id, kind, doc, k.document_id, k.division)
-        outcome = await self._decide(policy, kind, doc, rule, source, now, not_before=notice.due_at)
-        if outcome is None:
-            await self._cancel(batch, notice, detail="conditions_not_met")
-            return None
-        if isinstance(outcome, _Held):
-            await batch.settle(notice, "pending", due_at=outcome.until)
-            return None
-        if isinstance(outcome, NotificationSkipped):
-            if outcome.reason == "opted_out":  # the chain ends for good
-                await self._cancel(batch, notice, message=outcome, detail="opted_out")
-                await self.notices.cancel_document(
-                    k.connection_id, k.division, k.entity, k.document_id, "opted_out"
-                )
-            else:
-                await batch.settle(notice, "skipped", message=outcome, detail=outcome.reason)
-            return outcome
-        await batch.settle(notice, "sent", due_at=now, message=outcome)
-        return outcome
-
-    async def unpaid(
-        self, connection_id: str, division: int, kind: DocumentKind, doc: Record
-    ) -> bool:
-        """True while the invoice's receivable is open with an amount to pay; no open item
-        found counts as paid (a careful reminder is never sent on doubt)."""
-        document_id = doc.get(kind.key)
-        rows = await self.exact.get_all(
-            connection_id,
-            division,
-            "cashflow/Receivables",
-            "TransactionEntryID",
-            UUID(str(document_id)),
-            ["ID", "AmountDC", "IsFullyPaid", "Status"],
-        )
-        if not rows and kind.number(doc):
-            rows = await self.filtered.get_filtered(
-                connection_id,
-                division,
-                "cashflow/Receivables",
-                f"InvoiceNumber eq {int(str(kind.number(doc)))}"
-                if str(kind.number(doc)).isdigit()
-                else f"InvoiceNumber eq '{kind.number(doc)}'",
-                ["ID", "AmountDC", "IsFullyPaid", "Status"],
-            )
-        return any(_open(row) for row in rows)
-
-
-def _outcome(message: Message) -> str:
+def outcome_of(message: Message) -> str:
     return message.reason if isinstance(message, NotificationSkipped) else "sent"
-
-
-def _open(row: Record) -> bool:
-    try:
-        amount = Decimal(str(row.get("AmountDC") or 0))
-    except InvalidOperation:
-        amount = Decimal(0)
-    return not row.get("IsFullyPaid") and row.get("Status") != 50 and amount > 0

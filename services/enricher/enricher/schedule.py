@@ -17,6 +17,7 @@ import structlog
 from common.contracts import Message
 from enricher.adapters.notices import PostgresNotices
 from enricher.decisions import Decider
+from enricher.reminders import fire_due
 
 __all__ = ["Scheduler"]
 
@@ -39,7 +40,7 @@ class Scheduler:
         async with self.notices.due(self.decider.clock(), limit=self.batch) as due:
             if not due.notices:
                 return 0
-            fired = await self.decider.fire_due(due)
+            fired = await fire_due(self.decider, due)
             for _notice, message in fired:
                 await self.publish(message)
         if fired:

@@ -17,6 +17,7 @@ from enricher.adapters.notices import Notice
 from enricher.decisions import NoticeMetrics
 from enricher.documents import KINDS
 from enricher.handlers import payment_received
+from enricher.reminders import fire_due
 
 ACCOUNT = UUID("11111111-1111-4111-8111-111111111111")
 MAIN = UUID("22222222-2222-4222-8222-222222222222")
@@ -108,7 +109,7 @@ class Batch:
 
 async def fire(exact: FakeExact, cache, notices: FakeNotices, now: datetime, **kw) -> list:  # type: ignore[no-untyped-def]
     d = decider(exact, cache, notices=notices, now=now, **kw)
-    return [message for _, message in await d.fire_due(Batch(notices, now))]
+    return [message for _, message in await fire_due(d, Batch(notices, now))]
 
 
 async def test_an_issued_invoice_sends_now_and_schedules_three_reminders_at_due_plus_3_10_20(
@@ -324,7 +325,7 @@ async def test_every_decision_is_counted_by_document_type_and_outcome(cache):
     await d.document_changed("default", 1, KINDS["SalesInvoices"], key)
     await d.document_changed("default", 1, KINDS["SalesInvoices"], key)
     d.clock = lambda: DUE + timedelta(days=20, hours=11)
-    await d.fire_due(Batch(notices, DUE + timedelta(days=20, hours=11)))
+    await fire_due(d, Batch(notices, DUE + timedelta(days=20, hours=11)))
 
     def value(outcome: str) -> float | None:
         return registry.get_sample_value(
