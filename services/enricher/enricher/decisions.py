@@ -9,7 +9,7 @@
                                   └▶ send (or skip: opted_out / no_contact) ─▶ row 'sent'
         timing "DueDate + 3 days" ─▶ pending row, due then
 
-    scheduler pass (reminders.py) ─▶ pending rows due ─▶ only the latest due per document (older superseded)
+    scheduler pass (reminders.py) ─▶ pending rows due ─▶ the latest per document (older superseded)
         ─▶ rule still on, document and fact still there, invoice still unpaid
         ─▶ audience (an opt-out ends the whole chain) ─▶ quiet hours ─▶ send ─▶ row 'sent'
 

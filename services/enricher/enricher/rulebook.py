@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from enricher.rules import Policy, RulesError, RulesFile
+from enricher.rules import LANGUAGES, Policy, RulesError, RulesFile
 
 __all__ = ["DEFAULT_RULES", "RuleBook", "default_rules", "load_file", "load_policy"]
 
@@ -111,12 +111,31 @@ def _policy(merged: RulesFile, source: str) -> Policy:
         else rule
         for rule in merged.rules
     )
+    available = templates()
     for rule in rules:
         if rule.audience.role and rule.audience.role not in merged.settings.roles:
             raise RulesError(
                 f"{source}: rule {rule.name}: role {rule.audience.role!r} is not in settings.roles"
             )
+        missing = [lang for lang in LANGUAGES if (rule.template, lang) not in available]
+        if missing:
+            # caught here, not when a customer's document first needs it
+            raise RulesError(
+                f"{source}: rule {rule.name}: template {rule.template!r} has no text in "
+                f"{', '.join(missing)}"
+            )
     return Policy(merged.settings, rules, source)
+
+
+def templates() -> set[tuple[str, str]]:
+    """(message, language) of every template shipped in ``enricher/templates``."""
+    folder = resources.files("enricher").joinpath("templates")
+    found = set()
+    for entry in folder.iterdir():
+        parts = entry.name.split(".")
+        if len(parts) == 3 and parts[2] == "j2":
+            found.add((parts[0], parts[1]))
+    return found
 
 
 def load_policy(path: Path | None) -> Policy:

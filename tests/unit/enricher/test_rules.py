@@ -134,6 +134,12 @@ def test_a_role_missing_from_settings_and_an_unknown_disable_are_refused(tmp_pat
         load_policy(write(tmp_path, "disable: [nope]\n"))
 
 
+def test_a_rule_naming_a_template_that_does_not_exist_is_refused(tmp_path):
+    typo = ACME.replace("template: order_confirmed", "template: order_confirmation")
+    with pytest.raises(RulesError, match=r"big-order: template 'order_confirmation' has no text"):
+        load_policy(write(tmp_path, typo))
+
+
 def test_a_rules_directory_gives_each_connection_its_file_and_a_reload_keeps_the_last_good(
     tmp_path,
 ):
