@@ -11,12 +11,17 @@ import pytest
 from policy_fakes import NOON, FakeFiltered, FakeNotices, FakePreferences, decider
 from prometheus_client import CollectorRegistry
 
-from common.contracts import NotificationSkipped, PaymentReceived, SendNotification
+from common.contracts import (
+    ExactWebhookReceived,
+    NotificationSkipped,
+    PaymentReceived,
+    SendNotification,
+)
 from common.errors import PermanentError
 from enricher.adapters.notices import Notice
 from enricher.decisions import NoticeMetrics
 from enricher.documents import KINDS
-from enricher.handlers import payment_received
+from enricher.handlers import handle_exact_event, payment_received
 from enricher.reminders import fire_due
 
 ACCOUNT = UUID("11111111-1111-4111-8111-111111111111")
@@ -398,3 +403,21 @@ async def test_a_purchase_entry_sends_a_receipt_notice_only_where_switched_on(
     (notice,) = await d.document_changed("default", 1, KINDS["PurchaseEntries"], key)
     assert (notice.channel, notice.recipient.address) == ("email", "hans@lieferant.example")
     assert notice.subject == "Rechnung RE-2026-77 bei Bakkerij Demo B.V. eingegangen"
+
+
+async def test_a_deleted_invoice_ends_its_reminders_without_reading_exact(cache):
+    exact, notices = FakeExact(), FakeNotices()
+    key = invoice(exact)
+    d = decider(exact, cache, notices=notices)
+    await d.document_changed("default", 1, KINDS["SalesInvoices"], key)
+    exact.reads.clear()
+    deleted = ExactWebhookReceived(
+        connection_id="default", client_id="c", division=1, topic="SalesInvoices",
+        action="Delete", key_id=key, endpoint="https://start.exactonline.nl/x",
+        event_created_on="2026-12-01T10:00:00.000", received_at=NOON,
+    )  # fmt: skip
+    assert await handle_exact_event(deleted, decider=d, cache=cache) == []
+    assert exact.reads == []
+    assert [s for r, s in notices.states().items() if r.startswith("invoice-overdue")] == [
+        "cancelled"
+    ] * 3

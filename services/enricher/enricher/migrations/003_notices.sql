@@ -34,3 +34,10 @@ CREATE TABLE contact_preferences (
     updated_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (connection_id, contact_id)
 );
+
+-- Cached accounts and contacts were read without the fields the rules now need (IsAnonymised,
+-- JobTitleDescription, InvoicingMethod, ...): drop them, so no anonymised contact is messaged
+-- from an entry read before this version. Raising the generation stops a fill in flight.
+UPDATE accounts SET record = NULL, fetched_at = NULL, invalidated_at = now(),
+                    generation = generation + 1;
+DELETE FROM contacts;
