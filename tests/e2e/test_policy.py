@@ -5,11 +5,14 @@ overdue invoice's reminders stop once it is paid."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -333,3 +336,63 @@ async def test_a_normal_message_at_night_in_the_recipients_zone_is_held_until_mo
         await db.close()
     assert due == opens.replace(second=0, microsecond=0)  # 08:00 or 10:00 there
     assert await probe.about(entry["EntryID"]) == []  # nothing sent in the night
+
+
+async def restart_enricher(pipeline, while_down) -> None:  # type: ignore[no-untyped-def]
+    """Stop the enricher (SIGTERM, as a deploy would), run ``while_down``, start it again."""
+    stack = pipeline.stack
+    process = stack.processes["enricher"]
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 30) == 0
+    await while_down()
+    log = (stack.log_dir / "enricher.log").open("ab")
+    stack.processes["enricher"] = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "mlc-enricher"),
+        env=stack.env("enricher"),
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    log.close()
+    await stack.wait_ready("enricher", timeout=60)
+
+
+async def test_a_reminder_due_while_the_enricher_was_down_is_sent_once_after_restart(
+    pipeline, probe, database_url
+):
+    account, _ = await customer(
+        pipeline, "Herstart B.V.", FirstName="Hein", Mobile=mobile(), Email="hein@herstart.example"
+    )
+    # the email reminder falls due 8 seconds from now
+    due = datetime.now(UTC) - timedelta(days=3) + timedelta(seconds=8)
+    draft = await pipeline.exact.create_invoice(
+        amount=90.0, account_id=account, DueDate=due.isoformat()
+    )
+    invoice_id = draft["InvoiceID"]
+    await pipeline.exact.issue_invoice(invoice_id)
+    await eventually(
+        lambda: notice_states(database_url, invoice_id),
+        until=lambda s: s.get("invoice-overdue-email", ("",))[0] == "pending",
+        what="the reminder scheduled",
+    )
+
+    async def past_due() -> None:
+        # still waiting when the enricher stopped: the restart is what sends it
+        assert (await notice_states(database_url, invoice_id))["invoice-overdue-email"][0] == (
+            "pending"
+        )
+        await eventually(
+            lambda: datetime.now(UTC),
+            until=lambda now: now > due + timedelta(days=3, seconds=1),
+            timeout=30,
+        )
+
+    await restart_enricher(pipeline, past_due)
+    reminder = await probe.wait_for(invoice_id, "notification.send.email")
+    assert reminder["rule"] == "invoice-overdue-email"
+    states = await notice_states(database_url, invoice_id)
+    assert states["invoice-overdue-email"][0] == "sent"
+    reminders = [
+        b for k, b in await probe.about(invoice_id) if b["rule"] == "invoice-overdue-email"
+    ]
+    assert {b["notification_id"] for b in reminders} == {reminder["notification_id"]}
