@@ -20,6 +20,7 @@ idempotency key; the dispatcher's claim makes that one send.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -105,7 +106,7 @@ class Decider:
     preferences: PreferenceStore
     clock: Callable[[], datetime] = _utcnow
     metrics: NoticeMetrics | None = None
-    _companies: dict[tuple[str, int], str] = field(default_factory=dict)
+    _companies: dict[tuple[str, int], asyncio.Task[str]] = field(default_factory=dict)
 
     def count(self, entity: str, outcome: str) -> None:
         if self.metrics is not None:
@@ -326,12 +327,24 @@ class Decider:
 
     async def company(self, policy: Policy, connection_id: str, division: int) -> str:
         """The company's name: the connection's rules file, else the division's name in Exact
-        (``hrm/Divisions.Description``), read once per division."""
+        (``hrm/Divisions.Description``), read once per division: an invoicing run's
+        concurrent handlers share the one read (its task) instead of each asking Exact."""
         if policy.settings.company_name:
             return policy.settings.company_name
-        cached = self._companies.get((connection_id, division))
-        if cached:
-            return cached
+        key = (connection_id, division)
+        read = self._companies.get(key)
+        if read is None:
+            read = asyncio.get_running_loop().create_task(self._division_name(*key))
+            self._companies[key] = read
+        try:
+            # shield: one caller giving up must not cancel the read the others wait for
+            return await asyncio.shield(read)
+        except Exception:
+            if read.done() and self._companies.get(key) is read:
+                del self._companies[key]  # a failed read is tried again by the next caller
+            raise
+
+    async def _division_name(self, connection_id: str, division: int) -> str:
         rows = await self.filtered.get_filtered(
             connection_id, division, "hrm/Divisions", f"Code eq {division}", ["Code", "Description"]
         )
@@ -342,7 +355,6 @@ class Decider:
                 "connection's rules file",
                 code="no_company_name",
             )
-        self._companies[(connection_id, division)] = name
         return name
 
 

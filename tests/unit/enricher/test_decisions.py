@@ -3,6 +3,7 @@ that stop on payment or opt-out, quiet hours holding a message, preferences and 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -421,3 +422,20 @@ async def test_a_deleted_invoice_ends_its_reminders_without_reading_exact(cache)
     assert [s for r, s in notices.states().items() if r.startswith("invoice-overdue")] == [
         "cancelled"
     ] * 3
+
+
+async def test_concurrent_notices_share_one_read_of_the_divisions_name_and_a_failure_is_retried(
+    cache,
+):
+    exact, filtered = FakeExact(), FakeFiltered(company="")
+    d = decider(exact, cache, filtered=filtered)
+    policy = d.rulebook.for_connection("default")
+    results = await asyncio.gather(
+        *(d.company(policy, "default", 1) for _ in range(20)), return_exceptions=True
+    )
+    assert all(isinstance(r, PermanentError) for r in results)
+    assert len(filtered.calls) == 1
+    filtered.company = "Later Genoemd B.V."
+    names = await asyncio.gather(*(d.company(policy, "default", 1) for _ in range(20)))
+    assert set(names) == {"Later Genoemd B.V."}
+    assert len(filtered.calls) == 2
