@@ -345,16 +345,26 @@ async def restart_enricher(pipeline, while_down) -> None:  # type: ignore[no-unt
     process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(process.wait(), 30) == 0
     await while_down()
-    log = (stack.log_dir / "enricher.log").open("ab")
-    stack.processes["enricher"] = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "mlc-enricher"),
-        env=stack.env("enricher"),
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
-    log.close()
-    await stack.wait_ready("enricher", timeout=60)
+    # Up to three starts, as an orchestrator would restart it: a database shared with other
+    # test runs may refuse a new connection for a moment ("too many clients").
+    for attempt in range(3):
+        log = (stack.log_dir / "enricher.log").open("ab")
+        stack.processes["enricher"] = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "mlc-enricher"),
+            env=stack.env("enricher"),
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        log.close()
+        try:
+            await stack.wait_ready("enricher", timeout=60)
+            return
+        except RuntimeError:
+            if attempt == 2 or stack.processes["enricher"].returncode is None:
+                raise
+            # the failed start exited on its own; it is replaced, not left running
+            await asyncio.sleep(2)
 
 
 async def test_a_reminder_due_while_the_enricher_was_down_is_sent_once_after_restart(
