@@ -571,11 +571,20 @@ async def test_a_failing_callback_is_retried_and_recorded(receiver):
     assert receiver.deliveries()[0] == receiver.deliveries()[1]
 
 
-async def test_a_callback_url_setting_subscribes_the_five_topics_at_start(receiver):
+async def test_a_callback_url_setting_subscribes_every_document_topic_at_start(receiver):
     async with exact(callback_url=receiver.url) as api:
         subscriptions = (await api.get("webhooks/WebhookSubscriptions")).json()["d"]["results"]
         assert sorted(s["Topic"] for s in subscriptions) == sorted(
-            ["SalesInvoices", "SalesOrders", "PurchaseOrders", "Accounts", "Contacts"]
+            [
+                "SalesInvoices",
+                "SalesEntries",
+                "SalesOrders",
+                "PurchaseOrders",
+                "PurchaseInvoices",
+                "PurchaseEntries",
+                "Accounts",
+                "Contacts",
+            ]
         )
         assert receiver.bodies == []  # no validation POST for these
 

@@ -68,6 +68,14 @@ class Pipeline:
 async def pipeline(amqp_url: str, database_url: str, tmp_path_factory) -> AsyncIterator[Pipeline]:  # type: ignore[no-untyped-def]
     logs: Path = tmp_path_factory.mktemp("pipeline-logs")
     stack = PipelineStack.on_free_ports(amqp_url, database_url, logs)
+    # the enricher's rules for these tests (quiet hours off, a short reminder chain) and a
+    # scheduler that looks for due reminders twice a second
+    stack.extra_env.update(
+        {
+            "MLC_ENRICHER_RULES_PATH": str(Path(__file__).parent / "rules"),
+            "MLC_ENRICHER_SCHEDULE_SECONDS": "0.5",
+        }
+    )
     try:
         await stack.start()
     except Exception:

@@ -68,7 +68,7 @@ async def test_an_issued_invoice_becomes_one_delivered_sms_in_the_audit_trail(pi
         what="one SMS for the invoice",
     )
     assert sms[0]["to"].startswith("+316")
-    assert "1,210.00" in sms[0]["body"]
+    assert "€ 1.210,00" in sms[0]["body"]  # the contact reads Dutch
     trail = await eventually(
         lambda: pipeline.trail(number),
         until=lambda t: t and t[0]["delivery_status"] == "delivered",

@@ -4,26 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import signal
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
 import httpx
+import structlog
 
 from common import amqp, db, health, runtime, topology
+from common.contracts import ExactWebhookReceived, PaymentReceived
 from common.metrics import ConsumerMetrics, make_registry
 from common.rpc import RpcClient
 from enricher import handlers
 from enricher.adapters.cache import DisabledCustomerCache, PostgresCustomerCache
 from enricher.adapters.exact import ExactClient
+from enricher.adapters.notices import PostgresNotices, PostgresPreferences
 from enricher.adapters.tokens import RpcTokenSource
 from enricher.adapters.watermarks import PostgresWatermarks
 from enricher.batching import BatchingExactReader
 from enricher.customers import Customers
+from enricher.decisions import Decider, NoticeMetrics
 from enricher.governor import ExactMetrics, RateGovernor
 from enricher.ports import CustomerCache
 from enricher.reconcile import Reconciler
+from enricher.rulebook import RuleBook
+from enricher.schedule import Scheduler
 from enricher.settings import Settings
-from enricher.templates import Renderer
+from enricher.texts import Texts
+
+log = structlog.get_logger("enricher")
 
 __all__ = ["run"]
 
@@ -38,7 +47,19 @@ def governor(settings: Settings, metrics: ExactMetrics) -> RateGovernor:
     )
 
 
+def reload_rules(rulebook: RuleBook, decider: Decider) -> None:
+    """SIGHUP: read the rules files again (a file with errors keeps its last good version)
+    and the divisions' names from Exact on next use."""
+    decider.forget_companies()
+    errors = rulebook.reload()
+    for error in errors:
+        log.error("rules_rejected", error=error)
+    log.info("rules_reloaded", rejected=len(errors))
+
+
 async def run(settings: Settings, stop: asyncio.Event) -> None:
+    # A broken rules file stops the start here, before anything is consumed.
+    rulebook = RuleBook(settings.enricher_rules_path)
     async with AsyncExitStack() as stack:
         pool = await stack.enter_async_context(db.pool(settings.database_url))
         await db.migrate(pool, "enricher", "enricher")
@@ -71,16 +92,30 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             if settings.enricher_cache_ttl_seconds > 0
             else DisabledCustomerCache()
         )
-        routes = amqp.bind(
-            handlers.HANDLERS,
+        notices = PostgresNotices(pool)
+        decider = Decider(
             exact=exact,
+            filtered=client,
             customers=Customers(exact, cache),
-            cache=cache,
-            renderer=Renderer(),
-            region=settings.enricher_default_region,
-            sender_name=settings.enricher_sender_name,
+            rulebook=rulebook,
+            texts=Texts(),
+            notices=notices,
+            preferences=PostgresPreferences(pool),
+            metrics=NoticeMetrics.create(registry),
         )
-        routes = {**routes, **handlers.PLAIN_HANDLERS}
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, functools.partial(reload_rules, rulebook, decider))
+        stack.callback(loop.remove_signal_handler, signal.SIGHUP)
+        routes: amqp.Routes = {
+            "exact.": (
+                ExactWebhookReceived,
+                functools.partial(handlers.handle_exact_event, decider=decider, cache=cache),
+            ),
+            PaymentReceived.routing_key: (
+                PaymentReceived,
+                functools.partial(handlers.payment_received, decider=decider),
+            ),
+        }
         publisher = await amqp.Publisher.open(connection)
         consumer = await amqp.run_consumer(
             channel,
@@ -104,6 +139,14 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             supervisor.start(
                 "reconcile",
                 functools.partial(reconciler.run, settings.enricher_reconcile_seconds),
+            )
+        if settings.enricher_schedule_seconds > 0:
+            scheduler = Scheduler(
+                decider, notices, publisher.publish, batch=settings.enricher_schedule_batch
+            )
+            supervisor.start(
+                "schedule",
+                functools.partial(scheduler.run, settings.enricher_schedule_seconds),
             )
         checks = {
             "database": health.database_check(pool),

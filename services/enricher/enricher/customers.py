@@ -15,12 +15,21 @@ from __future__ import annotations
 import asyncio
 from uuid import UUID
 
+from enricher.audience import CONTACT_FIELDS
 from enricher.ports import Customer, CustomerCache, ExactReader
-from enricher.recipients import CONTACT_FIELDS
 
 __all__ = ["ACCOUNT_FIELDS", "Customers"]
 
-ACCOUNT_FIELDS = ["ID", "Name", "MainContact", "Country", "Language"]
+ACCOUNT_FIELDS = [
+    "ID",
+    "Name",
+    "MainContact",
+    "Country",
+    "Language",
+    "InvoicingMethod",
+    "IsAnonymised",
+    "Classification1",
+]
 
 #: (connection, division, account)
 _Key = tuple[str, int, UUID]

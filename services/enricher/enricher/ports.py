@@ -1,21 +1,28 @@
 """What the enricher's handlers need: a reader of Exact records, a cache of customers (an
-account with its contacts), and the token source the Exact adapter uses."""
+account with its contacts), the token source the Exact adapter uses, the store of notices
+(one decision per document and rule) and the contacts' channel preferences."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from common.contracts import AccessToken
+from common.contracts import AccessToken, Channel, Message
 
 __all__ = [
     "CacheLookup",
     "Customer",
     "CustomerCache",
+    "DueNotices",
     "ExactBulkReader",
     "ExactReader",
+    "Notice",
+    "NoticeKey",
+    "NoticeStore",
+    "PreferenceStore",
     "Record",
     "TokenSource",
 ]
@@ -128,3 +135,74 @@ class CustomerCache(Protocol):
         """Drop the entry of the account the contact is cached under (a ``Contacts`` webhook);
         returns that account, or None when the contact is not cached."""
         ...
+
+
+@dataclass(frozen=True)
+class NoticeKey:
+    connection_id: str
+    division: int
+    entity: str
+    document_id: UUID
+    rule: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    key: NoticeKey
+    state: str
+    due_at: datetime
+    document_number: str | None
+    message: Message | None
+    detail: str | None
+
+
+class NoticeStore(Protocol):
+    async def get(self, key: NoticeKey) -> Notice | None: ...
+
+    async def record(
+        self,
+        key: NoticeKey,
+        state: str,
+        *,
+        due_at: datetime,
+        number: str | None,
+        message: Message | None = None,
+        detail: str | None = None,
+    ) -> None: ...
+
+    async def cancel_invoice(
+        self,
+        connection_id: str,
+        division: int,
+        *,
+        entities: Sequence[str],
+        document_id: UUID | None,
+        number: str | None,
+        reason: str,
+    ) -> int: ...
+
+    async def cancel_document(
+        self, connection_id: str, division: int, entity: str, document_id: UUID, reason: str
+    ) -> int: ...
+
+
+class PreferenceStore(Protocol):
+    async def get_many(
+        self, connection_id: str, contact_ids: Sequence[UUID]
+    ) -> dict[str, Channel]: ...
+
+
+class DueNotices(Protocol):
+    """Pending notices due now, held (locked) until each is settled."""
+
+    notices: list[Notice]
+
+    async def settle(
+        self,
+        notice: Notice,
+        state: str,
+        *,
+        due_at: datetime | None = None,
+        message: Message | None = None,
+        detail: str | None = None,
+    ) -> None: ...

@@ -35,6 +35,11 @@ log = structlog.get_logger("enricher")
 #: stream -> (resource, key field, topic of the events it feeds; None for payments)
 STREAMS: dict[str, tuple[str, str, str | None]] = {
     "SalesInvoices": ("salesinvoice/SalesInvoices", "InvoiceID", "SalesInvoices"),
+    "SalesEntries": ("salesentry/SalesEntries", "EntryID", "SalesEntries"),
+    "SalesOrders": ("salesorder/SalesOrders", "OrderID", "SalesOrders"),
+    "PurchaseOrders": ("purchaseorder/PurchaseOrders", "PurchaseOrderID", "PurchaseOrders"),
+    "PurchaseInvoices": ("purchase/PurchaseInvoices", "ID", "PurchaseInvoices"),
+    "PurchaseEntries": ("purchaseentry/PurchaseEntries", "EntryID", "PurchaseEntries"),
     "Payments": ("cashflow/Receivables", "ID", None),
 }
 _PAYMENT_FIELDS = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from common.settings import ServiceSettings
 
 __all__ = ["Settings"]
@@ -9,12 +11,17 @@ __all__ = ["Settings"]
 
 class Settings(ServiceSettings):
     http_port: int = 8081
-    #: Region used to read a contact's number written without a country code, when the
-    #: contact and its account name no country.
-    enricher_default_region: str = "NL"
     enricher_exact_timeout: float = 20.0
-    #: The sending company's name as it appears in message texts.
-    enricher_sender_name: str = "Demo Company"
+    #: The connections' rules: a YAML file used for every connection, or a directory of
+    #: ``<connection id>.yaml`` files; unset: the default rule set shipped with the enricher.
+    #: Read at start and again on SIGHUP. The company's name in texts comes from each
+    #: connection's rules (``settings.company_name``) or the division's name in Exact.
+    enricher_rules_path: Path | None = None
+    #: Seconds between passes over scheduled notices (reminders, messages held for quiet
+    #: hours); 0 turns the scheduler off.
+    enricher_schedule_seconds: float = 30.0
+    #: Notices taken per scheduler pass.
+    enricher_schedule_batch: int = 50
     #: Deliveries handled at once. High on purpose: the reads of concurrent deliveries are
     #: coalesced, so the more wait together, the fewer Exact calls they cost.
     enricher_prefetch: int = 200

@@ -39,7 +39,16 @@ from sim_exact.state import Simulator
 __all__ = ["STARTUP_TOPICS", "add_routes", "subscribe_callback_url"]
 
 #: Topics subscribed at start when ``callback_url`` is set.
-STARTUP_TOPICS = ("SalesInvoices", "SalesOrders", "PurchaseOrders", "Accounts", "Contacts")
+STARTUP_TOPICS = (
+    "SalesInvoices",
+    "SalesEntries",
+    "SalesOrders",
+    "PurchaseOrders",
+    "PurchaseInvoices",
+    "PurchaseEntries",
+    "Accounts",
+    "Contacts",
+)
 
 
 def _clock_view(sim: Simulator) -> dict[str, Any]:

@@ -19,8 +19,11 @@ from sim_exact.clock import Clock
 from sim_exact.entities import (
     ACCOUNTS,
     CONTACTS,
+    PURCHASE_ENTRIES,
+    PURCHASE_INVOICES,
     PURCHASE_ORDERS,
     RECEIVABLES,
+    SALES_ENTRIES,
     SALES_INVOICES,
     SALES_ORDERS,
     EntitySet,
@@ -46,6 +49,8 @@ _DERIVED: Mapping[str, tuple[tuple[str, str, EntitySet, str], ...]] = {
         ("DeliverTo", "DeliverToName", ACCOUNTS, "Name"),
         ("OrderedByContactPerson", "OrderedByContactPersonFullName", CONTACTS, "FullName"),
     ),
+    SALES_ENTRIES.name: (("Customer", "CustomerName", ACCOUNTS, "Name"),),
+    PURCHASE_ENTRIES.name: (("Supplier", "SupplierName", ACCOUNTS, "Name"),),
     PURCHASE_ORDERS.name: (
         ("Supplier", "SupplierName", ACCOUNTS, "Name"),
         ("Supplier", "SupplierCode", ACCOUNTS, "Code"),
@@ -54,8 +59,17 @@ _DERIVED: Mapping[str, tuple[tuple[str, str, EntitySet, str], ...]] = {
 }
 
 _DEFAULTS: Mapping[str, Mapping[str, Any]] = {
-    ACCOUNTS.name: {"IsSales": True, "IsSupplier": False, "Status": "C", "Blocked": False},
-    CONTACTS.name: {"IsMainContact": False},
+    ACCOUNTS.name: {
+        "IsSales": True,
+        "IsSupplier": False,
+        "Status": "C",
+        "Blocked": False,
+        "IsAnonymised": False,
+    },
+    SALES_ENTRIES.name: {"Currency": "EUR", "Status": 20, "Type": 20},
+    PURCHASE_INVOICES.name: {"Currency": "EUR", "Status": 20, "Type": 8030},
+    PURCHASE_ENTRIES.name: {"Currency": "EUR", "Status": 20, "Type": 30},
+    CONTACTS.name: {"IsMainContact": False, "IsMailingExcluded": False, "IsAnonymised": False},
     SALES_ORDERS.name: {
         "Currency": "EUR",
         "Status": 12,
@@ -179,6 +193,7 @@ class Documents:
             "InvoiceNumber": number, "YourRef": issued["YourRef"],
             "PaymentReference": issued["PaymentReference"], "Status": 20,
             "IsFullyPaid": False, "TransactionEntryID": issued["InvoiceID"],
+            "AccountContact": issued["InvoiceToContactPerson"],
         }  # fmt: skip
         self.create(division, RECEIVABLES, receivable)
         return issued

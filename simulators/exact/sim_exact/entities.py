@@ -24,8 +24,11 @@ __all__ = [
     "CONTACTS",
     "DIVISIONS",
     "ENTITY_SETS",
+    "PURCHASE_ENTRIES",
+    "PURCHASE_INVOICES",
     "PURCHASE_ORDERS",
     "RECEIVABLES",
+    "SALES_ENTRIES",
     "SALES_INVOICES",
     "SALES_ORDERS",
     "TOPICS",
@@ -75,7 +78,8 @@ SALES_INVOICES = EntitySet(
         InvoiceToContactPerson="guid", InvoiceToContactPersonFullName="string",
         OrderedBy="guid", OrderedByName="string", AmountDC="float", AmountFC="float",
         Currency="string", Status="int", StatusDescription="string", Type="int",
-        Description="string", YourRef="string", PaymentReference="string", **_AUDIT,
+        Description="string", YourRef="string", PaymentReference="string", Journal="string",
+        **_AUDIT,
     ),
     topic="SalesInvoices",
 )  # fmt: skip
@@ -85,7 +89,8 @@ ACCOUNTS = EntitySet(
     _fields(
         ID="guid", Name="string", Code="string", Email="string", Phone="string",
         Country="string", Language="string", MainContact="guid", IsSales="bool",
-        IsSupplier="bool", Status="string", Blocked="bool", **_AUDIT,
+        IsSupplier="bool", Status="string", Blocked="bool", InvoicingMethod="int",
+        IsAnonymised="bool", Classification1="guid", **_AUDIT,
     ),
     topic="Accounts",
 )  # fmt: skip
@@ -96,7 +101,8 @@ CONTACTS = EntitySet(
         ID="guid", Account="guid", AccountName="string", FullName="string",
         FirstName="string", LastName="string", Email="string", BusinessEmail="string",
         Phone="string", BusinessPhone="string", Mobile="string", BusinessMobile="string",
-        IsMainContact="bool", Language="string", Country="string", **_AUDIT,
+        IsMainContact="bool", Language="string", Country="string",
+        JobTitleDescription="string", IsMailingExcluded="bool", IsAnonymised="bool", **_AUDIT,
     ),
     topic="Contacts",
 )  # fmt: skip
@@ -107,7 +113,8 @@ SALES_ORDERS = EntitySet(
         OrderID="guid", OrderNumber="int", OrderDate="datetime", DeliveryDate="datetime",
         OrderedBy="guid", OrderedByName="string", OrderedByContactPerson="guid",
         OrderedByContactPersonFullName="string", InvoiceTo="guid", InvoiceToName="string",
-        DeliverTo="guid", DeliverToName="string", AmountDC="float", AmountFC="float",
+        InvoiceToContactPerson="guid", DeliverTo="guid", DeliverToName="string",
+        AmountDC="float", AmountFC="float",
         Currency="string", Status="int", DeliveryStatus="int", InvoiceStatus="int",
         ApprovalStatus="int", YourRef="string", Description="string", **_AUDIT,
     ),
@@ -127,6 +134,45 @@ PURCHASE_ORDERS = EntitySet(
     topic="PurchaseOrders",
 )  # fmt: skip
 
+#: Invoices booked directly in a sales journal: no SalesInvoices record, no SalesInvoices
+#: webhook (reference section 6). Status 20 open, 50 processed; Type 20 entry, 21 credit note.
+SALES_ENTRIES = EntitySet(
+    "salesentry", "SalesEntries", "EntryID", "Exact.Web.Api.Models.SalesEntry",
+    _fields(
+        EntryID="guid", EntryNumber="int", EntryDate="datetime", Customer="guid",
+        CustomerName="string", InvoiceNumber="int", YourRef="string", DueDate="datetime",
+        AmountDC="float", AmountFC="float", Currency="string", Status="int", Type="int",
+        Journal="string", Description="string", PaymentReference="string", **_AUDIT,
+    ),
+    topic="SalesEntries",
+)  # fmt: skip
+
+#: A supplier's invoice as entered in the purchase module. Status 10 draft, 20 open,
+#: 50 processed; Type 8030/8033 invoice, 8031/8034 credit note.
+PURCHASE_INVOICES = EntitySet(
+    "purchase", "PurchaseInvoices", "ID", "Exact.Web.Api.Models.Purchase.PurchaseInvoice",
+    _fields(
+        ID="guid", Supplier="guid", ContactPerson="guid", Amount="float", VATAmount="float",
+        Currency="string", InvoiceDate="datetime", DueDate="datetime", EntryNumber="int",
+        Status="int", Type="int", YourRef="string", PaymentReference="string",
+        Description="string", Journal="string", **_AUDIT,
+    ),
+    topic="PurchaseInvoices",
+)  # fmt: skip
+
+#: A supplier's invoice booked in a purchase journal. Status 5 rejected, 20 open,
+#: 50 processed; Type 30 entry, 31 credit note.
+PURCHASE_ENTRIES = EntitySet(
+    "purchaseentry", "PurchaseEntries", "EntryID", "Exact.Web.Api.Models.PurchaseEntry",
+    _fields(
+        EntryID="guid", EntryNumber="int", EntryDate="datetime", Supplier="guid",
+        SupplierName="string", InvoiceNumber="int", YourRef="string", DueDate="datetime",
+        AmountDC="float", AmountFC="float", Currency="string", Status="int", Type="int",
+        Journal="string", Description="string", PaymentReference="string", **_AUDIT,
+    ),
+    topic="PurchaseEntries",
+)  # fmt: skip
+
 #: Money to collect from customers: one open item per issued invoice, settled when paid. No
 #: webhook topic fires for it (reference §1.5), so payments are found by reading it.
 RECEIVABLES = EntitySet(
@@ -135,6 +181,7 @@ RECEIVABLES = EntitySet(
         ID="guid", Account="guid", AccountName="string", AmountDC="float", AmountFC="float",
         Currency="string", DueDate="datetime", InvoiceDate="datetime", InvoiceNumber="int",
         YourRef="string", PaymentReference="string", Status="int", IsFullyPaid="bool",
+        AccountContact="guid", AccountContactName="string",
         LastPaymentDate="datetime", TransactionEntryID="guid", **_AUDIT,
     ),
 )  # fmt: skip
@@ -157,7 +204,7 @@ WEBHOOK_SUBSCRIPTIONS = EntitySet(
 
 ENTITY_SETS: tuple[EntitySet, ...] = (
     SALES_INVOICES, ACCOUNTS, CONTACTS, SALES_ORDERS, PURCHASE_ORDERS, RECEIVABLES, DIVISIONS,
-    WEBHOOK_SUBSCRIPTIONS,
+    WEBHOOK_SUBSCRIPTIONS, SALES_ENTRIES, PURCHASE_INVOICES, PURCHASE_ENTRIES,
 )  # fmt: skip
 #: ``service/Entity`` -> set, for routing REST calls.
 BY_PATH: Mapping[str, EntitySet] = {entity.path: entity for entity in ENTITY_SETS}
@@ -166,7 +213,7 @@ BY_NAME: Mapping[str, EntitySet] = {entity.name: entity for entity in ENTITY_SET
 
 #: Topics a subscription may name. The official list is not published in a readable form; these
 #: are the names seen in real deliveries and maintained clients (reference section 1.5). Only the
-#: five backed by an entity set above ever fire.
+#: topics backed by an entity set above ever fire.
 TOPICS: frozenset[str] = frozenset({
     "SalesInvoices", "SalesOrders", "PurchaseOrders", "Accounts", "Contacts",
     "PurchaseInvoices", "PurchaseEntries", "SalesEntries", "FinancialTransactions",

@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 import pytest
+from policy_fakes import decider
 
 from common.contracts import ExactWebhookReceived
 from common.errors import TransientError
 from enricher.customers import Customers
 from enricher.handlers import handle_exact_event
 from enricher.ports import Customer
-from enricher.templates import Renderer
 
 CONNECTION, DIVISION = "default", 3108123
 ACCOUNT = UUID("11111111-1111-4111-8111-111111111111")
@@ -51,15 +51,7 @@ def webhook(topic: str, key: UUID, action: str = "Update") -> ExactWebhookReceiv
 
 
 async def handle(event: ExactWebhookReceived, exact: CountingExact, cache) -> list:  # type: ignore[no-untyped-def]
-    return await handle_exact_event(
-        event,
-        exact=exact,
-        customers=Customers(exact, cache),
-        cache=cache,
-        renderer=Renderer(),
-        region="NL",
-        sender_name="Demo",
-    )
+    return await handle_exact_event(event, decider=decider(exact, cache), cache=cache)
 
 
 async def customer(exact: CountingExact, cache) -> Customer:  # type: ignore[no-untyped-def]

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+from policy_fakes import FakeNotices, decider
+
 from common.contracts import ExactWebhookReceived, NotificationSkipped, SendNotification
-from enricher.customers import Customers
 from enricher.handlers import handle_exact_event
-from enricher.templates import Renderer
 
 ACCOUNT = UUID("11111111-1111-4111-8111-111111111111")
 MAIN = UUID("22222222-2222-4222-8222-222222222222")
@@ -81,14 +81,9 @@ CONTACTS = [
 
 
 async def run(exact: FakeExact, cache, ev: ExactWebhookReceived | None = None) -> list:  # type: ignore[no-untyped-def]
+    # a fresh notice store each time: every run decides anew, as on a first delivery
     return await handle_exact_event(
-        ev or event(),
-        exact=exact,
-        customers=Customers(exact, cache),
-        cache=cache,
-        renderer=Renderer(),
-        region="NL",
-        sender_name="Demo Company",
+        ev or event(), decider=decider(exact, cache, notices=FakeNotices()), cache=cache
     )
 
 
@@ -99,7 +94,8 @@ async def test_an_issued_invoice_becomes_one_sms_to_the_main_contact(cache):
     assert command.recipient.address == "+31612345678"
     assert command.recipient.contact_id == MAIN
     assert command.content.startswith("Beste Anna, factuur 26000001")
-    assert "2026-01-01" in command.content
+    assert "€ 1.210,00" in command.content
+    assert "01-01-2026" in command.content
     assert command.fact == "invoice_issued"
     assert exact.calls == ["salesinvoice/SalesInvoices", "crm/Accounts", "crm/Contacts"]
 
@@ -121,12 +117,13 @@ async def test_drafts_and_credit_notes_send_nothing_and_deletes_are_not_fetched(
     assert exact.calls == []
 
 
-async def test_an_invoice_whose_account_has_no_mobile_is_skipped_with_a_reason(cache):
+async def test_an_invoice_whose_account_has_no_mobile_or_email_is_skipped_with_a_reason(cache):
     (skipped,) = await run(
         FakeExact(invoice(), [{"ID": str(MAIN), "Mobile": "020 1234567"}]), cache
     )
     assert isinstance(skipped, NotificationSkipped)
-    assert skipped.reason == "no_contact_with_mobile"
+    assert skipped.reason == "no_contact"
+    assert skipped.detail == "no mobile number or email address on 1 candidate contact(s)"
 
 
 async def test_a_vanished_invoice_sends_nothing(cache):

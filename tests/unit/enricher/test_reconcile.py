@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 from common.contracts import ExactWebhookReceived, PaymentReceived
-from enricher.reconcile import reconcile
+from enricher.reconcile import STREAMS, reconcile
+
+INVOICES, RECEIVABLES = "salesinvoice/SalesInvoices", "cashflow/Receivables"
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -73,8 +75,10 @@ async def test_changed_invoices_feed_the_pipeline_and_paid_receivables_become_pa
     assert result.watermarks["SalesInvoices"].replace(microsecond=0) == changed.replace(
         microsecond=0
     )
-    # each stream is read from a little before its watermark; payments only when fully paid
-    assert exact.filters == [
+    # each stream is read from a little before its watermark; payments only when fully paid;
+    # every document type the rules know is caught up too
+    assert [f[0] for f in exact.filters] == [resource for resource, _, _ in STREAMS.values()]
+    assert [f for f in exact.filters if f[0] in (INVOICES, RECEIVABLES)] == [
         ("salesinvoice/SalesInvoices", "Modified gt datetime'2026-11-25T10:55:00'"),
         (
             "cashflow/Receivables",
@@ -96,22 +100,19 @@ async def test_a_first_pass_looks_back_and_an_empty_pass_keeps_the_watermark():
         overlap=timedelta(0),
     )
     assert first.messages == []
-    assert first.watermarks == {
-        "SalesInvoices": NOW - timedelta(days=1),
-        "Payments": NOW - timedelta(days=1),
-    }
+    assert first.watermarks == dict.fromkeys(STREAMS, NOW - timedelta(days=1))
     mark = NOW - timedelta(minutes=10)
     again = await reconcile(
         "default",
         7,
         "client",
         exact=exact,
-        watermarks={"SalesInvoices": mark, "Payments": mark},
+        watermarks=dict.fromkeys(STREAMS, mark),
         now=NOW,
         lookback=timedelta(days=1),
         overlap=timedelta(minutes=5),
     )
-    assert again.watermarks == {"SalesInvoices": mark, "Payments": mark}
+    assert again.watermarks == dict.fromkeys(STREAMS, mark)
 
 
 async def test_the_same_change_found_twice_is_the_same_message():

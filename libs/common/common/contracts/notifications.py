@@ -81,6 +81,11 @@ class SendNotification(Command):
     fact: str
     urgency: Literal["normal", "urgent"] = "normal"
     not_before: datetime | None = None
+    #: The enricher's rule that decided this notification (its rules file names it).
+    rule: str | None = None
+    #: SMS only: "GSM-7" or "UCS-2", and the number of segments the text costs.
+    encoding: str | None = None
+    segments: int | None = None
 
     def key(self) -> str:
         return f"notification.send.{self.channel}"
@@ -183,7 +188,12 @@ class NotificationSkipped(Event):
     notification_id: UUID
     source: SourceDocument
     fact: str
+    #: "no_contact" (nobody reachable on an allowed channel) or "opted_out" (anonymised, or
+    #: excluded where the rules say so); "no_contact_with_mobile" in older messages.
     reason: str
+    #: What was missing or who opted out, in words (never an address).
+    detail: str | None = None
+    rule: str | None = None
 
     def message_id(self) -> str:
         return str(stable_id(self.routing_key, self.notification_id))

@@ -10,6 +10,9 @@
     mlc audit show <document> | failed [--since T] [--reason R]
     mlc retry <notification-id> | --document N | --reason R [--since T]
     mlc dlq list|show|replay <queue> [--all | --id MESSAGE_ID]
+    mlc rules check FILE | mlc rules show [--connection ID]
+    mlc templates check
+    mlc contacts prefer CONTACT --channel email|sms|voice|none [--connection ID]
 
 Settings come from the same ``MLC_`` variables as the services (database, secret key, public
 URL, Twilio and SendGrid credentials). ``ping`` and ``subscriptions`` get Exact access tokens
@@ -22,7 +25,17 @@ import argparse
 import asyncio
 import sys
 
-from token_keeper.cli import audit, connect, connections, dlq, ping, subscriptions
+from token_keeper.cli import (
+    audit,
+    connect,
+    connections,
+    contacts,
+    dlq,
+    ping,
+    rules,
+    subscriptions,
+    templates,
+)
 from token_keeper.settings import Settings
 
 __all__ = ["main"]
@@ -45,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_audit_arguments(sub.add_parser("audit", help="the audit trail and failures"))
     audit.add_retry_arguments(sub.add_parser("retry", help="retry failed notifications"))
     dlq.add_arguments(sub.add_parser("dlq", help="parked messages: list, show, replay"))
+    rules.add_arguments(sub.add_parser("rules", help="check or show the notification rules"))
+    templates.add_arguments(sub.add_parser("templates", help="check the message templates"))
+    contacts.add_arguments(sub.add_parser("contacts", help="a contact's channel preference"))
     return parser
 
 
@@ -59,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         "audit": audit.run_audit,
         "retry": audit.run_retry,
         "dlq": dlq.run,
+        "rules": rules.run,
+        "templates": templates.run,
+        "contacts": contacts.run,
     }[args.command]
     return asyncio.run(runner(settings, args, print))
 

@@ -27,9 +27,11 @@ __all__ = ["TOPICS", "add_arguments", "plan_sync", "run"]
 Say = Callable[[str], None]
 
 #: The topics the connector reacts to (reference exact-online.md §1.5; purchase invoices
-#: arrive as PurchaseEntries).
+#: arrive as PurchaseEntries: a PurchaseInvoices topic is unconfirmed, so those are caught up
+#: by the enricher's reconciliation only).
 TOPICS = (
     "SalesInvoices",
+    "SalesEntries",
     "SalesOrders",
     "PurchaseOrders",
     "PurchaseEntries",

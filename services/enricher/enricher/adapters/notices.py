@@ -1,0 +1,231 @@
+"""PostgresNotices and PostgresPreferences over schema ``enricher`` (``003_notices.sql``).
+
+A notice row is the enricher's decision for one (document, rule). Due rows are taken with
+``FOR UPDATE SKIP LOCKED`` inside one transaction that lasts until each is settled, so replicas
+never fire the same row, and a crash before the commit leaves it pending: the next pass fires
+it again with the same idempotency key, which the dispatcher's claim turns into one send.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from common.contracts import Channel, Message, NotificationSkipped, SendNotification
+from enricher.ports import Notice, NoticeKey
+
+__all__ = ["DueBatch", "Notice", "NoticeKey", "PostgresNotices", "PostgresPreferences"]
+
+_TYPES: dict[str, type[Message]] = {
+    "SendNotification": SendNotification,
+    "NotificationSkipped": NotificationSkipped,
+}
+
+
+def _notice(row: asyncpg.Record) -> Notice:
+    message = None
+    if row["message"] is not None and row["message_type"] in _TYPES:
+        message = _TYPES[row["message_type"]].model_validate(row["message"])
+    key = NoticeKey(
+        row["connection_id"], row["division"], row["entity"], row["document_id"], row["rule"]
+    )
+    return Notice(key, row["state"], row["due_at"], row["document_number"], message, row["detail"])
+
+
+def _message(message: Message | None) -> tuple[str | None, Any]:
+    if message is None:
+        return None, None
+    return type(message).__name__, json.loads(message.model_dump_json())
+
+
+_UPSERT = """
+    INSERT INTO enricher.notices (connection_id, division, entity, document_id, rule,
+                                  document_number, state, due_at, message_type, message, detail)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    ON CONFLICT (connection_id, division, entity, document_id, rule) DO UPDATE
+        SET state = excluded.state, due_at = excluded.due_at,
+            document_number = coalesce(excluded.document_number, notices.document_number),
+            message_type = excluded.message_type, message = excluded.message,
+            detail = excluded.detail, updated_at = now()
+        WHERE notices.state <> 'cancelled'"""
+
+
+class DueBatch:
+    """Pending notices due now, locked until the batch's transaction ends."""
+
+    def __init__(self, db: asyncpg.Connection, notices: list[Notice]) -> None:
+        self._db = db
+        self.notices = notices
+
+    async def settle(
+        self,
+        notice: Notice,
+        state: str,
+        *,
+        due_at: datetime | None = None,
+        message: Message | None = None,
+        detail: str | None = None,
+    ) -> None:
+        k = notice.key
+        kind, body = _message(message)
+        await self._db.execute(
+            _UPSERT,
+            k.connection_id,
+            k.division,
+            k.entity,
+            k.document_id,
+            k.rule,
+            notice.document_number,
+            state,
+            due_at or notice.due_at,
+            kind,
+            body,
+            detail,
+        )
+
+
+class PostgresNotices:
+    def __init__(self, db: asyncpg.Pool) -> None:
+        self._db = db
+
+    async def get(self, key: NoticeKey) -> Notice | None:
+        row = await self._db.fetchrow(
+            """SELECT * FROM enricher.notices WHERE connection_id = $1 AND division = $2
+               AND entity = $3 AND document_id = $4 AND rule = $5""",
+            key.connection_id,
+            key.division,
+            key.entity,
+            key.document_id,
+            key.rule,
+        )
+        return _notice(row) if row else None
+
+    async def record(
+        self,
+        key: NoticeKey,
+        state: str,
+        *,
+        due_at: datetime,
+        number: str | None,
+        message: Message | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Store the decision (never over a cancelled one)."""
+        kind, body = _message(message)
+        await self._db.execute(
+            _UPSERT,
+            key.connection_id,
+            key.division,
+            key.entity,
+            key.document_id,
+            key.rule,
+            number,
+            state,
+            due_at,
+            kind,
+            body,
+            detail,
+        )
+
+    async def cancel_invoice(
+        self,
+        connection_id: str,
+        division: int,
+        *,
+        entities: Sequence[str],
+        document_id: UUID | None,
+        number: str | None,
+        reason: str,
+    ) -> int:
+        """End the pending notices of an invoice (by id or number); returns how many."""
+        result = await self._db.execute(
+            """UPDATE enricher.notices SET state = 'cancelled', detail = $6, updated_at = now()
+               WHERE connection_id = $1 AND division = $2 AND entity = ANY($3::text[])
+                 AND state = 'pending'
+                 AND (document_id = $4
+                      OR (document_number IS NOT NULL AND document_number = $5))""",
+            connection_id,
+            division,
+            list(entities),
+            document_id,
+            number,
+            reason,
+        )
+        return int(result.split()[-1])
+
+    async def cancel_document(
+        self, connection_id: str, division: int, entity: str, document_id: UUID, reason: str
+    ) -> int:
+        return await self.cancel_invoice(
+            connection_id,
+            division,
+            entities=[entity],
+            document_id=document_id,
+            number=None,
+            reason=reason,
+        )
+
+    @asynccontextmanager
+    async def due(self, now: datetime, *, limit: int = 50) -> AsyncIterator[DueBatch]:
+        """The pending notices due at ``now``, oldest first, locked for this batch."""
+        async with self._db.acquire() as db, db.transaction():
+            rows = await db.fetch(
+                """SELECT * FROM enricher.notices WHERE state = 'pending' AND due_at <= $1
+                   ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+                now,
+                limit,
+            )
+            yield DueBatch(db, [_notice(row) for row in rows])
+
+    async def states(self, connection_id: str, entity: str, document_id: UUID) -> dict[str, str]:
+        """rule -> state for one document (operators and tests)."""
+        rows = await self._db.fetch(
+            """SELECT rule, state FROM enricher.notices
+               WHERE connection_id = $1 AND entity = $2 AND document_id = $3""",
+            connection_id,
+            entity,
+            document_id,
+        )
+        return {row["rule"]: row["state"] for row in rows}
+
+
+class PostgresPreferences:
+    """A contact's own channel preference, per connection."""
+
+    def __init__(self, db: asyncpg.Pool) -> None:
+        self._db = db
+
+    async def get_many(self, connection_id: str, contact_ids: Sequence[UUID]) -> dict[str, Channel]:
+        rows = await self._db.fetch(
+            """SELECT contact_id, channel FROM enricher.contact_preferences
+               WHERE connection_id = $1 AND contact_id = ANY($2::uuid[])""",
+            connection_id,
+            list(contact_ids),
+        )
+        return {str(row["contact_id"]): row["channel"] for row in rows}
+
+    async def set(self, connection_id: str, contact_id: UUID, channel: Channel | None) -> None:
+        """Keep ``channel`` as the contact's preference (None: forget it)."""
+        if channel is None:
+            await self._db.execute(
+                """DELETE FROM enricher.contact_preferences
+                   WHERE connection_id = $1 AND contact_id = $2""",
+                connection_id,
+                contact_id,
+            )
+            return
+        await self._db.execute(
+            """INSERT INTO enricher.contact_preferences (connection_id, contact_id, channel)
+               VALUES ($1, $2, $3)
+               ON CONFLICT (connection_id, contact_id) DO UPDATE
+                   SET channel = excluded.channel, updated_at = now()""",
+            connection_id,
+            contact_id,
+            channel,
+        )
