@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 
 from auditor.adapters.trail import PostgresTrail
 from common.contracts import (
+    EmailEvent,
     ExactWebhookReceived,
+    InboundSms,
     Message,
     NotificationAmbiguous,
     NotificationDeferred,
@@ -26,6 +28,8 @@ from common.contracts import (
 
 __all__ = [
     "HANDLERS",
+    "record_email_event",
+    "record_inbound",
     "record_outcome",
     "record_released",
     "record_requested",
@@ -87,6 +91,34 @@ async def record_status(event: TwilioStatus, *, trail: PostgresTrail) -> list[Me
     return []
 
 
+#: SendGrid event fields that are personal data: not kept in the trail's raw copy.
+_EMAIL_PERSONAL = ("email", "ip", "useragent", "url")
+
+
+async def record_email_event(event: EmailEvent, *, trail: PostgresTrail) -> list[Message]:
+    """A SendGrid event is a status of the mail it names: ``X-Message-Id`` is the part of
+    ``sg_message_id`` before its first dot (the dispatcher stores it as the provider id)."""
+    if not event.sg_message_id:
+        return []  # an asynchronous bounce names no message: nothing to join it to
+    raw = {k: str(v) for k, v in event.raw.items() if k not in _EMAIL_PERSONAL}
+    await trail.status(
+        TwilioStatus(
+            resource="email",
+            provider_id=event.sg_message_id.split(".", 1)[0],
+            status=event.event,
+            error_code=event.type,
+            raw=raw,
+            received_at=event.received_at,
+        )
+    )
+    return []
+
+
+async def record_inbound(event: InboundSms, *, trail: PostgresTrail) -> list[Message]:
+    await trail.inbound(event)
+    return []
+
+
 #: Message type (or prefix ending in ".") -> (model, handler); ports are bound in app.py.
 HANDLERS = {
     "notification.send.": (SendNotification, record_requested),
@@ -97,4 +129,6 @@ HANDLERS = {
     NotificationReleased.routing_key: (NotificationReleased, record_released),
     NotificationSkipped.routing_key: (NotificationSkipped, record_skipped),
     "twilio.status.": (TwilioStatus, record_status),
+    "email.event.": (EmailEvent, record_email_event),
+    "twilio.inbound.": (InboundSms, record_inbound),
 }

@@ -1,10 +1,15 @@
 """Forward-only ordering of provider statuses: an older status never overwrites a newer one.
 
 Twilio's callbacks carry no sequence number and arrive out of order and repeated, so a status
-moves forward only by rank::
+moves forward only by rank. One scale for the three channels (their status names only meet
+where they mean the same)::
 
-    accepted/scheduled/queued (1) < sending (2) < sent (3)
-        < delivered / undelivered / failed / canceled (4) < read (5)
+    SMS    accepted/scheduled/queued (1) < sending (2) < sent (3)
+               < delivered / undelivered / failed / canceled (4) < read (5)
+    voice  initiated/queued (1) < ringing (2) < in-progress (3)
+               < completed / busy / no-answer / failed / canceled (4)
+    email  processed (1) < deferred (2) < delivered / bounce / dropped (4) < open (5)
+               < click (6) < spamreport / unsubscribe / group_unsubscribe (7)
 """
 
 from __future__ import annotations
@@ -25,6 +30,23 @@ _RANKS = {
     "failed": 4,
     "canceled": 4,
     "read": 5,
+    # voice (Twilio call statuses)
+    "initiated": 1,
+    "ringing": 2,
+    "in-progress": 3,
+    "completed": 4,
+    "busy": 4,
+    "no-answer": 4,
+    # email (SendGrid events)
+    "processed": 1,
+    "deferred": 2,
+    "bounce": 4,
+    "dropped": 4,
+    "open": 5,
+    "click": 6,
+    "spamreport": 7,
+    "unsubscribe": 7,
+    "group_unsubscribe": 7,
 }
 
 

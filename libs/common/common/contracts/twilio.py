@@ -15,8 +15,9 @@ class TwilioStatus(Event):
     """One status callback. Routing key ``twilio.status.<status>``."""
 
     routing_key: ClassVar[str] = "twilio.status"
-    #: ``message`` (MessageSid, MessageStatus) or ``call`` (CallSid, CallStatus).
-    resource: Literal["message", "call"] = "message"
+    #: ``message`` (MessageSid, MessageStatus), ``call`` (CallSid, CallStatus), or ``email``
+    #: (a SendGrid event recorded as a status of the message it names).
+    resource: Literal["message", "call", "email"] = "message"
     provider_id: str
     status: str
     error_code: str | None = None

@@ -11,6 +11,7 @@ from auditor.adapters.queries import TrailQueries
 from auditor.status import rank
 from common.contracts import (
     FAILURE_REASONS,
+    InboundSms,
     NotificationAmbiguous,
     NotificationDeferred,
     NotificationFailed,
@@ -20,6 +21,7 @@ from common.contracts import (
     SendNotification,
     TwilioStatus,
 )
+from common.logging import mask_text
 
 __all__ = ["PostgresTrail", "outcome_counter", "skip_reason"]
 
@@ -248,6 +250,21 @@ class PostgresTrail(TrailQueries):
             """UPDATE audit.notifications SET state = 'released', updated_at = now()
                WHERE notification_id = $1 AND state IN ('skipped', 'failed')""",
             notification_id,
+        )
+
+    async def inbound(self, event: InboundSms) -> None:
+        """Keep an inbound SMS's meaning (opt-out, opt-in, help), once per MessageSid, with the
+        sender masked: the suppression list that acts on it is the dispatcher's."""
+        await self._db.execute(
+            """INSERT INTO audit.inbound (message_sid, connection_id, sender, kind, keyword,
+                   received_at) VALUES ($1, $2, $3, $4, $5, $6)
+               ON CONFLICT (message_sid) DO NOTHING""",
+            event.message_sid,
+            event.connection_id,
+            mask_text(event.from_number),
+            event.kind,
+            event.keyword,
+            event.received_at,
         )
 
     async def status(self, event: TwilioStatus) -> None:
