@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,14 +29,18 @@ class Pipeline:
     ) -> None:
         self.stack, self.broker, self.http = stack, broker, http
         self.exact, self.twilio = exact, twilio
+        self._probe: aio_pika.abc.AbstractChannel | None = None
 
     async def depth(self, queue: str) -> int:
-        channel = await self.broker.channel()
-        try:
-            declared = await channel.declare_queue(queue, passive=True)
-            return declared.declaration_result.message_count or 0
-        finally:
-            await channel.close()
+        # One probe channel for every look (opening and closing one per queue is slow, and a
+        # robust channel closed mid-restore can wait forever); not robust, so nothing is
+        # re-declared behind the test's back.
+        if self._probe is None or self._probe.is_closed:
+            self._probe = await self.broker.channel()
+        declared = await asyncio.wait_for(
+            self._probe.declare_queue(queue, passive=True, robust=False), timeout=10
+        )
+        return declared.declaration_result.message_count or 0
 
     async def trail(self, number: str) -> list[dict[str, object]]:
         answer = await self.http.get(
