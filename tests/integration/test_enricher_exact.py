@@ -290,3 +290,36 @@ async def test_reconciliation_finds_a_missed_issue_and_a_payment_once(exact, htt
     published.clear()
     await reconciler.run_once(later)
     assert published == []
+
+
+async def test_a_quiet_division_is_not_published_again_on_every_pass(exact, http):
+    """With the default overlap, each pass reads back past its watermark; what the last pass
+    published and that did not change since is not published again."""
+    invoice = await exact.admin.create_invoice(amount=99.0)
+    await exact.admin.issue_invoice(invoice["InvoiceID"])
+    published: list[Message] = []
+
+    async def publish(message: Message) -> None:
+        published.append(message)
+
+    reconciler = Reconciler(
+        connections=["default"],
+        client_id="c",
+        exact=exact.client(http),
+        tokens=exact.tokens,
+        watermarks=MemoryWatermarks(),
+        publish=publish,
+        lookback=timedelta(days=1),
+        overlap=timedelta(seconds=300),
+    )
+    now = datetime.fromtimestamp(exact.sim.state.clock.now(), UTC)
+    first = await reconciler.run_once(now)
+    assert first >= 1
+    assert str(invoice["InvoiceID"]) in {
+        str(m.key_id) for m in published if isinstance(m, ExactWebhookReceived)
+    }
+    for minutes in (5, 10, 15):
+        published.clear()
+        later = now + timedelta(minutes=minutes)
+        assert await reconciler.run_once(later) == 0
+        assert published == []

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from uuid import UUID
@@ -180,6 +181,18 @@ class Reconciler:
     publish: Publish
     lookback: timedelta
     overlap: timedelta
+    #: message id -> when this process published it. Each pass reads ``overlap`` back from
+    #: the watermark, so an unchanged record near it would be published again on every pass
+    #: of a quiet division; a record published within ``overlap`` plus a margin is not. After
+    #: a restart (or on another replica) one window repeats, which the idempotency keys make
+    #: harmless.
+    _recent: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+
+    def _fresh(self, messages: Sequence[Message]) -> list[Message]:
+        now = time.monotonic()
+        keep = 2 * self.overlap.total_seconds() + 3600
+        self._recent = {k: at for k, at in self._recent.items() if now - at < keep}
+        return [m for m in messages if m.message_id() not in self._recent]
 
     async def run_once(self, now: datetime | None = None) -> int:
         """One pass everywhere; returns the number of messages published."""
@@ -218,17 +231,20 @@ class Reconciler:
                 lookback=self.lookback,
                 overlap=self.overlap,
             )
-            for message in found.messages:
+            fresh = self._fresh(found.messages)
+            for message in fresh:
                 await self.publish(message)
+                self._recent[message.message_id()] = time.monotonic()
             await self.watermarks.commit(connection_id, division, dict(found.watermarks))
-        if found.messages:
+        if fresh:
             log.info(
                 "reconciled",
                 connection_id=connection_id,
                 division=division,
-                messages=len(found.messages),
+                messages=len(fresh),
+                already_published=len(found.messages) - len(fresh),
             )
-        return len(found.messages)
+        return len(fresh)
 
     async def run(self, interval: float) -> None:
         while True:
