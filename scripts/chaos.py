@@ -264,6 +264,8 @@ async def run(args: argparse.Namespace) -> Result:
         "MLC_ENRICHER_RECONCILE_SECONDS": "20",
         "MLC_SHUTDOWN_GRACE_SECONDS": "5",
         "MLC_LOG_LEVEL": "WARNING",
+        # quiet hours off (docs/rules): a run at night must not hold every SMS until morning
+        "MLC_ENRICHER_RULES_PATH": str(ROOT / "docs" / "rules"),
         **dict(item.split("=", 1) for item in args.env),
     }
     try:

@@ -103,6 +103,12 @@ async def main(once: bool) -> int:
             return 1
         database_url = await fresh_database(infra, DEMO.replace("-", "_"))
         stack = PipelineStack(vhost_url, database_url, ROOT / ".mlc" / "logs")
+        # The example rules (docs/rules) are the default set with quiet hours off, so the demo
+        # shows its SMS at any hour; an MLC_ENRICHER_RULES_PATH of your own wins.
+        stack.extra_env.setdefault(
+            "MLC_ENRICHER_RULES_PATH",
+            os.environ.get("MLC_ENRICHER_RULES_PATH", str(ROOT / "docs" / "rules")),
+        )
         say("starting 2 simulators and 5 services (logs in .mlc/logs/)")
         try:
             await stack.start()
