@@ -5,7 +5,8 @@ ports; the machine's shared servers are never touched), a loopback TCP proxy in 
 broker, both simulators and the five services as processes, then issues N invoices in batches
 and meanwhile:
 
-- SIGKILLs a random service every ``--kill-every`` seconds and starts it again,
+- SIGKILLs a service every ``--kill-every`` seconds, each in turn in a random order, and
+  starts it again,
 - restarts RabbitMQ once and PostgreSQL once, and cuts every broker connection twice (5 s),
 - injects Twilio 429 / 500 / response timeouts and duplicated and reordered status callbacks,
   and Exact 429 / 503, one every ``--fault-every`` seconds.
@@ -123,9 +124,13 @@ class Chaos:
         self.killed: set[str] = set()
 
     async def kills(self, every: float, until: float) -> None:
+        """Every service in turn (a fresh random order each round), at random moments."""
+        order: list[str] = []
         while time.monotonic() < until:
             await asyncio.sleep(self.rng.uniform(every * 0.5, every * 1.5))
-            name = self.rng.choice(SERVICES)
+            if not order:
+                order = self.rng.sample(SERVICES, len(SERVICES))
+            name = order.pop()
             self.killed.add(name)
             await self.stack.kill(name)
             self.result.kills[name] += 1
@@ -263,6 +268,10 @@ async def run(args: argparse.Namespace) -> Result:
         "MLC_DISPATCHER_CLAIM_STALE_SECONDS": "20",
         "MLC_ENRICHER_RECONCILE_SECONDS": "20",
         "MLC_SHUTDOWN_GRACE_SECONDS": "5",
+        # callbacks lost while ingress was down are fetched from Twilio after a minute, not 15
+        "MLC_AUDITOR_STATUS_CHECK_AFTER_SECONDS": "60",
+        "MLC_AUDITOR_STATUS_CHECK_INTERVAL_SECONDS": "10",
+        "MLC_DISPATCHER_RESOLVE_AFTER_SECONDS": "20",
         "MLC_LOG_LEVEL": "WARNING",
         # quiet hours off (docs/rules): a run at night must not hold every SMS until morning
         "MLC_ENRICHER_RULES_PATH": str(ROOT / "docs" / "rules"),
@@ -281,7 +290,10 @@ async def run(args: argparse.Namespace) -> Result:
                 await exact.subscribe(DIVISION, callback, topic)
             chaos = Chaos(stack, rabbit, postgres, proxy, result, rng)
             batches = [ids[i : i + args.batch] for i in range(0, len(ids), args.batch)]
-            span = max(len(batches) * args.batch_every, 40.0)
+            # Long enough for every service to be killed at least once (a kill and the restart
+            # that follows take several seconds each).
+            span = max(len(batches) * args.batch_every, args.kill_every * len(SERVICES) * 2.5)
+            pause = span / len(batches)
             until = time.monotonic() + span
             say(f"issuing {len(batches)} batches over {span:.0f} s while chaos runs")
             started = time.monotonic()
@@ -294,7 +306,7 @@ async def run(args: argparse.Namespace) -> Result:
             for batch in batches:
                 for invoice in await exact.issue_invoices(batch):
                     numbers[invoice["InvoiceID"]] = str(invoice["InvoiceNumber"])
-                await asyncio.sleep(args.batch_every)
+                await asyncio.sleep(pause)
             result.issue_seconds = round(time.monotonic() - started, 1)
             await asyncio.gather(*tasks)
             say("chaos over; waiting for every invoice to settle")
@@ -335,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=100)
     parser.add_argument("--batch", type=int, default=50, help="invoices issued together")
     parser.add_argument("--batch-every", type=float, default=2.0, help="seconds between batches")
-    parser.add_argument("--kill-every", type=float, default=8.0, help="seconds between kills")
+    parser.add_argument("--kill-every", type=float, default=5.0, help="seconds between kills")
     parser.add_argument("--fault-every", type=float, default=2.0, help="seconds between faults")
     parser.add_argument("--drain-timeout", type=float, default=900.0)
     parser.add_argument("--seed", type=int, default=1)
