@@ -235,3 +235,45 @@ async def test_topology_is_declared_again_when_the_broker_comes_back_empty(
             )
         await eventually(lambda: len(seen), until=lambda n: n == 1, what="routed delivery")
         assert seen[0].notification_id == message.notification_id
+
+
+async def test_deliveries_stuck_unacked_on_the_channel_are_recovered_by_the_watchdog(
+    private_amqp_url,
+):
+    """Deliveries the client lost (held unacked on the consumer's channel, handled by nobody)
+    go back to the queue and are handled, once the consumer has been idle for a while."""
+    seen: list[NotificationSent] = []
+
+    async def handler(message: NotificationSent) -> None:
+        seen.append(message)
+
+    async with amqp.connect(private_amqp_url, name="test-stall") as connection:
+        channel = await connection.channel()
+        await topology.declare(channel, QUEUE)
+        await channel.set_qos(prefetch_count=3)
+        queue = await channel.declare_queue(QUEUE, passive=True, robust=False)
+        # A consumer that takes three deliveries and loses them (as a client that received
+        # them before its consumer was in place would), then goes away without a requeue.
+        taken: list[object] = []
+
+        async def lose(message: object) -> None:
+            taken.append(message)
+
+        lost = await queue.consume(lose)
+        sent = await publish(private_amqp_url, 3)
+        await eventually(lambda: len(taken), until=lambda n: n == 3, what="deliveries lost")
+        await queue.cancel(lost)
+        probe = await connection.channel()
+        held = await probe.declare_queue(QUEUE, passive=True, robust=False)
+        assert held.declaration_result.message_count == 0  # unacked: not ready, not handled
+        await amqp.run_consumer(
+            channel,
+            QUEUE,
+            {"notification.": (NotificationSent, handler)},
+            publisher=await amqp.Publisher.open(connection),
+            metrics=ConsumerMetrics.create(make_registry()),
+            prefetch=3,
+            stall_check=1.0,
+        )
+        await eventually(lambda: len(seen), until=lambda n: n == 3, what="recovered deliveries")
+        assert {m.notification_id for m in seen} == {m.notification_id for m in sent}
