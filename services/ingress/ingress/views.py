@@ -19,7 +19,14 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from common.contracts import EmailEvent, ExactWebhookReceived, InboundSms, Message, TwilioStatus
+from common.contracts import (
+    ChannelCredentials,
+    EmailEvent,
+    ExactWebhookReceived,
+    InboundSms,
+    Message,
+    TwilioStatus,
+)
 from common.contracts.email import NOTIFICATION_ARG
 from common.errors import PermanentError, TransientError
 from common.signatures import sendgrid_verify, split_exact_body, twilio_verify, verify_exact
@@ -134,17 +141,24 @@ async def exact_webhook(request: web.Request) -> web.Response:
     return answer
 
 
+async def _own_channels(request: web.Request) -> ChannelCredentials | None:
+    """The accounts of the connection the callback URL names (``?connection=``), if it names
+    one. Raises PermanentError for an impossible or unknown connection id."""
+    connection_id = request.query.get("connection")
+    if not connection_id:
+        return None
+    if not valid_connection_id(connection_id):
+        raise PermanentError("not a connection id")
+    return await request.app[CHANNELS].get(connection_id)
+
+
 async def _twilio_auth_token(request: web.Request) -> str:
     """The auth token that signs this callback: the connection's own Twilio account when the
     callback URL names a connection that brings one, else the install's account."""
-    default = request.app[SETTINGS].twilio_auth_token.get_secret_value()
-    connection_id = request.query.get("connection")
-    if not connection_id:
-        return default
-    if not valid_connection_id(connection_id):
-        raise PermanentError("not a connection id")
-    own = await request.app[CHANNELS].get(connection_id)
-    return own.twilio_auth_token.get_secret_value() if own.twilio_auth_token else default
+    own = await _own_channels(request)
+    if own is not None and own.twilio_auth_token:
+        return own.twilio_auth_token.get_secret_value()
+    return request.app[SETTINGS].twilio_auth_token.get_secret_value()
 
 
 async def _signed_twilio_form(request: web.Request) -> dict[str, str] | web.Response:
@@ -246,14 +260,10 @@ _SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 async def _sendgrid_key(request: web.Request) -> str:
     """The key that verifies this post: the connection's own SendGrid account's, if any."""
-    default = request.app[SETTINGS].sendgrid_webhook_public_key
-    connection_id = request.query.get("connection")
-    if not connection_id:
-        return default
-    if not valid_connection_id(connection_id):
-        raise PermanentError("not a connection id")
-    own = await request.app[CHANNELS].get(connection_id)
-    return own.sendgrid_webhook_public_key or default
+    own = await _own_channels(request)
+    if own is not None and own.sendgrid_webhook_public_key:
+        return own.sendgrid_webhook_public_key
+    return request.app[SETTINGS].sendgrid_webhook_public_key
 
 
 def _email_event(connection_id: str | None, item: dict[str, object]) -> EmailEvent | None:
