@@ -23,9 +23,9 @@ import pytest_asyncio
 from common.contracts import PaymentReceived
 from common.settings import SIMULATOR_DEFAULTS
 from common.testing import eventually
+from enricher.commands import contacts
 from enricher.rules import QuietHours
 from enricher.timing import next_allowed, zone_of_country
-from token_keeper.cli import contacts
 from token_keeper.settings import Settings as CliSettings
 
 pytestmark = pytest.mark.e2e

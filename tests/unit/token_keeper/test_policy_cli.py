@@ -9,9 +9,9 @@ from pathlib import Path
 import jinja2
 import pytest
 
+from enricher.commands.templates import check
 from enricher.texts import Texts
 from token_keeper.cli import main
-from token_keeper.cli.templates import check
 
 DEFAULT_RULES = Path(str(resources.files("enricher").joinpath("rules", "default.yaml")))
 

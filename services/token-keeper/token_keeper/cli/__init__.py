@@ -24,24 +24,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
-from token_keeper.cli import (
-    audit,
-    connect,
-    connections,
-    contacts,
-    dlq,
-    ping,
-    rules,
-    subscriptions,
-    templates,
-)
+from common.cli import plugged_commands
+from token_keeper.cli import connect, connections, dlq, ping, subscriptions
 from token_keeper.settings import Settings
+
+if TYPE_CHECKING:
+    from common.cli import Command
 
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(plugged: dict[str, Command]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlc", description="ml-connector operations")
     sub = parser.add_subparsers(dest="command", required=True)
     connect.add_arguments(sub.add_parser("connect", help="connect an Exact Online company"))
@@ -55,31 +50,26 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("ping", help="check every configured credential against the live systems")
     subs = sub.add_parser("subscriptions", help="Exact webhook subscriptions")
     subscriptions.add_arguments(subs)
-    audit.add_audit_arguments(sub.add_parser("audit", help="the audit trail and failures"))
-    audit.add_retry_arguments(sub.add_parser("retry", help="retry failed notifications"))
     dlq.add_arguments(sub.add_parser("dlq", help="parked messages: list, show, replay"))
-    rules.add_arguments(sub.add_parser("rules", help="check or show the notification rules"))
-    templates.add_arguments(sub.add_parser("templates", help="check the message templates"))
-    contacts.add_arguments(sub.add_parser("contacts", help="a contact's channel preference"))
+    # audit, retry (auditor); rules, templates, contacts (enricher): see common.cli
+    for name, command in plugged.items():
+        command.add_arguments(sub.add_parser(name, help=command.help))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    plugged = plugged_commands()
+    args = _parser(plugged).parse_args(argv)
     settings = Settings()
-    runner = {
+    runners = {
         "connect": connect.run,
         "connections": connections.run,
         "ping": ping.run,
         "subscriptions": subscriptions.run,
-        "audit": audit.run_audit,
-        "retry": audit.run_retry,
         "dlq": dlq.run,
-        "rules": rules.run,
-        "templates": templates.run,
-        "contacts": contacts.run,
-    }[args.command]
-    return asyncio.run(runner(settings, args, print))
+        **{name: command.run for name, command in plugged.items()},
+    }
+    return asyncio.run(runners[args.command](settings, args, print))
 
 
 if __name__ == "__main__":

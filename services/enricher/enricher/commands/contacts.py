@@ -11,8 +11,8 @@ from uuid import UUID
 
 from common import db
 from common.contracts import Channel
+from common.settings import ServiceSettings
 from enricher.adapters.notices import PostgresPreferences
-from token_keeper.settings import Settings
 
 __all__ = ["add_arguments", "run"]
 
@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connection", default="default")
 
 
-async def run(settings: Settings, args: argparse.Namespace, say: Callable[[str], None]) -> int:
+async def run(
+    settings: ServiceSettings, args: argparse.Namespace, say: Callable[[str], None]
+) -> int:
     channel = None if args.channel == "none" else cast("Channel", args.channel)
     async with db.pool(settings.database_url, max_size=1) as pool:
         await db.migrate(pool, "enricher", "enricher")

@@ -8,14 +8,12 @@ import asyncio
 from collections.abc import Callable
 
 from auditor import cli as audit_cli
-from token_keeper.settings import Settings
+from common.cli import Command
+from common.settings import ServiceSettings as Settings
 
-__all__ = ["add_audit_arguments", "add_retry_arguments", "run_audit", "run_retry"]
+__all__ = ["AUDIT", "RETRY"]
 
 Say = Callable[[str], None]
-
-add_audit_arguments = audit_cli.add_audit_arguments
-add_retry_arguments = audit_cli.add_retry_arguments
 
 
 async def run_audit(settings: Settings, args: argparse.Namespace, say: Say) -> int:
@@ -24,3 +22,7 @@ async def run_audit(settings: Settings, args: argparse.Namespace, say: Say) -> i
 
 async def run_retry(settings: Settings, args: argparse.Namespace, say: Say) -> int:
     return await asyncio.to_thread(audit_cli.run_retry, args, say)
+
+
+AUDIT = Command("the audit trail and failures", audit_cli.add_audit_arguments, run_audit)
+RETRY = Command("retry failed notifications", audit_cli.add_retry_arguments, run_retry)
