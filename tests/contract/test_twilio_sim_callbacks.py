@@ -27,6 +27,7 @@ from twilio.rest import Client as TwilioClient
 
 from common.signatures import twilio_verify
 from common.testing import eventually
+from common.testing.web import serving
 from sim_twilio.client import SimTwilioAdmin
 from sim_twilio.server import serve
 from sim_twilio.settings import Settings
@@ -75,13 +76,9 @@ async def receiver() -> AsyncIterator[Receiver]:
     receiver = Receiver()
     app = web.Application()
     app.router.add_post("/{tail:.*}", receiver.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    receiver.base_url = f"http://{host}:{port}"
-    yield receiver
-    await runner.cleanup()
+    async with serving(app) as base_url:
+        receiver.base_url = base_url
+        yield receiver
 
 
 @dataclass

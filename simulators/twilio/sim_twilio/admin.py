@@ -10,7 +10,9 @@
 ``GET /_sim/messages``   ``{"messages": [...]}``: resources with ``status_callback``,
                          ``extra_params``, ``faults_applied`` and ``callbacks`` (attempts
                          with HTTP status); ``?to=`` filters
-``GET /_sim/calls``      ``{"calls": [...]}``, same shape for calls
+``GET /_sim/calls``      ``{"calls": [...]}``, same shape for calls, plus ``twiml`` (the
+                         ``Twiml`` parameter as received, or ``null``); ``callbacks`` lists
+                         the AMD verdict post too, as status ``amd``
 ``GET /_sim/emails``     ``{"emails": [...]}``, accepted SendGrid mails
 ``POST /_sim/reset``     stop background work, forget everything -> ``{"reset": true}``
 =======================  ===================================================================

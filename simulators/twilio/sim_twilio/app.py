@@ -59,6 +59,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get(f"{_ACCOUNT}/Messages.json", messages.list_messages)
     app.router.add_get(f"{_ACCOUNT}/Messages/{{MessageSid:{_SID}}}.json", messages.fetch_message)
     app.router.add_post(f"{_ACCOUNT}/Calls.json", calls.create_call)
+    app.router.add_get(f"{_ACCOUNT}/Calls.json", calls.list_calls)
     app.router.add_get(f"{_ACCOUNT}/Calls/{{CallSid:{_SID}}}.json", calls.fetch_call)
     app.router.add_post("/v3/mail/send", sendgrid.send_mail)
     app.router.add_get(f"{_ACCOUNT}.json", account.fetch_account)

@@ -58,6 +58,16 @@ class SimTwilioAdmin:
         """Mails accepted by ``/v3/mail/send``."""
         return await self._get("/_sim/emails", "emails")
 
+    async def inbound(
+        self, *, sender: str, body: str, to: str = "+3197010000000"
+    ) -> dict[str, Any]:
+        """Play ``sender`` texting ``body`` to our number (posted signed to the inbound URL)."""
+        response = await self._http.post(
+            "/_sim/inbound", json={"from": sender, "to": to, "body": body}
+        )
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
     async def faults(self) -> list[dict[str, Any]]:
         """Faults still waiting to apply."""
         return await self._get("/_sim/faults", "faults")

@@ -19,8 +19,13 @@ Kinds and their own fields:
 ``timeout``             ``seconds`` (default 30): the request IS processed (the message is
                         created and progresses), only the response is held back
 ``reject``              ``code`` (default 21211), optional ``status``: answer that error
-``final_status``        ``status`` (``undelivered``/``failed``/``delivered``/``sent``/``read``)
-                        and optional ``error_code``: how the message ends
+``final_status``        how the message, mail or call ends; its fields depend on ``api``:
+                        messages/mail: ``status`` (``undelivered``/``failed``/``delivered``/
+                        ``sent``/``read``) and optional ``error_code``;
+                        calls: ``status`` (``completed`` (default)/``busy``/``no-answer``/
+                        ``failed``/``canceled``) and, for ``completed`` only, optional
+                        ``answered_by`` (:data:`ANSWERED_BY`; default ``human``), the
+                        answering machine detection verdict when the call asked for one
 ``duplicate_callbacks`` deliver every status callback of the message twice
 ``reorder_callbacks``   deliver the status callbacks in reverse order (final before ``sent``)
 ======================  ==================================================================
@@ -32,7 +37,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["APIS", "HTTP_FAULTS", "KINDS", "Fault", "FaultBook", "FaultSpecError"]
+__all__ = [
+    "ANSWERED_BY",
+    "APIS",
+    "CALL_FINAL_STATUSES",
+    "HTTP_FAULTS",
+    "KINDS",
+    "Fault",
+    "FaultBook",
+    "FaultSpecError",
+]
 
 KINDS = frozenset(
     {
@@ -49,6 +63,20 @@ APIS = frozenset({"messages", "calls", "mail"})
 #: Kinds answered before the request is processed at all.
 HTTP_FAULTS = ("http_500", "http_429")
 _FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "sent", "read"})
+#: How a call can end (``call_enum_status`` minus the statuses a call passes through).
+CALL_FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+#: ``AnsweredBy`` values of answering machine detection (see ``calls.py`` for their source).
+ANSWERED_BY = frozenset(
+    {
+        "human",
+        "machine_start",
+        "machine_end_beep",
+        "machine_end_silence",
+        "machine_end_other",
+        "fax",
+        "unknown",
+    }
+)
 
 
 class FaultSpecError(ValueError):
@@ -69,6 +97,7 @@ class Fault:
     status: str | int | None = None
     error_code: int | None = None
     retry_after: float | None = None
+    answered_by: str | None = None
     applied: int = 0
 
     def as_json(self) -> dict[str, Any]:
@@ -103,13 +132,34 @@ def _parse(fault_id: int, spec: Mapping[str, Any]) -> Fault:
     if kind == "reject":
         fault.code = int(spec.get("code", 21211))
         fault.status = int(spec["status"]) if "status" in spec else None
-    if kind == "final_status":
+    if kind == "final_status" and api == "calls":
+        _parse_call_outcome(fault, spec)
+    elif kind == "final_status":
+        if spec.get("answered_by") is not None:
+            raise FaultSpecError("answered_by applies to api 'calls' only")
         status = spec.get("status")
         if status not in _FINAL_STATUSES:
             raise FaultSpecError(f"status must be one of {sorted(_FINAL_STATUSES)}")
         fault.status = status
         fault.error_code = int(spec["error_code"]) if spec.get("error_code") is not None else None
     return fault
+
+
+def _parse_call_outcome(fault: Fault, spec: Mapping[str, Any]) -> None:
+    """A call's ``final_status``: refused loudly rather than half-applied, so a test that
+    asks for an outcome the simulator cannot play fails at injection, not later."""
+    status = spec.get("status", "completed")
+    if status not in CALL_FINAL_STATUSES:
+        raise FaultSpecError(f"status must be one of {sorted(CALL_FINAL_STATUSES)} for calls")
+    if spec.get("error_code") is not None:
+        raise FaultSpecError("error_code applies to messages and mail, not calls")
+    answered_by = spec.get("answered_by")
+    if answered_by is not None and answered_by not in ANSWERED_BY:
+        raise FaultSpecError(f"answered_by must be one of {sorted(ANSWERED_BY)}")
+    if answered_by is not None and status != "completed":
+        raise FaultSpecError("answered_by needs status 'completed': only answered calls have it")
+    fault.status = status
+    fault.answered_by = answered_by
 
 
 class FaultBook:

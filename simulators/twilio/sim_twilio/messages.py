@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import copy
 import re
-from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -34,6 +32,7 @@ from sim_twilio.faults import HTTP_FAULTS
 from sim_twilio.forms import form_pairs
 from sim_twilio.keys import CREATE_MESSAGE, LIST_MESSAGE, METRICS, SESSION, SETTINGS, STATE
 from sim_twilio.lifecycle import DEFAULT_ERROR_CODES, MessagePlan, run_message
+from sim_twilio.listing import DateBounds, date_bounds, page_body, page_params, within
 from sim_twilio.magic import MAGIC_FROM, MAGIC_TO
 from sim_twilio.resources import API_VERSION, message_resource, new_sid
 from sim_twilio.settings import Settings
@@ -202,27 +201,7 @@ async def fetch_message(request: web.Request) -> web.Response:
     return web.json_response(record.resource)
 
 
-def _day_or_moment(value: str) -> date | datetime:
-    """``YYYY-MM-DD`` (Twilio's documented form) or an ISO date-time (what the SDK sends)."""
-    try:
-        if len(value) == 10:
-            return date.fromisoformat(value)
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise TwilioError(400, param="DateSent") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _sent_filter(query: Any) -> list[tuple[str, date | datetime]]:
-    """``DateSent`` / ``DateSent<`` / ``DateSent>`` (the SDK's ``date_sent_before/after``)."""
-    return [
-        (op, _day_or_moment(query[f"DateSent{op}"]))
-        for op in ("", "<", ">")
-        if f"DateSent{op}" in query
-    ]
-
-
-def _matches(record: Record, query: Any, sent: list[tuple[str, date | datetime]]) -> bool:
+def _matches(record: Record, query: Any, sent: DateBounds) -> bool:
     message = record.resource
     if "To" in query and message["to"] != query["To"]:
         return False
@@ -233,15 +212,7 @@ def _matches(record: Record, query: Any, sent: list[tuple[str, date | datetime]]
     moment = (
         parsedate_to_datetime(message["date_sent"]) if message["date_sent"] else record.created_at
     )
-    for op, bound in sent:
-        left: date | datetime = moment.date() if not isinstance(bound, datetime) else moment
-        if op == "" and left != bound:
-            return False
-        if op == "<" and left > bound:
-            return False
-        if op == ">" and left < bound:
-            return False
-    return True
+    return within(moment, sent)
 
 
 async def list_messages(request: web.Request) -> web.Response:
@@ -250,34 +221,14 @@ async def list_messages(request: web.Request) -> web.Response:
     check_basic(request, settings)
     check_account(request, settings)
     query = request.query
-    sent = _sent_filter(query)
+    sent = date_bounds(query, "DateSent")
     bounds = request.app[LIST_MESSAGE]["query_parameters"]["PageSize"]
-    try:
-        page_size = int(query.get("PageSize", settings.sim_twilio_page_size))
-        page = max(0, int(query.get("Page", 0)))
-    except ValueError:
-        raise TwilioError(400, param="PageSize") from None
-    if not bounds.get("minimum", 1) <= page_size <= bounds.get("maximum", 1000):
-        raise TwilioError(400, param="PageSize", value=page_size)
-    found = [r for r in reversed(state.messages.values()) if _matches(r, query, sent)]
-    start = page * page_size
-    chunk = found[start : start + page_size]
-    base = f"/{API_VERSION}/Accounts/{settings.twilio_account_sid}/Messages.json"
-    filters = [(k, v) for k, v in query.items() if k not in ("Page", "PageSize", "PageToken")]
-
-    def uri(number: int) -> str:
-        return base + "?" + urlencode([*filters, ("PageSize", page_size), ("Page", number)])
-
-    return web.json_response(
-        {
-            "messages": [r.resource for r in chunk],
-            "end": start + max(len(chunk) - 1, 0),
-            "first_page_uri": uri(0),
-            "next_page_uri": uri(page + 1) if start + page_size < len(found) else None,
-            "page": page,
-            "page_size": page_size,
-            "previous_page_uri": uri(page - 1) if page > 0 else None,
-            "start": start,
-            "uri": uri(page),
-        }
+    page_size, page = page_params(
+        query,
+        settings.sim_twilio_page_size,
+        bounds.get("minimum", 1),
+        bounds.get("maximum", 1000),
     )
+    found = [r.resource for r in reversed(state.messages.values()) if _matches(r, query, sent)]
+    base = f"/{API_VERSION}/Accounts/{settings.twilio_account_sid}/Messages.json"
+    return web.json_response(page_body("messages", found, query, base, page, page_size))
