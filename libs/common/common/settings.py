@@ -64,6 +64,9 @@ class ServiceSettings(BaseSettings):
     twilio_voice_from: str = SIMULATOR_DEFAULTS["twilio_voice_from"]  # type: ignore[assignment]
     sendgrid_api_key: SecretStr = SecretStr(str(SIMULATOR_DEFAULTS["sendgrid_api_key"]))
     email_from: str = SIMULATOR_DEFAULTS["email_from"]  # type: ignore[assignment]
+    #: The display name of the From address, and a Reply-To (none: replies go to From).
+    email_from_name: str | None = None
+    email_reply_to: str | None = None
     #: SendGrid's "Signed Event Webhook" verification key (base64 DER), from the SendGrid
     #: console or its API; a connection with its own SendGrid account brings its own.
     sendgrid_webhook_public_key: str = SIMULATOR_DEFAULTS["sendgrid_webhook_public_key"]  # type: ignore[assignment]

@@ -104,6 +104,30 @@ QUEUES: dict[str, QueueSpec] = {
             (COMMANDS, "notification.check-status"),
         ),
     ),
+    "dispatcher.suppressions": QueueSpec(
+        "dispatcher.suppressions",
+        # What feeds the suppression list: STOP/START replies, SMS that could not be delivered
+        # (30004-30006), SendGrid bounces, unsubscribes and spam reports; ``processed`` settles
+        # an email whose send had no answer.
+        (
+            (EVENTS, "twilio.inbound.stop"),
+            (EVENTS, "twilio.inbound.start"),
+            (EVENTS, "twilio.status.undelivered"),
+            (EVENTS, "twilio.status.failed"),
+            (EVENTS, "email.event.processed"),
+            (EVENTS, "email.event.bounce"),
+            (EVENTS, "email.event.dropped"),
+            (EVENTS, "email.event.spamreport"),
+            (EVENTS, "email.event.unsubscribe"),
+            (EVENTS, "email.event.group_unsubscribe"),
+            (EVENTS, "email.event.group_resubscribe"),
+        ),
+    ),
+    "enricher.suppressions": QueueSpec(
+        "enricher.suppressions",
+        # A suppressed address ends the reminder chains that would have gone to it.
+        ((EVENTS, "suppression.added"),),
+    ),
     "auditor.events": QueueSpec(
         "auditor.events",
         (
@@ -112,6 +136,7 @@ QUEUES: dict[str, QueueSpec] = {
             (EVENTS, "twilio.status.*"),
             (EVENTS, "twilio.inbound.*"),
             (EVENTS, "email.event.*"),
+            (EVENTS, "suppression.*"),
         ),
     ),
     "token-keeper.rpc": QueueSpec(

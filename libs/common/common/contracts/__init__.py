@@ -23,6 +23,13 @@ from common.contracts.notifications import (
     SendNotification,
     SourceDocument,
 )
+from common.contracts.suppressions import (
+    INSTALL_SCOPE,
+    SUPPRESSION_REASONS,
+    SuppressionChanged,
+    address_key,
+    normalise_address,
+)
 from common.contracts.tokens import (
     AccessToken,
     ChannelCredentials,
@@ -37,7 +44,9 @@ from common.contracts.twilio import InboundSms, TwilioStatus
 
 __all__ = [
     "FAILURE_REASONS",
+    "INSTALL_SCOPE",
     "SCHEMA_VERSION",
+    "SUPPRESSION_REASONS",
     "AccessToken",
     "Channel",
     "ChannelCredentials",
@@ -61,9 +70,12 @@ __all__ = [
     "RpcError",
     "SendNotification",
     "SourceDocument",
+    "SuppressionChanged",
     "TokenGet",
     "TokenRefresh",
     "TwilioStatus",
     "WebhookSecret",
     "WebhookSecretGet",
+    "address_key",
+    "normalise_address",
 ]

@@ -70,6 +70,12 @@ class ChannelCredentials(Message):
     sendgrid_api_key: WireSecret | None = None
     #: Verifies the connection's SendGrid event webhooks (public, not a secret).
     sendgrid_webhook_public_key: str | None = None
+    #: Who the company's messages come from (not secrets): the caller id of its calls, and
+    #: the From address, From name and Reply-To of its email.
+    twilio_voice_from: str | None = None
+    email_from: str | None = None
+    email_from_name: str | None = None
+    email_reply_to: str | None = None
 
     @property
     def has_twilio(self) -> bool:

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 
 from common.contracts.base import Event, stable_id
 
-__all__ = ["InboundKind", "InboundSms", "TwilioStatus"]
+__all__ = ["InboundKind", "InboundSms", "TwilioStatus", "answered_status"]
 
 
 class TwilioStatus(Event):
@@ -30,6 +30,17 @@ class TwilioStatus(Event):
     def message_id(self) -> str:
         # Twilio repeats callbacks; the same (sid, status) is the same fact.
         return str(stable_id("twilio.status", self.provider_id, self.status))
+
+
+def answered_status(answered_by: str | None) -> str | None:
+    """The call status that answering machine detection's ``AnsweredBy`` stands for:
+    ``answered`` (a person), ``voicemail`` (a machine or fax), None when it could not tell."""
+    value = (answered_by or "").lower()
+    if value == "human":
+        return "answered"
+    if value.startswith("machine") or value == "fax":
+        return "voicemail"
+    return None
 
 
 #: What an inbound SMS asks for: ``stop`` (opt out), ``start`` (opt in again), ``help``, or

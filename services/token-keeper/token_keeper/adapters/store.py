@@ -226,10 +226,33 @@ class PostgresConnectionStore:
         )
         return bool(status == "UPDATE 1")
 
+    async def set_senders(
+        self,
+        connection_id: str,
+        *,
+        twilio_voice_from: str | None,
+        email_from: str | None,
+        email_from_name: str | None,
+        email_reply_to: str | None,
+    ) -> bool:
+        """Who the connection's calls and email come from (None: the install's sender)."""
+        status = await self.db.execute(
+            """UPDATE tokens.connections SET twilio_voice_from = $2, email_from = $3,
+                   email_from_name = $4, email_reply_to = $5, updated_at = now()
+               WHERE id = $1""",
+            connection_id,
+            twilio_voice_from,
+            email_from,
+            email_from_name,
+            email_reply_to,
+        )
+        return bool(status == "UPDATE 1")
+
     async def channel_credentials(self, connection_id: str) -> ChannelCredentials | None:
         row = await self.db.fetchrow(
             "SELECT twilio_account_sid, twilio_auth_token_sealed, twilio_messaging_service_sid, "
-            "sendgrid_api_key_sealed, sendgrid_webhook_public_key "
+            "sendgrid_api_key_sealed, sendgrid_webhook_public_key, twilio_voice_from, "
+            "email_from, email_from_name, email_reply_to "
             "FROM tokens.connections WHERE id = $1",
             connection_id,
         )
@@ -243,6 +266,10 @@ class PostgresConnectionStore:
             twilio_messaging_service_sid=row["twilio_messaging_service_sid"],
             sendgrid_api_key=SecretStr(self.sealer.open(key)) if key else None,
             sendgrid_webhook_public_key=row["sendgrid_webhook_public_key"],
+            twilio_voice_from=row["twilio_voice_from"],
+            email_from=row["email_from"],
+            email_from_name=row["email_from_name"],
+            email_reply_to=row["email_reply_to"],
         )
 
     async def mark_needs_reconnect(self, connection_id: str, reason: str) -> None:

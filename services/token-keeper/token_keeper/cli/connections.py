@@ -37,8 +37,8 @@ def _age(since: datetime | None, now: datetime) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["list", "set-channels"])
-    parser.add_argument("id", nargs="?", help="connection id (set-channels)")
+    parser.add_argument("action", choices=["list", "set-channels", "set-senders"])
+    parser.add_argument("id", nargs="?", help="connection id (set-channels, set-senders)")
     parser.add_argument("--twilio-account-sid")
     parser.add_argument("--twilio-auth-token", help="'-' to type it without echo")
     parser.add_argument("--twilio-messaging-service-sid")
@@ -47,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sendgrid-webhook-public-key",
         help="the Signed Event Webhook verification key (base64 DER) of that SendGrid account",
     )
+    parser.add_argument("--voice-from", help="set-senders: caller id of calls (E.164)")
+    parser.add_argument("--email-from", help="set-senders: From address of email")
+    parser.add_argument("--email-from-name", help="set-senders: From name of email")
+    parser.add_argument("--email-reply-to", help="set-senders: Reply-To address of email")
 
 
 def _secret(value: str | None, prompt: str) -> str | None:
@@ -84,6 +88,34 @@ async def _set_channels(
     return 0
 
 
+async def _set_senders(
+    store: PostgresConnectionStore, args: argparse.Namespace, say: Callable[[str], None]
+) -> int:
+    if not args.id:
+        say("set-senders needs a connection id")
+        return 2
+    voice = args.voice_from
+    if voice and not voice.startswith("+"):
+        say("--voice-from is an E.164 number (+31...)")
+        return 2
+    bad = [a for a in (args.email_from, args.email_reply_to) if a and "@" not in a]
+    if bad:
+        say("--email-from and --email-reply-to are email addresses")
+        return 2
+    found = await store.set_senders(
+        args.id,
+        twilio_voice_from=voice,
+        email_from=args.email_from,
+        email_from_name=args.email_from_name,
+        email_reply_to=args.email_reply_to,
+    )
+    if not found:
+        say(f"no connection {args.id!r}; run `mlc connect --connection {args.id}` first")
+        return 1
+    say(f"connection {args.id!r} senders set (unset ones use the install's)")
+    return 0
+
+
 async def run(settings: Settings, args: argparse.Namespace, say: Callable[[str], None]) -> int:
     if settings.secret_key is None:
         raise SystemExit("MLC_SECRET_KEY is required")
@@ -92,6 +124,8 @@ async def run(settings: Settings, args: argparse.Namespace, say: Callable[[str],
         store = PostgresConnectionStore(pool, Sealer(settings.secret_key))
         if args.action == "set-channels":
             return await _set_channels(store, args, say)
+        if args.action == "set-senders":
+            return await _set_senders(store, args, say)
         summaries = await store.summaries()
         channels = {s.id: await store.channel_credentials(s.id) for s in summaries}
     if not summaries:
