@@ -18,9 +18,12 @@ from common.contracts import (
 )
 from common.metrics import ConsumerMetrics, make_registry
 from common.rpc import CachedLookup, RpcClient
-from dispatcher import handlers, outbox, resolver
-from dispatcher.adapters.accounts import TwilioAccounts
+from dispatcher import feeds, handlers, outbox, resolver
+from dispatcher.adapters.accounts import EmailAccounts, TwilioAccounts
+from dispatcher.adapters.channels import ChannelNotifier
 from dispatcher.adapters.claims import PostgresClaimStore
+from dispatcher.adapters.sendgrid import SendGridNotifier
+from dispatcher.adapters.suppressions import PostgresSuppressions
 from dispatcher.adapters.twilio import TwilioNotifier
 from dispatcher.metrics import DispatchMetrics
 from dispatcher.settings import Settings
@@ -43,6 +46,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         twilio = await stack.enter_async_context(
             httpx.AsyncClient(base_url=settings.twilio_api_base_url, timeout=timeout)
         )
+        sendgrid = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=settings.sendgrid_api_base_url, timeout=timeout)
+        )
         rpc = await RpcClient.open(connection)
         credentials = CachedLookup(
             rpc,
@@ -59,12 +65,26 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             resolve_after_seconds=settings.dispatcher_resolve_after_seconds,
             wake=wake,
         )
-        notifier = TwilioNotifier(twilio, TwilioAccounts(settings, credentials))
+        twilio_notifier = TwilioNotifier(twilio, TwilioAccounts(settings, credentials))
+        notifier = ChannelNotifier(
+            {
+                "sms": twilio_notifier,
+                "voice": twilio_notifier,
+                "email": SendGridNotifier(
+                    sendgrid,
+                    EmailAccounts(settings, credentials),
+                    resolve_after=settings.dispatcher_email_resolve_seconds,
+                ),
+            },
+            latency=dispatch_metrics.provider_seconds,
+        )
+        suppressions = PostgresSuppressions(pool, wake=wake)
         send = functools.partial(
             handlers.send_notification,
             claims=claims,
             notifier=notifier,
             max_attempts=settings.dispatcher_max_attempts,
+            suppressions=suppressions,
         )
         release = functools.partial(handlers.release_notification, claims=claims)
         check = functools.partial(handlers.check_status, notifier=notifier)
@@ -74,12 +94,20 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             CheckDeliveryStatus.routing_key: (CheckDeliveryStatus, check),
         }
         publisher = await amqp.Publisher.open(connection)
+        consumer_metrics = ConsumerMetrics.create(registry)
         consumer = await amqp.run_consumer(
             channel,
             "dispatcher.sends",
             routes,
             publisher=publisher,
-            metrics=ConsumerMetrics.create(registry),
+            metrics=consumer_metrics,
+        )
+        feed_consumer = await amqp.run_consumer(
+            await connection.channel(),
+            "dispatcher.suppressions",
+            amqp.bind(feeds.HANDLERS, suppressions=suppressions, claims=claims),
+            publisher=publisher,
+            metrics=consumer_metrics,
         )
         # Background loops: the outbox relay and the resolver of unsettled claims, kept alive
         # by the supervisor; each ends by itself once ``stop`` is set.
@@ -107,6 +135,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 notifier=notifier,
                 max_attempts=settings.dispatcher_max_attempts,
                 interval=settings.dispatcher_resolve_interval_seconds,
+                suppressions=suppressions,
                 metrics=dispatch_metrics,
             ),
         )
@@ -114,10 +143,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),
             "consumer": consumer.check,
+            "feed_consumer": feed_consumer.check,
             "rpc": rpc.check,
             "background": supervisor.check,
         }
         await health.serve_until(
             stop, health.health_app(checks, registry), settings.http_host, settings.http_port
         )
-        await runtime.drain(settings.shutdown_grace_seconds, consumer, supervisor=supervisor)
+        await runtime.drain(
+            settings.shutdown_grace_seconds, consumer, feed_consumer, supervisor=supervisor
+        )

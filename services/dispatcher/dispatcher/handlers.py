@@ -1,14 +1,18 @@
 """The dispatcher's handlers: claim the idempotency key, send at most once at a time, report
-every attempt through the outbox.
+every attempt through the outbox. The same lifecycle holds for SMS, calls and email.
 
 Claim outcomes of a ``SendNotification`` (every copy of a command meets the same claim)::
 
     claimed   -> send -> sent | released + deferred (retry) | failed (DLQ) | ambiguous
     in_flight -> another copy holds it right now: retry later and look again
     deferred  -> the last attempt was told to wait (Retry-After): retry after that
-    stale / ambiguous -> the resolver settles it by asking Twilio: ack
-    sent / failed -> settled already: ack, nothing sent (only ReleaseNotification reopens a
-                     failed claim, never a replayed send)
+    stale / ambiguous -> the resolver settles it by asking the provider: ack
+    sent / failed / skipped -> settled already: ack, nothing sent (only ReleaseNotification
+                     reopens a failed or skipped claim, never a replayed send)
+
+Before each send the suppression list is asked: a suppressed address is never sent to; the
+claim is settled ``skipped`` with a ``notification.skipped`` (reason ``opted_out``). A Twilio
+21610 (the recipient replied STOP) fails the send and suppresses the number for SMS and calls.
 
 Each state change and its event (sent, deferred, failed, ambiguous, released) are committed
 together and relayed from the outbox, so the handlers return no messages themselves.
@@ -27,17 +31,20 @@ from common.contracts import (
     NotificationDeferred,
     NotificationFailed,
     NotificationSent,
+    NotificationSkipped,
     ReleaseNotification,
     SendNotification,
     TwilioStatus,
 )
+from common.contracts.twilio import answered_status
 from common.errors import AmbiguousOutcome, PermanentError, TransientError
 from common.logging import mask_text
-from dispatcher.ports import Claim, ClaimStore, Notifier
+from dispatcher.ports import Claim, ClaimStore, Notifier, SuppressionList
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "HANDLERS",
+    "PHONE_CHANNELS",
     "attempt_send",
     "check_status",
     "failure_reason",
@@ -56,6 +63,8 @@ DEFAULT_MAX_ATTEMPTS = 5
 #: are the account's to fix: ``provider_error``.
 _INVALID_NUMBER = frozenset({"21211", "21614"})
 _OPTED_OUT = frozenset({"21610"})
+#: Channels a phone number's opt-out holds for: a STOP ends calls too.
+PHONE_CHANNELS = ("sms", "voice")
 
 
 def failure_reason(code: object) -> str:
@@ -73,6 +82,7 @@ async def send_notification(
     claims: ClaimStore,
     notifier: Notifier,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    suppressions: SuppressionList | None = None,
 ) -> list[Message]:
     structlog.contextvars.bind_contextvars(
         notification_id=str(command.notification_id), channel=command.channel
@@ -90,7 +100,14 @@ async def send_notification(
     if claim.outcome != "claimed":
         log.info("duplicate_suppressed", claim_state=claim.outcome)
         return []
-    await attempt_send(command, claim, claims=claims, notifier=notifier, max_attempts=max_attempts)
+    await attempt_send(
+        command,
+        claim,
+        claims=claims,
+        notifier=notifier,
+        max_attempts=max_attempts,
+        suppressions=suppressions,
+    )
     return []
 
 
@@ -101,20 +118,33 @@ async def attempt_send(
     claims: ClaimStore,
     notifier: Notifier,
     max_attempts: int,
+    suppressions: SuppressionList | None = None,
 ) -> None:
     """One send under a claim just taken, settled with its event. Raises the adapter's
-    TransientError (claim released) or a PermanentError (claim failed) after settling."""
+    TransientError (claim released) or a PermanentError (claim failed) after settling.
+    ``suppressions`` is None only where a caller tests the send path alone."""
     key, nid, attempt = command.idempotency_key, command.notification_id, claim.attempts
-    if command.channel != "sms":
-        exc = PermanentError(
-            f"channel {command.channel!r} is not supported yet", code="channel_unsupported"
-        )
-        await _fail(command, claim, claims, exc, reason="provider_error")
-        raise exc
+    connection_id, address = command.source.connection_id, command.recipient.address
+    if suppressions is not None:
+        found = await suppressions.find(connection_id, command.channel, address)
+        if found is not None:
+            await claims.settle(
+                key,
+                "skipped",
+                NotificationSkipped(
+                    notification_id=nid,
+                    source=command.source,
+                    fact=command.fact,
+                    reason="opted_out",
+                    detail=f"suppressed on {command.channel}: {found.reason} ({found.source})",
+                    rule=command.rule,
+                ),
+                reason="opted_out",
+            )
+            log.info("notification_suppressed", reason=found.reason, source=found.source)
+            return
     try:
-        receipt = await notifier.send_sms(
-            command.recipient.address, command.content, connection_id=command.source.connection_id
-        )
+        receipt = await notifier.send(command)
     except TransientError as exc:
         if claim.budget_used >= max_attempts:
             exhausted = PermanentError(
@@ -143,7 +173,17 @@ async def attempt_send(
         )
         raise
     except PermanentError as exc:
-        await _fail(command, claim, claims, exc, reason=failure_reason(exc.code))
+        reason = failure_reason(exc.code)
+        await _fail(command, claim, claims, exc, reason=reason)
+        if reason == "opted_out" and suppressions is not None:
+            await suppressions.add(
+                connection_id,
+                PHONE_CHANNELS,
+                address,
+                reason="opted_out",
+                source=f"twilio:{exc.code}",
+                notification_id=str(nid),
+            )
         raise
     except AmbiguousOutcome as exc:
         await claims.settle(
@@ -211,22 +251,34 @@ async def release_notification(
 
 
 async def check_status(command: CheckDeliveryStatus, *, notifier: Notifier) -> list[Message]:
-    """Fetch a sent message's status from Twilio and report it as a callback would; the
-    auditor keeps it only if it moves the status forward."""
+    """Fetch a sent message's or call's status and report it as a callback would; the
+    auditor keeps it only if it moves the status forward. A finished call also reports who
+    answered, when answering machine detection could tell."""
     structlog.contextvars.bind_contextvars(notification_id=str(command.notification_id))
-    receipt = await notifier.fetch_sms(command.provider_id, connection_id=command.connection_id)
+    receipt = await notifier.fetch(
+        command.provider_id, connection_id=command.connection_id, channel=command.channel
+    )
     log.info("status_fetched", provider_id=receipt.provider_id, status=receipt.status)
-    raw = {"MessageSid": receipt.provider_id, "MessageStatus": receipt.status, "Source": "fetch"}
+    call = command.channel == "voice" or receipt.provider_id.startswith("CA")
+    sid, status = ("CallSid", "CallStatus") if call else ("MessageSid", "MessageStatus")
+    raw = {sid: receipt.provider_id, status: receipt.status, "Source": "fetch"}
     if receipt.error_code:
         raw["ErrorCode"] = receipt.error_code
+    now = datetime.now(UTC)
+    statuses = [(receipt.status, raw)]
+    answered = answered_status(receipt.answered_by) if call else None
+    if answered is not None:
+        statuses.append((answered, {**raw, "AnsweredBy": receipt.answered_by or ""}))
     return [
         TwilioStatus(
+            resource="call" if call else "message",
             provider_id=receipt.provider_id,
-            status=receipt.status,
+            status=value,
             error_code=receipt.error_code,
-            raw=raw,
-            received_at=datetime.now(UTC),
+            raw=fields,
+            received_at=now,
         )
+        for value, fields in statuses
     ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["DispatchMetrics"]
 
@@ -17,6 +17,8 @@ class DispatchMetrics:
     pending: Gauge
     #: Unsettled claims the resolver settled, by outcome (sent, resent, lookup_failed...).
     resolutions: Counter
+    #: Provider send requests by channel and outcome (sent, transient, permanent, ambiguous).
+    provider_seconds: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> DispatchMetrics:
@@ -35,6 +37,13 @@ class DispatchMetrics:
                 "mlc_dispatch_resolutions_total",
                 "Unsettled claims looked up at Twilio, by outcome",
                 ["outcome"],
+                registry=registry,
+            ),
+            Histogram(
+                "mlc_provider_request_seconds",
+                "Time of each send request to Twilio or SendGrid, by channel and outcome",
+                ["channel", "outcome"],
+                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20),
                 registry=registry,
             ),
         )

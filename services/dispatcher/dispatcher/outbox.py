@@ -23,6 +23,8 @@ from common.contracts import (
     NotificationFailed,
     NotificationReleased,
     NotificationSent,
+    NotificationSkipped,
+    SuppressionChanged,
 )
 from dispatcher.metrics import DispatchMetrics
 
@@ -30,16 +32,22 @@ __all__ = ["OUTBOX_MODELS", "pending", "relay_forever", "relay_once"]
 
 log = structlog.get_logger("dispatcher.outbox")
 
-#: Routing key -> model of every event the dispatcher queues in its outbox.
+#: Routing key -> model of every event the dispatcher queues in its outbox (a key the relay
+#: does not know would stop it at that row: tests/unit/dispatcher checks each queued type).
 OUTBOX_MODELS: dict[str, type[Message]] = {
-    m.routing_key: m
-    for m in (
-        NotificationSent,
-        NotificationFailed,
-        NotificationAmbiguous,
-        NotificationDeferred,
-        NotificationReleased,
-    )
+    **{
+        m.routing_key: m
+        for m in (
+            NotificationSent,
+            NotificationFailed,
+            NotificationAmbiguous,
+            NotificationDeferred,
+            NotificationReleased,
+            NotificationSkipped,
+        )
+    },
+    "suppression.added": SuppressionChanged,
+    "suppression.lifted": SuppressionChanged,
 }
 
 #: Relayed rows are kept this long for inspection, then deleted.

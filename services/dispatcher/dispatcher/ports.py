@@ -1,4 +1,5 @@
-"""What the dispatcher's handlers need: a claim store (with its outbox) and a notifier."""
+"""What the dispatcher's handlers need: a claim store (with its outbox), a notifier that
+speaks each channel's provider, and the suppression list."""
 
 from __future__ import annotations
 
@@ -6,12 +7,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from common.contracts import Message, SendNotification
+from common.contracts import Channel, Message, SendNotification
 
-__all__ = ["Claim", "ClaimStore", "Notifier", "SendReceipt", "Unsettled"]
+__all__ = [
+    "Claim",
+    "ClaimStore",
+    "Notifier",
+    "SendReceipt",
+    "Suppression",
+    "SuppressionList",
+    "Unsettled",
+]
 
 ClaimOutcome = Literal[
-    "claimed", "sent", "in_flight", "stale", "failed", "ambiguous", "deferred", "released"
+    "claimed",
+    "sent",
+    "in_flight",
+    "stale",
+    "failed",
+    "ambiguous",
+    "deferred",
+    "released",
+    "skipped",
 ]
 
 
@@ -35,6 +52,8 @@ class SendReceipt:
     provider_id: str
     status: str
     error_code: str | None = None
+    #: Calls: who answered (Twilio's answering machine detection), when known.
+    answered_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,22 +107,81 @@ class ClaimStore(Protocol):
         """Claim an unsettled key again after Twilio proved it never got the request."""
         ...
 
+    async def command_for(
+        self, *, provider_id: str | None = None, notification_id: str | None = None
+    ) -> SendNotification | None:
+        """The command of the claim that got ``provider_id`` or is ``notification_id``'s."""
+        ...
+
+    async def confirm_sent(self, notification_id: str, provider_id: str) -> bool:
+        """Settle a ``sending``/``ambiguous`` claim as sent because the provider reported
+        on it; False when it was settled already."""
+        ...
+
 
 class Notifier(Protocol):
-    async def send_sms(self, to: str, body: str, *, connection_id: str) -> SendReceipt:
-        """Send from the connection's Twilio account (its own, or the install's).
-        Raises PermanentError, TransientError or AmbiguousOutcome."""
+    """Sends a command on its channel (SMS and calls through Twilio, email through SendGrid)
+    from the connection's own account or the install's."""
+
+    async def send(self, command: SendNotification) -> SendReceipt:
+        """Raises PermanentError, TransientError or AmbiguousOutcome."""
         ...
 
-    async def find_sms(
-        self, to: str, body: str, *, since: datetime, connection_id: str
-    ) -> SendReceipt | None:
-        """The message with this body that Twilio created for ``to`` since ``since``, or None
-        when Twilio has none (proof that the request never reached it). Raises
-        TransientError when Twilio cannot be asked right now."""
+    async def find(self, command: SendNotification, *, since: datetime) -> SendReceipt | None:
+        """What the provider created for this command since ``since``, or None when it proves
+        it never got the request. Raises TransientError when that cannot be told yet."""
         ...
 
-    async def fetch_sms(self, provider_id: str, *, connection_id: str) -> SendReceipt:
-        """The message's current status (``GET Messages/{Sid}.json``). Raises TransientError,
-        or PermanentError when Twilio does not know the SID."""
+    async def fetch(
+        self, provider_id: str, *, connection_id: str, channel: Channel | None
+    ) -> SendReceipt:
+        """The current status of a sent message or call. Raises TransientError, or
+        PermanentError when the provider does not know it (or cannot be asked)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Suppression:
+    connection_id: str
+    channel: str
+    address_masked: str
+    reason: str
+    source: str
+
+
+class SuppressionList(Protocol):
+    async def find(self, connection_id: str, channel: str, address: str) -> Suppression | None:
+        """The suppression that forbids sending on ``channel`` to ``address`` for this
+        connection (its own, or one held for every connection), if any."""
+        ...
+
+    async def add(
+        self,
+        scope: str,
+        channels: tuple[str, ...],
+        address: str,
+        *,
+        reason: str,
+        source: str,
+        notification_id: str | None = None,
+        created_by: str | None = None,
+    ) -> int:
+        """Suppress ``address`` on each channel; returns how many were new (each new one is
+        announced as ``suppression.added``)."""
+        ...
+
+    async def lift(
+        self,
+        scope: str | None,
+        channels: tuple[str, ...],
+        address: str,
+        *,
+        reasons: tuple[str, ...] | None,
+        source: str,
+        requested_by: str | None = None,
+        note: str | None = None,
+    ) -> int:
+        """Lift the suppressions of ``address`` on each channel (only those for ``reasons``
+        when given: a START lifts an opt-out, not a bounce) in ``scope`` (None: in every
+        scope); returns how many."""
         ...

@@ -1,13 +1,13 @@
-"""Settling sends whose outcome is unknown, by asking Twilio.
+"""Settling sends whose outcome is unknown, by asking the provider.
 
 A claim is unsettled when it stayed ``sending`` past the stale period (its sender died, maybe
 before the request left, maybe after) or went ``ambiguous`` (no answer after the request
-left). After the deadline the resolver lists the messages Twilio created for that number
-since the claim::
+left). After the deadline the resolver asks the provider what it created for that recipient
+since the claim (Twilio lists messages and calls; for email, see ``adapters.sendgrid``)::
 
-    found (same body)  -> sent, with Twilio's SID: NotificationSent (its callbacks now join)
+    found (same body)  -> sent, with the provider's id: NotificationSent (callbacks now join)
     not found          -> proven never sent: claimed again and sent (one more attempt)
-    Twilio unreachable -> left alone; asked again after the next deadline
+    cannot tell yet    -> left alone; asked again after the next deadline
 
 The deadline leaves Twilio time to list what it accepted; a claim is never resent without
 that answer.
@@ -25,7 +25,7 @@ from common.contracts import NotificationSent
 from common.errors import PermanentError, TransientError
 from dispatcher.handlers import attempt_send
 from dispatcher.metrics import DispatchMetrics
-from dispatcher.ports import ClaimStore, Notifier, Unsettled
+from dispatcher.ports import ClaimStore, Notifier, SuppressionList, Unsettled
 
 __all__ = ["LOOKUP_SKEW", "resolve", "resolve_due", "resolve_forever"]
 
@@ -36,7 +36,12 @@ LOOKUP_SKEW = timedelta(minutes=5)
 
 
 async def resolve(
-    unsettled: Unsettled, *, claims: ClaimStore, notifier: Notifier, max_attempts: int
+    unsettled: Unsettled,
+    *,
+    claims: ClaimStore,
+    notifier: Notifier,
+    max_attempts: int,
+    suppressions: SuppressionList | None = None,
 ) -> str:
     """Settle one claim; returns what happened (``sent``, ``resent``, ``resend_failed``,
     ``lookup_failed``, ``unresolvable``, ``busy``)."""
@@ -47,12 +52,7 @@ async def resolve(
             log.warning("claim_unresolvable", claim_state=unsettled.state)
             return "unresolvable"
         try:
-            found = await notifier.find_sms(
-                command.recipient.address,
-                command.content,
-                since=unsettled.claimed_at - LOOKUP_SKEW,
-                connection_id=command.source.connection_id,
-            )
+            found = await notifier.find(command, since=unsettled.claimed_at - LOOKUP_SKEW)
         except TransientError as exc:
             log.warning("claim_lookup_failed", error=type(exc).__name__, code=exc.code)
             return "lookup_failed"
@@ -77,7 +77,12 @@ async def resolve(
         log.info("claim_resolved_not_sent", attempt=claim.attempts)
         try:
             await attempt_send(
-                command, claim, claims=claims, notifier=notifier, max_attempts=max_attempts
+                command,
+                claim,
+                claims=claims,
+                notifier=notifier,
+                max_attempts=max_attempts,
+                suppressions=suppressions,
             )
         except (TransientError, PermanentError):
             # settled with its event already; a released claim is sent by the next copy
@@ -94,12 +99,17 @@ async def resolve_due(
     max_attempts: int,
     limit: int = 20,
     metrics: DispatchMetrics | None = None,
+    suppressions: SuppressionList | None = None,
 ) -> list[str]:
     """Resolve the claims that are due now; returns each one's outcome."""
     outcomes = []
     for unsettled in await claims.unsettled(limit=limit):
         outcome = await resolve(
-            unsettled, claims=claims, notifier=notifier, max_attempts=max_attempts
+            unsettled,
+            claims=claims,
+            notifier=notifier,
+            max_attempts=max_attempts,
+            suppressions=suppressions,
         )
         if metrics is not None:
             metrics.resolutions.labels(outcome=outcome).inc()
@@ -115,13 +125,18 @@ async def resolve_forever(
     max_attempts: int,
     interval: float,
     metrics: DispatchMetrics | None = None,
+    suppressions: SuppressionList | None = None,
 ) -> None:
     """Resolve due claims every ``interval`` seconds until ``stop``; failures are logged and
     the loop goes on."""
     while not stop.is_set():
         try:
             await resolve_due(
-                claims=claims, notifier=notifier, max_attempts=max_attempts, metrics=metrics
+                claims=claims,
+                notifier=notifier,
+                max_attempts=max_attempts,
+                metrics=metrics,
+                suppressions=suppressions,
             )
         except Exception as exc:  # the loop must outlive a database outage
             log.warning("claim_resolution_failed", error=type(exc).__name__)

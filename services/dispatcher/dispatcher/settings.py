@@ -28,3 +28,6 @@ class Settings(ServiceSettings):
     #: How long a connection's Twilio account choice is cached (set-channels takes effect
     #: within this time).
     dispatcher_credentials_cache_seconds: float = 60.0
+    #: An email whose send had no answer and of which no SendGrid event arrived within this
+    #: time is taken as never received, and sent again (SendGrid has no lookup API).
+    dispatcher_email_resolve_seconds: float = 600.0

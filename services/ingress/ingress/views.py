@@ -28,6 +28,7 @@ from common.contracts import (
     TwilioStatus,
 )
 from common.contracts.email import NOTIFICATION_ARG
+from common.contracts.twilio import answered_status
 from common.errors import PermanentError, TransientError
 from common.signatures import sendgrid_verify, split_exact_body, twilio_verify, verify_exact
 from ingress.guards import event_age_seconds, json_depth_ok, valid_connection_id
@@ -204,11 +205,15 @@ async def twilio_status(request: web.Request) -> web.Response:
 
 
 async def twilio_voice_status(request: web.Request) -> web.Response:
-    """A Calls status callback (CallSid, CallStatus; AnsweredBy with machine detection)."""
+    """A Calls status callback (CallSid, CallStatus), or the asynchronous answering machine
+    detection result posted to the same URL (CallSid, AnsweredBy, no CallStatus): published
+    as status ``answered`` (a person), ``voicemail`` (a machine or fax) or ``unknown``."""
     values = await _signed_twilio_form(request)
     if isinstance(values, web.Response):
         return values
     sid, status = values.get("CallSid"), values.get("CallStatus")
+    if status is None and values.get("AnsweredBy"):
+        status = answered_status(values["AnsweredBy"]) or "unknown"
     if not _SID.fullmatch(sid or "") or not _STATUS.fullmatch(status or ""):
         return _answer(request, "twilio", "invalid_shape", 422)
     event = TwilioStatus(

@@ -78,18 +78,18 @@ class FakeNotifier:
         self.errors = list(errors)
         self.sent: list[tuple[str, str]] = []
 
-    async def send_sms(self, to: str, body: str, *, connection_id: str) -> SendReceipt:
-        self.sent.append((to, body))
+    async def send(self, command: SendNotification) -> SendReceipt:
+        self.sent.append((command.recipient.address, command.content))
         if self.errors:
             raise self.errors.pop(0)
         return SendReceipt(provider_id="SM" + "a" * 32, status="accepted")
 
-    async def find_sms(
-        self, to: str, body: str, *, since: datetime, connection_id: str
-    ) -> SendReceipt | None:
+    async def find(self, command: SendNotification, *, since: datetime) -> SendReceipt | None:
         return None
 
-    async def fetch_sms(self, provider_id: str, *, connection_id: str) -> SendReceipt:
+    async def fetch(
+        self, provider_id: str, *, connection_id: str, channel: str | None
+    ) -> SendReceipt:
         return SendReceipt(provider_id, "delivered")
 
 

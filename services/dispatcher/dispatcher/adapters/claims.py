@@ -13,7 +13,7 @@ from datetime import datetime
 
 import asyncpg
 
-from common.contracts import Message, NotificationReleased, SendNotification
+from common.contracts import Message, NotificationReleased, NotificationSent, SendNotification
 from dispatcher.ports import Claim, Unsettled
 
 __all__ = ["PostgresClaimStore", "queue_event"]
@@ -131,7 +131,7 @@ class PostgresClaimStore:
             row = await db.fetchrow(
                 """UPDATE dispatch.claims SET state = 'released', budget_from = attempts,
                        retry_at = NULL, reason = NULL, error_code = NULL, updated_at = now()
-                   WHERE notification_id = $1 AND state IN ('failed', 'released')
+                   WHERE notification_id = $1 AND state IN ('failed', 'released', 'skipped')
                    RETURNING idempotency_key, attempts, channel, command""",
                 notification_id,
             )
@@ -186,6 +186,49 @@ class PostgresClaimStore:
             )
             for r in rows
         ]
+
+    async def command_for(
+        self, *, provider_id: str | None = None, notification_id: str | None = None
+    ) -> SendNotification | None:
+        """The command of the claim that got ``provider_id`` or is ``notification_id``'s."""
+        if provider_id is None and notification_id is None:
+            return None
+        raw = await self._db.fetchval(
+            """SELECT command FROM dispatch.claims
+               WHERE ($1::text IS NOT NULL AND provider_id = $1)
+                  OR ($2::uuid IS NOT NULL AND notification_id = $2::uuid)
+               ORDER BY updated_at DESC LIMIT 1""",
+            provider_id,
+            notification_id,
+        )
+        return _command(raw)
+
+    async def confirm_sent(self, notification_id: str, provider_id: str) -> bool:
+        """A provider event proves the send of a claim still ``sending`` or ``ambiguous``:
+        settle it sent (with its NotificationSent) so the resolver leaves it alone."""
+        async with self._db.acquire() as db, db.transaction():
+            row = await db.fetchrow(
+                """UPDATE dispatch.claims SET state = 'sent', provider_id = $2,
+                       updated_at = now()
+                   WHERE notification_id = $1::uuid AND state IN ('sending', 'ambiguous')
+                   RETURNING attempts, channel""",
+                notification_id,
+                provider_id,
+            )
+            if row is None:
+                return False
+            await queue_event(
+                db,
+                NotificationSent(
+                    notification_id=notification_id,
+                    attempt=row["attempts"],
+                    channel=row["channel"],
+                    provider_id=provider_id,
+                    provider_status="processed",
+                ),
+            )
+        self._queued()
+        return True
 
     async def retake(self, key: str) -> Claim:
         row = await self._db.fetchrow(

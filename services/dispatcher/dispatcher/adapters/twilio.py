@@ -1,4 +1,4 @@
-"""TwilioNotifier: Twilio's Messages API, its answers mapped to our error classes.
+"""TwilioNotifier: Twilio's Messages and Calls APIs, their answers mapped to our error classes.
 
 - 201 -> receipt (SID and initial status).
 - 429 / code 20429 and 5xx -> TransientError (the request was not processed), honouring
@@ -13,23 +13,38 @@
 ``find_sms`` answers "did Twilio create this message?" for the resolver: it lists the
 messages to the number since the claim (``GET Messages.json?To=...&DateSent>=YYYY-MM-DD``;
 in the OpenAPI description the query parameter is named ``DateSent>``, so the URL reads
-``DateSent>=<day>``) and matches the body.
+``DateSent>=<day>``) and matches the body. ``find_call`` lists the calls to the number from
+the connection's caller id (a call has no body to match: any call created since the claim
+is taken as this one; two urgent calls to one number within minutes are not made).
+
+Calls (``send_call``): TwiML ``<Say>`` read twice (``dispatcher.voice``), call progress
+callbacks for initiated, ringing, answered and completed, and asynchronous answering machine
+detection (``MachineDetection=DetectMessageEnd``, ``AsyncAmd``): its result (``AnsweredBy``)
+is posted to the same callback URL, so a voicemail is recorded as such. The same error
+classes apply as for messages.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from pydantic import BaseModel
 
+from common.contracts import Channel, SendNotification
 from common.errors import AmbiguousOutcome, PermanentError, TransientError
-from dispatcher.adapters.accounts import TwilioAccounts
+from dispatcher.adapters.accounts import TwilioAccount, TwilioAccounts
 from dispatcher.ports import SendReceipt
+from dispatcher.voice import call_twiml
 
-__all__ = ["TwilioNotifier"]
+__all__ = ["CALL_EVENTS", "TwilioNotifier"]
+
+#: Call progress events a call reports (``StatusCallbackEvent``, repeated once per value).
+CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
 
 #: The request was not written whole, so Twilio cannot have acted on it.
 _NOT_SENT = (
@@ -61,17 +76,77 @@ class TwilioNotifier:
         self._client = client
         self._accounts = accounts
 
+    async def send(self, command: SendNotification) -> SendReceipt:
+        """Send an ``sms`` or ``voice`` command."""
+        connection_id = command.source.connection_id
+        if command.channel == "voice":
+            return await self.send_call(
+                command.recipient.address,
+                call_twiml(command.content, command.recipient.language),
+                connection_id=connection_id,
+            )
+        if command.channel != "sms":
+            raise PermanentError(f"Twilio does not send {command.channel!r}", code="channel")
+        return await self.send_sms(
+            command.recipient.address, command.content, connection_id=connection_id
+        )
+
+    async def find(self, command: SendNotification, *, since: datetime) -> SendReceipt | None:
+        connection_id = command.source.connection_id
+        if command.channel == "voice":
+            return await self.find_call(
+                command.recipient.address, since=since, connection_id=connection_id
+            )
+        return await self.find_sms(
+            command.recipient.address, command.content, since=since, connection_id=connection_id
+        )
+
+    async def fetch(
+        self, provider_id: str, *, connection_id: str, channel: Channel | None
+    ) -> SendReceipt:
+        resource = "Calls" if channel == "voice" or provider_id.startswith("CA") else "Messages"
+        return await self._fetch(resource, provider_id, connection_id=connection_id)
+
     async def send_sms(self, to: str, body: str, *, connection_id: str) -> SendReceipt:
         account = await self._accounts.for_connection(connection_id)
-        path = f"/2010-04-01/Accounts/{account.account_sid}/Messages.json"
         form = {
             "To": to,
             "Body": body,
             "MessagingServiceSid": account.messaging_service_sid,
             "StatusCallback": account.status_callback,
         }
+        return await self._create(account, "Messages", form)
+
+    async def send_call(self, to: str, twiml: str, *, connection_id: str) -> SendReceipt:
+        account = await self._accounts.for_connection(connection_id)
+        form: list[tuple[str, str]] = [
+            ("To", to),
+            ("From", account.voice_from),
+            ("Twiml", twiml),
+            ("StatusCallback", account.voice_callback),
+            ("StatusCallbackMethod", "POST"),
+            *(("StatusCallbackEvent", event) for event in CALL_EVENTS),
+            ("MachineDetection", "DetectMessageEnd"),
+            ("AsyncAmd", "true"),
+            ("AsyncAmdStatusCallback", account.voice_callback),
+            ("AsyncAmdStatusCallbackMethod", "POST"),
+        ]
+        return await self._create(account, "Calls", form)
+
+    async def _create(
+        self,
+        account: TwilioAccount,
+        resource: str,
+        form: dict[str, str] | list[tuple[str, str]],
+    ) -> SendReceipt:
+        path = f"/2010-04-01/Accounts/{account.account_sid}/{resource}.json"
+        # a list of pairs repeats a key (StatusCallbackEvent), which a dict cannot
+        body = urlencode(list(form.items()) if isinstance(form, dict) else form)
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
         try:
-            response = await self._client.post(path, data=form, auth=httpx.BasicAuth(*account.auth))
+            response = await self._client.post(
+                path, content=body, headers=headers, auth=httpx.BasicAuth(*account.auth)
+            )
         except _NOT_SENT as exc:
             raise TransientError(f"Twilio unreachable: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
@@ -90,14 +165,11 @@ class TwilioNotifier:
                 code=code,
                 retry_after=_retry_after(response),
             )
-        raise PermanentError(f"Twilio refused the message: {error.message[:200]}", code=code)
+        raise PermanentError(f"Twilio refused the request: {error.message[:200]}", code=code)
 
     async def find_sms(
         self, to: str, body: str, *, since: datetime, connection_id: str
     ) -> SendReceipt | None:
-        account = await self._accounts.for_connection(connection_id)
-        path = f"/2010-04-01/Accounts/{account.account_sid}/Messages.json"
-        auth = httpx.BasicAuth(*account.auth)
         # Twilio filters DateSent by day (GMT). Whether a message not sent yet (no date_sent)
         # passes that filter is not documented, so a second query by To alone, newest first,
         # also looks at everything created since the claim.
@@ -106,41 +178,70 @@ class TwilioNotifier:
             {"To": to, "DateSent>": day, "PageSize": "1000"},
             {"To": to, "PageSize": "1000"},
         ]
+        return await self._find(
+            "Messages", queries, lambda m: m.get("body") == body, since, connection_id
+        )
+
+    async def find_call(
+        self, to: str, *, since: datetime, connection_id: str
+    ) -> SendReceipt | None:
+        account = await self._accounts.for_connection(connection_id)
+        queries = [{"To": to, "From": account.voice_from, "PageSize": "1000"}]
+        return await self._find("Calls", queries, lambda _: True, since, connection_id)
+
+    async def _find(
+        self,
+        resource: str,
+        queries: list[dict[str, str]],
+        matches: Callable[[dict[str, Any]], bool],
+        since: datetime,
+        connection_id: str,
+    ) -> SendReceipt | None:
+        account = await self._accounts.for_connection(connection_id)
+        path = f"/2010-04-01/Accounts/{account.account_sid}/{resource}.json"
+        auth = httpx.BasicAuth(*account.auth)
+        key = resource.lower()
         for query in queries:
             url: str | None = path
             params: dict[str, str] | None = query
             for _ in range(_MAX_PAGES):
                 page = await self._list(url or path, params, auth)
-                for message in page.get("messages", []):
-                    created = _when(message.get("date_created"))
-                    if message.get("body") == body and created is not None and created >= since:
-                        return SendReceipt(message["sid"], message.get("status", ""))
+                for item in page.get(key, []):
+                    created = _when(item.get("date_created"))
+                    if matches(item) and created is not None and created >= since:
+                        return SendReceipt(item["sid"], item.get("status", ""))
                 url, params = page.get("next_page_uri"), None
                 if not url:
                     break
             else:
-                raise TransientError("too many messages to this number to prove a non-send")
+                raise TransientError(f"too many {key} to this number to prove a non-send")
         return None
 
     async def fetch_sms(self, provider_id: str, *, connection_id: str) -> SendReceipt:
+        return await self._fetch("Messages", provider_id, connection_id=connection_id)
+
+    async def _fetch(self, resource: str, provider_id: str, *, connection_id: str) -> SendReceipt:
         account = await self._accounts.for_connection(connection_id)
-        path = f"/2010-04-01/Accounts/{account.account_sid}/Messages/{provider_id}.json"
+        path = f"/2010-04-01/Accounts/{account.account_sid}/{resource}/{provider_id}.json"
         try:
             response = await self._client.get(path, auth=httpx.BasicAuth(*account.auth))
         except httpx.TransportError as exc:
             raise TransientError(f"Twilio fetch failed: {type(exc).__name__}") from exc
         if response.status_code == 404:
-            raise PermanentError("Twilio does not know this message", code=20404)
+            raise PermanentError(f"Twilio does not know this {resource[:-1].lower()}", code=20404)
         if response.status_code != 200:
             raise TransientError(
                 f"Twilio fetch answered {response.status_code}",
                 code=response.status_code,
                 retry_after=_retry_after(response),
             )
-        message = response.json()
-        code = message.get("error_code")
+        item = response.json()
+        code = item.get("error_code")
         return SendReceipt(
-            message["sid"], message.get("status", ""), None if code is None else str(code)
+            item["sid"],
+            item.get("status", ""),
+            None if code is None else str(code),
+            answered_by=item.get("answered_by"),
         )
 
     async def _list(

@@ -1,0 +1,148 @@
+"""What feeds the suppression list (queue ``dispatcher.suppressions``).
+
+=============================================  ==============================  ================
+event                                          suppresses                      reason
+=============================================  ==============================  ================
+``twilio.inbound.stop`` (STOP, AFMELDEN...)    the sender, SMS and calls       opted_out
+``twilio.inbound.start`` (START, UNSTOP...)    lifts those opt-outs            -
+``twilio.status.*`` with ErrorCode 21610       the number, SMS and calls       opted_out
+  ... 30005 (unknown destination handset)      the number, SMS and calls       undeliverable
+  ... 30004 (blocked), 30006 (landline or      the number, SMS                 undeliverable
+  unreachable carrier)
+``email.event.bounce`` (``type: bounce``)      the address, email              bounced
+``email.event.dropped`` (a bounced,            the address, email              bounced /
+  unsubscribed or spam-reporting address)                                      unsubscribed /
+                                                                               spam_report
+``email.event.spamreport``                     the address, email              spam_report
+``email.event.unsubscribe`` / group_...        the address, email              unsubscribed
+``email.event.group_resubscribe``              lifts the unsubscribe           -
+=============================================  ==============================  ================
+
+A soft bounce (``type: blocked``) suppresses nothing: the next email may get through. The scope
+is the connection that sent (found by the message's claim) or, for a reply to the install's
+shared number, every connection (``*``). A START sent to the install's number lifts opt-outs
+in every scope, since the recipient cannot tell which company texted them from it.
+
+``email.event.processed`` and ``dropped`` also prove that an email whose send had no answer
+reached SendGrid: its claim is settled sent, and never sent again.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from common.contracts import INSTALL_SCOPE, EmailEvent, InboundSms, Message, TwilioStatus
+from dispatcher.handlers import PHONE_CHANNELS
+from dispatcher.ports import ClaimStore, SuppressionList
+
+__all__ = ["HANDLERS", "on_email_event", "on_inbound", "on_message_status"]
+
+log = structlog.get_logger("dispatcher.feeds")
+
+#: Twilio's asynchronous error code -> (channels, reason).
+_UNDELIVERABLE = {
+    "21610": (PHONE_CHANNELS, "opted_out"),
+    "30004": (("sms",), "undeliverable"),
+    "30005": (PHONE_CHANNELS, "undeliverable"),
+    "30006": (("sms",), "undeliverable"),
+}
+#: SendGrid's reason for dropping a mail -> our reason (only those about the address).
+_DROPPED = {
+    "bounced address": "bounced",
+    "unsubscribed address": "unsubscribed",
+    "spam reporting address": "spam_report",
+}
+_EMAIL_EVENTS = {
+    "spamreport": "spam_report",
+    "unsubscribe": "unsubscribed",
+    "group_unsubscribe": "unsubscribed",
+}
+
+
+async def on_inbound(
+    event: InboundSms, *, suppressions: SuppressionList, claims: ClaimStore
+) -> list[Message]:
+    """(``claims`` unused: every feed handler is bound to the same ports.)"""
+    source = f"inbound:{event.keyword or event.kind.upper()}"
+    if event.kind == "stop":
+        scope = event.connection_id or INSTALL_SCOPE
+        added = await suppressions.add(
+            scope, PHONE_CHANNELS, event.from_number, reason="opted_out", source=source
+        )
+        log.info("opt_out_received", added=added, scope=scope)
+    elif event.kind == "start":
+        lifted = await suppressions.lift(
+            event.connection_id,
+            PHONE_CHANNELS,
+            event.from_number,
+            reasons=("opted_out",),
+            source=source,
+        )
+        log.info("opt_in_received", lifted=lifted)
+    return []
+
+
+async def on_message_status(
+    event: TwilioStatus, *, suppressions: SuppressionList, claims: ClaimStore
+) -> list[Message]:
+    mark = _UNDELIVERABLE.get(event.error_code or "")
+    if event.resource != "message" or mark is None:
+        return []
+    command = await claims.command_for(provider_id=event.provider_id)
+    if command is None:
+        log.info("undeliverable_without_claim", provider_id=event.provider_id)
+        return []
+    channels, reason = mark
+    await suppressions.add(
+        command.source.connection_id,
+        channels,
+        command.recipient.address,
+        reason=reason,
+        source=f"twilio:{event.error_code}",
+        notification_id=str(command.notification_id),
+    )
+    return []
+
+
+def _email_reason(event: EmailEvent) -> str | None:
+    if event.event == "bounce":
+        return "bounced" if (event.type or "bounce") == "bounce" else None
+    if event.event == "dropped":
+        return _DROPPED.get((event.reason or "").strip().lower())
+    return _EMAIL_EVENTS.get(event.event)
+
+
+async def on_email_event(
+    event: EmailEvent, *, suppressions: SuppressionList, claims: ClaimStore
+) -> list[Message]:
+    nid = event.notification_id
+    if nid and event.sg_message_id and event.event in ("processed", "dropped"):
+        provider_id = event.sg_message_id.split(".", 1)[0]
+        if await claims.confirm_sent(nid, provider_id):
+            log.info("email_send_confirmed_by_event", notification_id=nid)
+    reason = _email_reason(event)
+    if reason is None and event.event != "group_resubscribe":
+        return []
+    command = await claims.command_for(notification_id=nid) if nid else None
+    address = event.email or (command.recipient.address if command else None)
+    if not address:
+        return []
+    scope = command.source.connection_id if command else event.connection_id or INSTALL_SCOPE
+    source = f"sendgrid:{event.event}"
+    if reason is None:  # group_resubscribe
+        await suppressions.lift(
+            scope, ("email",), address, reasons=("unsubscribed",), source=source
+        )
+        return []
+    await suppressions.add(
+        scope, ("email",), address, reason=reason, source=source, notification_id=nid
+    )
+    return []
+
+
+#: Message type (or prefix ending in ".") -> (model, handler); ports are bound in app.py.
+HANDLERS = {
+    "twilio.inbound.": (InboundSms, on_inbound),
+    "twilio.status.": (TwilioStatus, on_message_status),
+    "email.event.": (EmailEvent, on_email_event),
+}
