@@ -302,7 +302,8 @@ async def test_twilio_21211_ends_failed_with_reason_invalid_number_in_the_trail(
     failures = await stack.trail.failures(reason="invalid_number")
     assert [f["notification_id"] for f in failures] == [str(command.notification_id)]
     counted = stack.registry.get_sample_value(
-        "mlc_audit_notifications_total", {"outcome": "failed", "reason": "invalid_number"}
+        "mlc_notifications_total",
+        {"channel": "sms", "outcome": "failed", "reason": "invalid_number"},
     )
     assert counted == 1
 

@@ -47,6 +47,10 @@ CLIENT_ID = web.AppKey("client_id", str)
 #: Most notifications one retry request may touch (a wider one is refused, not truncated).
 RETRY_LIMIT = 500
 
+#: How many suppression changes ``/admin/suppressions`` answers by default, and at most.
+SUPPRESSIONS_DEFAULT = 50
+SUPPRESSIONS_MAX = 1000
+
 
 def _json_default(value: object) -> str:
     if isinstance(value, datetime):
@@ -203,8 +207,29 @@ async def admin_retry(request: web.Request) -> web.StreamResponse:
     return _answer({"retried": done})
 
 
+def _limit(raw: str | None) -> int:
+    """The ``limit`` asked for; ValueError unless 1 to SUPPRESSIONS_MAX."""
+    limit = SUPPRESSIONS_DEFAULT if raw is None else int(raw)
+    if not 1 <= limit <= SUPPRESSIONS_MAX:
+        raise ValueError(limit)
+    return limit
+
+
+async def admin_suppressions(request: web.Request) -> web.StreamResponse:
+    """Why an address gets nothing, and since when (masked: TrailQueries.suppressions)."""
+    try:
+        limit = _limit(request.query.get("limit"))
+    except ValueError:
+        return _answer({"error": f"limit must be 1 to {SUPPRESSIONS_MAX}"}, 400)
+    rows = await request.app[TRAIL].suppressions(
+        connection_id=request.query.get("connection") or None, limit=limit
+    )
+    return _answer({"suppressions": rows})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/trail", trail_view)
     app.router.add_get("/admin/trail", _admin(admin_trail))
     app.router.add_get("/admin/failed", _admin(admin_failed))
     app.router.add_post("/admin/retry", _admin(admin_retry))
+    app.router.add_get("/admin/suppressions", _admin(admin_suppressions))

@@ -7,7 +7,12 @@ import functools
 from contextlib import AsyncExitStack
 
 from auditor import api, handlers, status_checks
-from auditor.adapters.trail import PostgresTrail, outcome_counter
+from auditor.adapters.trail import (
+    PostgresTrail,
+    outcome_counter,
+    status_counter,
+    suppression_counter,
+)
 from auditor.settings import Settings
 from common import amqp, db, health, runtime, topology
 from common.contracts import NotificationReleased
@@ -21,12 +26,18 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         pool = await stack.enter_async_context(db.pool(settings.database_url))
         await db.migrate(pool, "audit", "auditor")
         registry = make_registry()
-        trail = PostgresTrail(pool, outcomes=outcome_counter(registry))
+        trail = PostgresTrail(
+            pool,
+            outcomes=outcome_counter(registry),
+            statuses=status_counter(registry),
+            suppressions=suppression_counter(registry),
+        )
         connection = await stack.enter_async_context(
             amqp.connect(settings.amqp_url, name="auditor")
         )
         channel = await connection.channel()
         await topology.declare(channel)
+        # Every handler that needs only the trail (suppression.* included) comes from HANDLERS.
         routes = dict(amqp.bind(handlers.HANDLERS, trail=trail))
         released = NotificationReleased.routing_key
         routes[released] = (

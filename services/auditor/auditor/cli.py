@@ -5,11 +5,14 @@
     mlc-audit show <invoice number | document id> [--reveal] [--json]
     mlc-audit trail ...                  (the same as show)
     mlc-audit failed [--since T] [--reason R] [--reveal] [--json]
+    mlc-audit suppressions [--connection ID] [--limit N] [--json]
     mlc-audit retry <notification id> | --document N | --reason R [--since T]
 
 Asks the auditor's HTTP API at ``MLC_AUDITOR_URL`` (default http://127.0.0.1:8083, or
-``--url``); ``failed``, ``retry`` and ``--reveal`` use its admin API with the bearer token
-``MLC_AUDITOR_ADMIN_TOKEN``. Recipients are masked unless ``--reveal``.
+``--url``); ``failed``, ``suppressions``, ``retry`` and ``--reveal`` use its admin API with the
+bearer token ``MLC_AUDITOR_ADMIN_TOKEN``. Recipients are masked unless ``--reveal``;
+``suppressions`` (the history of the dispatcher's suppression list, newest first) only ever
+shows masked addresses.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from uuid import UUID
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.contracts import FAILURE_REASONS
+from common.contracts import FAILURE_REASONS, INSTALL_SCOPE
 from common.logging import mask_text
 
 __all__ = [
@@ -36,6 +39,7 @@ __all__ = [
     "add_audit_arguments",
     "add_retry_arguments",
     "format_failures",
+    "format_suppressions",
     "format_trail",
     "main",
     "run_audit",
@@ -104,6 +108,13 @@ class AuditClient:
         answer = self._call("GET", f"/admin/failed?{urllib.parse.urlencode(query)}")
         return dict(answer["groups"])
 
+    def suppressions(self, *, connection: str | None, limit: int) -> list[dict[str, Any]]:
+        query: dict[str, str | int] = {"limit": limit}
+        if connection:
+            query["connection"] = connection
+        answer = self._call("GET", f"/admin/suppressions?{urllib.parse.urlencode(query)}")
+        return list(answer["suppressions"])
+
     def retry(self, **target: str | None) -> list[dict[str, Any]]:
         body = {k: v for k, v in target.items() if v}
         return list(self._call("POST", "/admin/retry", body)["retried"])
@@ -126,7 +137,7 @@ def format_trail(trail: list[dict[str, Any]], *, reveal: bool = False) -> str:
             f"{n.get('provider_id') or '-'}{retry_of})"
         )
         for a in n.get("attempts", []):
-            detail = f" {a['error_code']}: {a['error']}" if a.get("error_code") else ""
+            detail = _attempt_detail(a, reveal=reveal)
             by = f" by {a['requested_by']}" if a.get("requested_by") else ""
             lines.append(
                 f"    attempt {a.get('attempt') or '-'}: {a['outcome']}{detail}{by}"
@@ -135,7 +146,48 @@ def format_trail(trail: list[dict[str, Any]], *, reveal: bool = False) -> str:
         for e in n.get("status_history", []):
             repeats = f" (+{e['repeats']} repeats)" if e.get("repeats") else ""
             lines.append(f"    status {e['status']} at {e['received_at']}{repeats}")
+        lines += [_learnt_line(c) for c in n.get("suppressions", [])]
     return "\n".join(lines)
+
+
+def _attempt_detail(attempt: dict[str, Any], *, reveal: bool) -> str:
+    """A provider's error with its code; a skip's words (``opted_out: suppressed: bounced``),
+    which say why nothing was sent."""
+    if attempt.get("error_code"):
+        return f" {attempt['error_code']}: {attempt['error']}"
+    if attempt["outcome"] == "skipped" and attempt.get("error"):
+        words = str(attempt["error"])
+        return f" ({words if reveal else mask_text(words)})"
+    return ""
+
+
+def _learnt_line(change: dict[str, Any]) -> str:
+    """A suppression change this notification taught: why later sends to the address are
+    skipped (the address masked, as everything about suppressions)."""
+    return (
+        f"    suppression {change['action']} from this notification: {change['channel']} "
+        f"{mask_text(str(change['address_masked']))} ({change['reason']}, "
+        f"source {change['source']}) at {change['occurred_at']}"
+    )
+
+
+def format_suppressions(changes: list[dict[str, Any]]) -> str:
+    """The suppression history as the API answers it (newest first), one change a line."""
+    if not changes:
+        return "no suppression changes recorded"
+    return "\n".join(_suppression_line(c) for c in changes)
+
+
+def _suppression_line(c: dict[str, Any]) -> str:
+    scope = "all connections" if c["connection_id"] == INSTALL_SCOPE else c["connection_id"]
+    learnt = f", notification {c['notification_id']}" if c.get("notification_id") else ""
+    by = f", by {mask_text(str(c['requested_by']))}" if c.get("requested_by") else ""
+    note = f": {mask_text(str(c['note']))}" if c.get("note") else ""
+    return (
+        f"{c['occurred_at']} {c['action']:<6} {c['channel']:<5} "
+        f"{mask_text(str(c['address_masked']))} ({c['reason']}, source {c['source']}) "
+        f"[{scope}{learnt}{by}]{note}"
+    )
 
 
 def format_failures(groups: dict[str, list[dict[str, Any]]], *, reveal: bool = False) -> str:
@@ -164,7 +216,8 @@ def format_failures(groups: dict[str, list[dict[str, Any]]], *, reveal: bool = F
 def add_audit_arguments(
     parser: argparse.ArgumentParser,
 ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-    """``show``, ``trail`` (its old name) and ``failed``; returns the subcommands."""
+    """``show``, ``trail`` (its old name), ``failed`` and ``suppressions``; returns the
+    subcommands."""
     sub = parser.add_subparsers(dest="audit_command", required=True)
     for name in ("show", "trail"):
         show = sub.add_parser(name, help="every notification, attempt and status of a document")
@@ -178,7 +231,26 @@ def add_audit_arguments(
     failed.add_argument("--reveal", action="store_true", help="show recipients unmasked")
     failed.add_argument("--json", action="store_true", help="raw JSON")
     failed.add_argument("--url", help="auditor base URL (default MLC_AUDITOR_URL)")
+    _add_suppressions_arguments(
+        sub.add_parser(
+            "suppressions", help="addresses added to and lifted from the suppression list"
+        )
+    )
     return sub
+
+
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _add_suppressions_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--connection", help="one connection's changes (and the install-wide ones)")
+    parser.add_argument("--limit", type=_positive, default=50, help="newest N (default 50)")
+    parser.add_argument("--json", action="store_true", help="raw JSON")
+    parser.add_argument("--url", help="auditor base URL (default MLC_AUDITOR_URL)")
 
 
 def add_retry_arguments(parser: argparse.ArgumentParser) -> None:
@@ -199,6 +271,10 @@ def run_audit(args: argparse.Namespace, say: Say, settings: CliSettings | None =
     if args.audit_command in ("show", "trail"):
         trail = client.trail(args.document, reveal=args.reveal)
         say(json.dumps(trail, indent=2) if args.json else format_trail(trail, reveal=args.reveal))
+        return 0
+    if args.audit_command == "suppressions":
+        changes = client.suppressions(connection=args.connection, limit=args.limit)
+        say(json.dumps(changes, indent=2) if args.json else format_suppressions(changes))
         return 0
     groups = client.failed(since=args.since, reason=args.reason, reveal=args.reveal)
     say(json.dumps(groups, indent=2) if args.json else format_failures(groups, reveal=args.reveal))

@@ -3,6 +3,9 @@
 A ``notification.released`` (an operator's retry reopened a failed claim) is also where the
 retry continues: the auditor publishes the document's Exact event again, so the enricher
 re-reads the document, its contacts and the rules, and sends as a new attempt.
+
+``suppression.added`` / ``suppression.lifted`` (the dispatcher's suppression list changed) are
+kept as history, linked to the notification that taught them when one did.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from common.contracts import (
     NotificationSkipped,
     SendNotification,
     SourceDocument,
+    SuppressionChanged,
     TwilioStatus,
 )
 
@@ -35,6 +39,7 @@ __all__ = [
     "record_requested",
     "record_skipped",
     "record_status",
+    "record_suppression",
     "reread_event",
 ]
 
@@ -119,6 +124,13 @@ async def record_inbound(event: InboundSms, *, trail: PostgresTrail) -> list[Mes
     return []
 
 
+async def record_suppression(event: SuppressionChanged, *, trail: PostgresTrail) -> list[Message]:
+    """Keep the suppression list's history: the list is the dispatcher's, but an operator asks
+    the trail why an address gets nothing, and since when."""
+    await trail.suppression(event.message_id(), event)
+    return []
+
+
 #: Message type (or prefix ending in ".") -> (model, handler); ports are bound in app.py.
 HANDLERS = {
     "notification.send.": (SendNotification, record_requested),
@@ -131,4 +143,5 @@ HANDLERS = {
     "twilio.status.": (TwilioStatus, record_status),
     "email.event.": (EmailEvent, record_email_event),
     "twilio.inbound.": (InboundSms, record_inbound),
+    "suppression.": (SuppressionChanged, record_suppression),  # .added / .lifted
 }

@@ -8,8 +8,15 @@ where they mean the same)::
                < delivered / undelivered / failed / canceled (4) < read (5)
     voice  initiated/queued (1) < ringing (2) < in-progress (3)
                < completed / busy / no-answer / failed / canceled (4)
+               < answered / voicemail (5)
     email  processed (1) < deferred (2) < delivered / bounce / dropped (4) < open (5)
                < click (6) < spamreport / unsubscribe / group_unsubscribe (7)
+
+Rank 4 and above is final: no further news is needed (status checks stop asking). A call's
+answering machine detection (``answered``: a person picked up; ``voicemail``: a machine or fax)
+comes in its own callback, before or after the call's ``completed``; it ranks above
+``completed`` so the trail ends on who answered whatever the arrival order. busy, no-answer,
+failed and canceled end a call that nobody answered, so no detection result follows them.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ _RANKS = {
     "completed": 4,
     "busy": 4,
     "no-answer": 4,
+    "answered": 5,  # answering machine detection: a human
+    "voicemail": 5,  # answering machine detection: AnsweredBy machine_* or fax
     # email (SendGrid events)
     "processed": 1,
     "deferred": 2,

@@ -1,10 +1,14 @@
 """Asking for the statuses that never came.
 
-A status callback can be lost (ingress down, a callback Twilio gave up on). A notification
-``sent`` for longer than a deadline without a final status (delivered, undelivered, failed,
-canceled, read) gets a ``CheckDeliveryStatus`` command; the dispatcher fetches the message
+A status callback can be lost (ingress down, a callback Twilio gave up on). An SMS or call
+``sent`` for longer than a deadline without a final status (see ``auditor.status``: delivered,
+undelivered, failed, canceled, read; completed, busy, no-answer, answered, voicemail) gets a
+``CheckDeliveryStatus`` command naming its channel; the dispatcher fetches the message or call
 from Twilio and reports its status as a callback would. Each notification is asked at most
 ``max_checks`` times, a deadline apart.
+
+Email is never asked: SendGrid has no API that returns one message's status (its events come
+only through the event webhook), so a command would be work the dispatcher cannot do.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ async def due_checks(
                LEFT JOIN audit.statuses s USING (provider_id)
                WHERE n.state = 'sent' AND n.provider_id IS NOT NULL
                  AND n.connection_id IS NOT NULL
+                 AND n.channel IS DISTINCT FROM 'email'  -- SendGrid cannot be asked
                  AND coalesce(s.rank, 0) < $3
                  AND n.updated_at < now() - make_interval(secs => $1)
                  AND (n.status_checked_at IS NULL

@@ -1,5 +1,6 @@
 """TrailQueries: what operators read from schema ``audit`` (one document's trail, the
-failures that need attention, one notification). ``PostgresTrail`` writes and inherits these."""
+failures that need attention, one notification, the suppression history). ``PostgresTrail``
+writes and inherits these."""
 
 from __future__ import annotations
 
@@ -9,11 +10,29 @@ from uuid import UUID
 
 import asyncpg
 
-__all__ = ["TrailQueries"]
+from common.contracts import INSTALL_SCOPE
+from common.logging import mask_text
+
+__all__ = ["SUPPRESSION_COLUMNS", "TrailQueries"]
+
+#: What an operator sees of a suppression change: the masked address, never its key (a hash of
+#: a phone number is as good as the number to anyone who can enumerate numbers).
+SUPPRESSION_COLUMNS = """occurred_at, action, connection_id, channel, address_masked, reason,
+    source, notification_id, requested_by, note"""
 
 
 def _plain(row: asyncpg.Record) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, UUID) else v) for k, v in dict(row).items()}
+
+
+def _change(row: asyncpg.Record) -> dict[str, Any]:
+    """A suppression change as any reader gets it: the free-text fields masked once more (an
+    operator's note or name may hold a number or an address; the open trail shows them)."""
+    change = _plain(row)
+    for field in ("address_masked", "requested_by", "note"):
+        if change.get(field):
+            change[field] = mask_text(str(change[field]))
+    return change
 
 
 class TrailQueries:
@@ -86,5 +105,31 @@ class TrailQueries:
                     row["provider_id"],
                 )
             ]
+            item["suppressions"] = await self._learnt_from(row["notification_id"])
             trail.append(item)
         return trail
+
+    async def _learnt_from(self, notification_id: UUID) -> list[dict[str, Any]]:
+        """The suppression changes a notification's outcome taught (a bounce, a STOP reply),
+        so its trail says why later sends to that address are skipped."""
+        rows = await self._db.fetch(
+            f"""SELECT {SUPPRESSION_COLUMNS} FROM audit.suppression_events
+                WHERE notification_id = $1 ORDER BY occurred_at, id""",  # noqa: S608 - constant
+            notification_id,
+        )
+        return [_change(r) for r in rows]
+
+    async def suppressions(
+        self, *, connection_id: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """The suppression history, newest first. A connection's history includes the
+        install-wide changes (connection ``*``): they hold for it too."""
+        rows = await self._db.fetch(
+            f"""SELECT {SUPPRESSION_COLUMNS} FROM audit.suppression_events
+                WHERE $1::text IS NULL OR connection_id = $1 OR connection_id = $2
+                ORDER BY occurred_at DESC, id DESC LIMIT $3""",  # noqa: S608 - constant
+            connection_id,
+            INSTALL_SCOPE,
+            limit,
+        )
+        return [_change(r) for r in rows]
