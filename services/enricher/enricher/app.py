@@ -15,7 +15,7 @@ from common import amqp, db, health, runtime, topology
 from common.contracts import ExactWebhookReceived, PaymentReceived
 from common.metrics import ConsumerMetrics, make_registry
 from common.rpc import RpcClient
-from enricher import handlers
+from enricher import handlers, suppressions
 from enricher.adapters.cache import DisabledCustomerCache, PostgresCustomerCache
 from enricher.adapters.exact import ExactClient
 from enricher.adapters.notices import PostgresNotices, PostgresPreferences
@@ -93,6 +93,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             else DisabledCustomerCache()
         )
         notices = PostgresNotices(pool)
+        notice_metrics = NoticeMetrics.create(registry)
         decider = Decider(
             exact=exact,
             filtered=client,
@@ -101,7 +102,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             texts=Texts(),
             notices=notices,
             preferences=PostgresPreferences(pool),
-            metrics=NoticeMetrics.create(registry),
+            metrics=notice_metrics,
         )
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, functools.partial(reload_rules, rulebook, decider))
@@ -117,12 +118,22 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             ),
         }
         publisher = await amqp.Publisher.open(connection)
+        consumer_metrics = ConsumerMetrics.create(registry)
         consumer = await amqp.run_consumer(
             channel,
             "enricher.exact-events",
             routes,
             publisher=publisher,
-            metrics=ConsumerMetrics.create(registry),
+            metrics=consumer_metrics,
+            prefetch=settings.enricher_prefetch,
+        )
+        # its own channel: the prefetch (basic.qos) is per channel
+        suppressed = await amqp.run_consumer(
+            await connection.channel(),
+            suppressions.QUEUE,
+            suppressions.routes(notices, rulebook, notice_metrics),
+            publisher=publisher,
+            metrics=consumer_metrics,
             prefetch=settings.enricher_prefetch,
         )
         if settings.enricher_reconcile_seconds > 0:
@@ -152,10 +163,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),
             "consumer": consumer.check,
+            "suppressions": suppressed.check,
             "rpc": rpc.check,
             "background": supervisor.check,
         }
         await health.serve_until(
             stop, health.health_app(checks, registry), settings.http_host, settings.http_port
         )
-        await runtime.drain(settings.shutdown_grace_seconds, consumer, supervisor=supervisor)
+        await runtime.drain(
+            settings.shutdown_grace_seconds, consumer, suppressed, supervisor=supervisor
+        )

@@ -65,7 +65,7 @@ _INVOICES = ("SalesInvoices", "SalesEntries")
 class NoticeMetrics:
     """``mlc_enricher_notices_total{entity,outcome}``: what the rules decided. Outcomes: sent,
     republished (an edit of a notified document), scheduled, held (quiet hours), opted_out,
-    no_contact, cancelled."""
+    no_contact, cancelled, suppressed (a pending notice ended by a suppressed address)."""
 
     notices: Counter
 

@@ -1,6 +1,7 @@
 """What the enricher's handlers need: a reader of Exact records, a cache of customers (an
 account with its contacts), the token source the Exact adapter uses, the store of notices
-(one decision per document and rule) and the contacts' channel preferences."""
+(one decision per document and rule), the notices a suppressed address reaches, and the
+contacts' channel preferences."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from uuid import UUID
 from common.contracts import AccessToken, Channel, Message
 
 __all__ = [
+    "AddressedNotice",
+    "AddressedNotices",
     "CacheLookup",
     "Customer",
     "CustomerCache",
@@ -184,6 +187,30 @@ class NoticeStore(Protocol):
     async def cancel_document(
         self, connection_id: str, division: int, entity: str, document_id: UUID, reason: str
     ) -> int: ...
+
+
+@dataclass(frozen=True)
+class AddressedNotice:
+    """A pending notice of a document whose notices already sent to one address on one
+    channel, and the rules whose notices did (a reminder has no recipient of its own until it
+    fires: the chain's earlier steps tell where it would go)."""
+
+    key: NoticeKey
+    sent_by: tuple[str, ...]
+
+
+class AddressedNotices(Protocol):
+    async def pending_chains_to(
+        self, connection_id: str | None, channel: Channel, address_key: str
+    ) -> list[AddressedNotice]:
+        """The pending notices of every document (of ``connection_id``; None: of every
+        connection) that sent a command on ``channel`` to the address whose
+        ``common.contracts.address_key`` is ``address_key``."""
+        ...
+
+    async def cancel_pending(self, keys: Sequence[NoticeKey], detail: str) -> list[NoticeKey]:
+        """Cancel those of ``keys`` still pending; returns the ones it cancelled."""
+        ...
 
 
 class PreferenceStore(Protocol):

@@ -4,6 +4,11 @@ A notice row is the enricher's decision for one (document, rule). Due rows are t
 ``FOR UPDATE SKIP LOCKED`` inside one transaction that lasts until each is settled, so replicas
 never fire the same row, and a crash before the commit leaves it pending: the next pass fires
 it again with the same idempotency key, which the dispatcher's claim turns into one send.
+
+A suppressed address is matched in SQL by its key (``common.contracts.address_key``: SHA-256 of
+the normalised address) over the commands already stored, so neither the address nor the
+table's rows travel to Python; the database's ``lower`` follows its ctype (``C.UTF-8`` and the
+like fold non-ASCII letters as Python does).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from uuid import UUID
 import asyncpg
 
 from common.contracts import Channel, Message, NotificationSkipped, SendNotification
-from enricher.ports import Notice, NoticeKey
+from enricher.ports import AddressedNotice, Notice, NoticeKey
 
 __all__ = ["DueBatch", "Notice", "NoticeKey", "PostgresNotices", "PostgresPreferences"]
 
@@ -32,10 +37,9 @@ def _notice(row: asyncpg.Record) -> Notice:
     message = None
     if row["message"] is not None and row["message_type"] in _TYPES:
         message = _TYPES[row["message_type"]].model_validate(row["message"])
-    key = NoticeKey(
-        row["connection_id"], row["division"], row["entity"], row["document_id"], row["rule"]
+    return Notice(
+        _key(row), row["state"], row["due_at"], row["document_number"], message, row["detail"]
     )
-    return Notice(key, row["state"], row["due_at"], row["document_number"], message, row["detail"])
 
 
 def _message(message: Message | None) -> tuple[str | None, Any]:
@@ -54,6 +58,42 @@ _UPSERT = """
             message_type = excluded.message_type, message = excluded.message,
             detail = excluded.detail, updated_at = now()
         WHERE notices.state <> 'cancelled'"""
+
+
+#: The pending notices of the documents whose stored commands went to one address on one
+#: channel. ``t.address`` is a command's recipient, trimmed; the ``CASE`` is
+#: ``common.contracts.address_key`` in SQL: lower-cased when an email address, else without
+#: blanks, then SHA-256 in hex.
+_PENDING_CHAINS_TO = """
+    SELECT p.connection_id, p.division, p.entity, p.document_id, p.rule,
+           array_agg(DISTINCT s.rule ORDER BY s.rule) AS sent_by
+    FROM enricher.notices s
+    CROSS JOIN LATERAL (SELECT btrim(s.message #>> '{recipient,address}',
+                                     E' \\t\\n\\r\\f\\x0b') AS address) t
+    JOIN enricher.notices p
+      ON p.connection_id = s.connection_id AND p.division = s.division
+     AND p.entity = s.entity AND p.document_id = s.document_id AND p.state = 'pending'
+    WHERE ($1::text IS NULL OR s.connection_id = $1)
+      AND s.message_type = 'SendNotification' AND s.message ->> 'channel' = $2
+      AND encode(sha256(convert_to(
+              CASE WHEN strpos(t.address, '@') > 0 THEN lower(t.address)
+                   ELSE replace(t.address, ' ', '') END, 'UTF8')), 'hex') = $3
+    GROUP BY p.connection_id, p.division, p.entity, p.document_id, p.rule"""
+
+_CANCEL_PENDING = """
+    UPDATE enricher.notices n SET state = 'cancelled', detail = $6, updated_at = now()
+    FROM unnest($1::text[], $2::integer[], $3::text[], $4::uuid[], $5::text[])
+         AS k(connection_id, division, entity, document_id, rule)
+    WHERE n.connection_id = k.connection_id AND n.division = k.division
+      AND n.entity = k.entity AND n.document_id = k.document_id AND n.rule = k.rule
+      AND n.state = 'pending'
+    RETURNING n.connection_id, n.division, n.entity, n.document_id, n.rule"""
+
+
+def _key(row: asyncpg.Record) -> NoticeKey:
+    return NoticeKey(
+        row["connection_id"], row["division"], row["entity"], row["document_id"], row["rule"]
+    )
 
 
 class DueBatch:
@@ -170,6 +210,31 @@ class PostgresNotices:
             number=None,
             reason=reason,
         )
+
+    async def pending_chains_to(
+        self, connection_id: str | None, channel: Channel, address_key: str
+    ) -> list[AddressedNotice]:
+        """The pending notices of the documents that sent on ``channel`` to the address keyed
+        ``address_key``, of ``connection_id`` (None: every connection); the key is computed
+        in the database, so only the matching documents' pending rows come back."""
+        rows = await self._db.fetch(_PENDING_CHAINS_TO, connection_id, channel, address_key)
+        return [AddressedNotice(_key(row), tuple(row["sent_by"])) for row in rows]
+
+    async def cancel_pending(self, keys: Sequence[NoticeKey], detail: str) -> list[NoticeKey]:
+        """Cancel those of ``keys`` still pending (one fired meanwhile stays as it is);
+        returns the ones cancelled, so a repeated call cancels and counts nothing."""
+        if not keys:
+            return []
+        rows = await self._db.fetch(
+            _CANCEL_PENDING,
+            [k.connection_id for k in keys],
+            [k.division for k in keys],
+            [k.entity for k in keys],
+            [k.document_id for k in keys],
+            [k.rule for k in keys],
+            detail,
+        )
+        return [_key(row) for row in rows]
 
     @asynccontextmanager
     async def due(self, now: datetime, *, limit: int = 50) -> AsyncIterator[DueBatch]:
