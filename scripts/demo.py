@@ -1,9 +1,11 @@
-"""The whole pipeline on the built-in simulators: an invoice issued in Exact becomes one SMS.
+"""The whole pipeline on the built-in simulators: an invoice issued in Exact becomes one SMS,
+an invoice to a customer invoiced by email one email, and a big export order one call.
 
 Starts the two simulators and the five services (each its own process, configured only by
 MLC_ variables), issues a sample sales invoice in the Exact simulator, and shows the SMS at
-the Twilio simulator, its delivery status and the invoice's audit trail. Keeps running until
-Ctrl-C unless --once. Each run gets a fresh RabbitMQ vhost and database (``mlc-demo``), since
+the Twilio simulator, its delivery status and the invoice's audit trail; then the same for an
+email (delivered, then opened) and for an urgent call (answered by a person). Keeps running
+until Ctrl-C unless --once. Each run gets a fresh RabbitMQ vhost and database (``mlc-demo``), since
 the simulators start from a clean slate too. Logs: .mlc/logs/<component>.log.
 """
 
@@ -16,6 +18,7 @@ import signal
 import sys
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -83,6 +86,66 @@ async def show_one_invoice(stack: PipelineStack) -> None:
         say(f"Same trail any time: .venv/bin/mlc-audit trail {number} --url {stack.url('auditor')}")
 
 
+async def trail_of(stack: PipelineStack, number: str, until: Any) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient() as http:
+
+        async def trail() -> list[dict[str, Any]]:
+            answer = await http.get(f"{stack.url('auditor')}/trail", params={"number": number})
+            return list(answer.json()["notifications"])
+
+        return await eventually(trail, until=until, timeout=60, what=f"the trail of {number}")
+
+
+def on(channel: str, status: str) -> Any:
+    return lambda t: any(e["channel"] == channel and e.get("delivery_status") == status for e in t)
+
+
+async def show_email_and_call(stack: PipelineStack) -> None:
+    async with (
+        SimExactAdmin(stack.url("sim-exact")) as exact,
+        SimTwilioAdmin(stack.url("sim-twilio")) as twilio,
+    ):
+        # A customer invoiced by email (InvoicingMethod 2): the invoice goes by email; the
+        # simulated mailbox opens it.
+        account = await exact.create_account(
+            Name="Kaasmakerij De Graaf B.V.", Country="NL", Language="NL", InvoicingMethod=2
+        )
+        await exact.create_contact(
+            Account=account["ID"],
+            FirstName="Anouk",
+            Email="anouk@kaasmakerij.example",
+            Mobile="+31687654321",
+            IsMainContact=True,
+            Country="NL",
+        )
+        await twilio.inject(
+            kind="final_status", api="mail", to="anouk@kaasmakerij.example", status="read"
+        )
+        draft = await exact.create_invoice(amount=480.50, account_id=account["ID"])
+        number = str((await exact.issue_invoice(draft["InvoiceID"]))["InvoiceNumber"])
+        say(f"Exact: invoice {number} issued to a customer invoiced by email")
+        entries = await trail_of(stack, number, on("email", "open"))
+        mail = next(m for m in await twilio.emails() if m["to"] == ["anouk@kaasmakerij.example"])
+        say(f"SendGrid: email {mail['message_id']} {mail['subject']!r}: delivered, then opened")
+        print(format_trail(entries), flush=True)
+
+        # A big order in foreign currency: the example rules call the person who ordered.
+        order = await exact.create(
+            "SalesOrders",
+            OrderedBy=account["ID"],
+            InvoiceTo=account["ID"],
+            AmountFC=32000.0,
+            AmountDC=29400.0,
+            Currency="USD",
+            ApprovalStatus=2,
+        )
+        say(f"Exact: export order {order['OrderNumber']} for $32,000 approved")
+        entries = await trail_of(stack, str(order["OrderNumber"]), on("voice", "answered"))
+        call = next(c for c in await twilio.calls() if c["to"] == "+31687654321")
+        say(f"Twilio: call {call['sid']} to {mask_text(call['to'])}, answered by a person")
+        print(format_trail(entries), flush=True)
+
+
 async def main(once: bool) -> int:
     amqp = os.environ.get("MLC_AMQP_URL", DEFAULT_AMQP)
     database = os.environ.get("MLC_DATABASE_URL", DEFAULT_DB).rsplit("/", 1)[0] + "/postgres"
@@ -115,6 +178,7 @@ async def main(once: bool) -> int:
             for name in stack.ports:
                 say(f"{name:13} {stack.url(name)}  (/readyz, /metrics)")
             await show_one_invoice(stack)
+            await show_email_and_call(stack)
             if not once:
                 say("running; Ctrl-C stops everything")
                 stop = asyncio.Event()
