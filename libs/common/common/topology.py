@@ -121,12 +121,14 @@ QUEUES: dict[str, QueueSpec] = {
             (EVENTS, "email.event.unsubscribe"),
             (EVENTS, "email.event.group_unsubscribe"),
             (EVENTS, "email.event.group_resubscribe"),
+            # an erasure request: the recipients kept in claims are forgotten
+            (EVENTS, "privacy.forget"),
         ),
     ),
     "enricher.suppressions": QueueSpec(
         "enricher.suppressions",
         # A suppressed address ends the reminder chains that would have gone to it.
-        ((EVENTS, "suppression.added"),),
+        ((EVENTS, "suppression.added"), (EVENTS, "privacy.forget")),
     ),
     "auditor.events": QueueSpec(
         "auditor.events",
@@ -137,6 +139,7 @@ QUEUES: dict[str, QueueSpec] = {
             (EVENTS, "twilio.inbound.*"),
             (EVENTS, "email.event.*"),
             (EVENTS, "suppression.*"),
+            (EVENTS, "privacy.forget"),
         ),
     ),
     "token-keeper.rpc": QueueSpec(

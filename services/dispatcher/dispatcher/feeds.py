@@ -23,6 +23,10 @@ is the connection that sent (found by the message's claim) or, for a reply to th
 shared number, every connection (``*``). A START sent to the install's number lifts opt-outs
 in every scope, since the recipient cannot tell which company texted them from it.
 
+``privacy.forget`` (an erasure, ``mlc contacts forget``) replaces the recipient kept in the
+commands of settled claims; the suppression list keeps its address keys, so that an opt-out
+outlives the erasure.
+
 ``email.event.processed`` and ``dropped`` also prove that an email whose send had no answer
 reached SendGrid: its claim is settled sent, and never sent again.
 """
@@ -31,11 +35,20 @@ from __future__ import annotations
 
 import structlog
 
-from common.contracts import INSTALL_SCOPE, EmailEvent, InboundSms, Message, TwilioStatus
+from common.contracts import (
+    INSTALL_SCOPE,
+    EmailEvent,
+    ForgetContact,
+    InboundSms,
+    Message,
+    TwilioStatus,
+    address_key,
+)
+from common.logging import mask_text
 from dispatcher.handlers import PHONE_CHANNELS
 from dispatcher.ports import ClaimStore, SuppressionList
 
-__all__ = ["HANDLERS", "on_email_event", "on_inbound", "on_message_status"]
+__all__ = ["HANDLERS", "on_email_event", "on_forget", "on_inbound", "on_message_status"]
 
 log = structlog.get_logger("dispatcher.feeds")
 
@@ -140,9 +153,26 @@ async def on_email_event(
     return []
 
 
+async def on_forget(
+    event: ForgetContact, *, suppressions: SuppressionList, claims: ClaimStore
+) -> list[Message]:
+    erased = await claims.erase_recipients(
+        None if event.contact_id is None else str(event.contact_id),
+        [address_key(a) for a in event.addresses],
+    )
+    log.info(
+        "contact_forgotten",
+        request_id=str(event.request_id),
+        claims_erased=erased,
+        addresses=[mask_text(a) for a in event.addresses],
+    )
+    return []
+
+
 #: Message type (or prefix ending in ".") -> (model, handler); ports are bound in app.py.
 HANDLERS = {
     "twilio.inbound.": (InboundSms, on_inbound),
     "twilio.status.": (TwilioStatus, on_message_status),
     "email.event.": (EmailEvent, on_email_event),
+    ForgetContact.routing_key: (ForgetContact, on_forget),
 }

@@ -113,6 +113,10 @@ class ClaimStore(Protocol):
         """The command of the claim that got ``provider_id`` or is ``notification_id``'s."""
         ...
 
+    async def erase_recipients(self, contact_id: str | None, keys: list[str]) -> int:
+        """Forget the recipient kept in settled claims' commands (an erasure request)."""
+        ...
+
     async def confirm_sent(self, notification_id: str, provider_id: str) -> bool:
         """Settle a ``sending``/``ambiguous`` claim as sent because the provider reported
         on it; False when it was settled already."""

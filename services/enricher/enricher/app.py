@@ -15,7 +15,7 @@ from common import amqp, db, health, runtime, topology
 from common.contracts import ExactWebhookReceived, PaymentReceived
 from common.metrics import ConsumerMetrics, make_registry
 from common.rpc import RpcClient
-from enricher import handlers, suppressions
+from enricher import handlers, privacy, suppressions
 from enricher.adapters.cache import DisabledCustomerCache, PostgresCustomerCache
 from enricher.adapters.exact import ExactClient
 from enricher.adapters.notices import PostgresNotices, PostgresPreferences
@@ -131,7 +131,10 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         suppressed = await amqp.run_consumer(
             await connection.channel(),
             suppressions.QUEUE,
-            suppressions.routes(notices, rulebook, notice_metrics),
+            {
+                **suppressions.routes(notices, rulebook, notice_metrics),
+                **privacy.routes(cache, notices, PostgresPreferences(pool)),
+            },
             publisher=publisher,
             metrics=consumer_metrics,
             prefetch=settings.enricher_prefetch,

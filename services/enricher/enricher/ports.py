@@ -139,6 +139,11 @@ class CustomerCache(Protocol):
         returns that account, or None when the contact is not cached."""
         ...
 
+    async def forget_contact(self, connection_id: str, contact_id: UUID) -> int:
+        """Drop every entry holding the contact, in any division (an erasure); returns how
+        many account entries were dropped."""
+        ...
+
 
 @dataclass(frozen=True)
 class NoticeKey:

@@ -23,6 +23,7 @@ from common.contracts.notifications import (
     SendNotification,
     SourceDocument,
 )
+from common.contracts.privacy import ForgetContact
 from common.contracts.suppressions import (
     INSTALL_SCOPE,
     SUPPRESSION_REASONS,
@@ -56,6 +57,7 @@ __all__ = [
     "EmailEvent",
     "Event",
     "ExactWebhookReceived",
+    "ForgetContact",
     "InboundSms",
     "Message",
     "NotificationAmbiguous",

@@ -18,6 +18,12 @@ from dispatcher.ports import Claim, Unsettled
 
 __all__ = ["PostgresClaimStore", "queue_event"]
 
+#: ``common.contracts.address_key`` in SQL over a claim command's recipient address.
+_ADDRESS_KEY = """encode(sha256(convert_to(
+    CASE WHEN strpos(btrim(command #>> '{recipient,address}'), '@') > 0
+         THEN lower(btrim(command #>> '{recipient,address}'))
+         ELSE replace(btrim(command #>> '{recipient,address}'), ' ', '') END, 'UTF8')), 'hex')"""
+
 
 async def queue_event(
     db: asyncpg.Connection, event: Message, correlation_id: str | None = None
@@ -229,6 +235,23 @@ class PostgresClaimStore:
             )
         self._queued()
         return True
+
+    async def erase_recipients(self, contact_id: str | None, keys: list[str]) -> int:
+        """Replace the recipient (address and name) kept in the commands of settled claims
+        to the contact or to one of the address keys with ``erased`` (an erasure). A claim
+        still unsettled keeps it: the resolver may need it to finish that one send."""
+        status = await self._db.execute(
+            f"""UPDATE dispatch.claims SET command = jsonb_set(jsonb_set(command,
+                       '{{recipient,address}}', '"erased"'), '{{recipient,name}}', 'null'),
+                   updated_at = now()
+               WHERE state NOT IN ('sending', 'ambiguous')
+                 AND command #>> '{{recipient,address}}' <> 'erased'
+                 AND (command #>> '{{recipient,contact_id}}' = $1
+                      OR {_ADDRESS_KEY} = ANY($2::text[]))""",  # noqa: S608 (constants only)
+            contact_id,
+            keys,
+        )
+        return int(status.rsplit(" ", 1)[-1])
 
     async def retake(self, key: str) -> Claim:
         row = await self._db.fetchrow(

@@ -121,6 +121,20 @@ class PostgresCustomerCache:
                 await self._invalidate(db, connection_id, division, account_id)
             return account_id
 
+    async def forget_contact(self, connection_id: str, contact_id: UUID) -> int:
+        """Drop every cached entry holding the contact (in any division): the next read asks
+        Exact. Returns how many account entries were dropped."""
+        async with self._db.acquire() as db, db.transaction():
+            rows = await db.fetch(
+                """SELECT DISTINCT division, account_id FROM enricher.contacts
+                   WHERE connection_id = $1 AND contact_id = $2""",
+                connection_id,
+                contact_id,
+            )
+            for row in rows:
+                await self._invalidate(db, connection_id, row["division"], row["account_id"])
+        return len(rows)
+
     @staticmethod
     async def _invalidate(
         db: asyncpg.Connection, connection_id: str, division: int, account_id: UUID
@@ -147,6 +161,9 @@ class PostgresCustomerCache:
 
 class DisabledCustomerCache:
     """Implements ``CustomerCache`` by remembering nothing."""
+
+    async def forget_contact(self, connection_id: str, contact_id: UUID) -> int:
+        return 0
 
     async def get(self, connection_id: str, division: int, account_id: UUID) -> CacheLookup:
         return CacheLookup(None, 0)

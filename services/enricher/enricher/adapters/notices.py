@@ -60,25 +60,47 @@ _UPSERT = """
         WHERE notices.state <> 'cancelled'"""
 
 
+def _address_key_sql(address: str) -> str:
+    """``common.contracts.address_key`` in SQL over the (trimmed) text expression
+    ``address``: lower-cased when an email address, else without blanks; SHA-256 in hex."""
+    return f"""encode(sha256(convert_to(
+              CASE WHEN strpos({address}, '@') > 0 THEN lower({address})
+                   ELSE replace({address}, ' ', '') END, 'UTF8')), 'hex')"""
+
+
+#: A stored command's recipient address, trimmed (``t.address``).
+_RECIPIENT = """CROSS JOIN LATERAL (SELECT btrim(n.message #>> '{recipient,address}',
+                                     E' \\t\\n\\r\\f\\x0b') AS address) t"""
+
 #: The pending notices of the documents whose stored commands went to one address on one
-#: channel. ``t.address`` is a command's recipient, trimmed; the ``CASE`` is
-#: ``common.contracts.address_key`` in SQL: lower-cased when an email address, else without
-#: blanks, then SHA-256 in hex.
-_PENDING_CHAINS_TO = """
+#: channel.
+_PENDING_CHAINS_TO = f"""
     SELECT p.connection_id, p.division, p.entity, p.document_id, p.rule,
-           array_agg(DISTINCT s.rule ORDER BY s.rule) AS sent_by
-    FROM enricher.notices s
-    CROSS JOIN LATERAL (SELECT btrim(s.message #>> '{recipient,address}',
-                                     E' \\t\\n\\r\\f\\x0b') AS address) t
+           array_agg(DISTINCT n.rule ORDER BY n.rule) AS sent_by
+    FROM enricher.notices n
+    {_RECIPIENT}
     JOIN enricher.notices p
-      ON p.connection_id = s.connection_id AND p.division = s.division
-     AND p.entity = s.entity AND p.document_id = s.document_id AND p.state = 'pending'
-    WHERE ($1::text IS NULL OR s.connection_id = $1)
-      AND s.message_type = 'SendNotification' AND s.message ->> 'channel' = $2
-      AND encode(sha256(convert_to(
-              CASE WHEN strpos(t.address, '@') > 0 THEN lower(t.address)
-                   ELSE replace(t.address, ' ', '') END, 'UTF8')), 'hex') = $3
-    GROUP BY p.connection_id, p.division, p.entity, p.document_id, p.rule"""
+      ON p.connection_id = n.connection_id AND p.division = n.division
+     AND p.entity = n.entity AND p.document_id = n.document_id AND p.state = 'pending'
+    WHERE ($1::text IS NULL OR n.connection_id = $1)
+      AND n.message_type = 'SendNotification' AND n.message ->> 'channel' = $2
+      AND {_address_key_sql("t.address")} = $3
+    GROUP BY p.connection_id, p.division, p.entity, p.document_id, p.rule"""  # noqa: S608
+
+#: (Both queries are built from constants only: S608 does not apply.)
+#: Replace the recipient of the stored commands to a contact or to one of the address keys.
+_ERASE_RECIPIENTS = f"""
+    UPDATE enricher.notices m SET message = jsonb_set(jsonb_set(m.message,
+               '{{recipient,address}}', to_jsonb($4::text)), '{{recipient,name}}', 'null'),
+           updated_at = now()
+    FROM enricher.notices n
+    {_RECIPIENT}
+    WHERE m.connection_id = n.connection_id AND m.division = n.division
+      AND m.entity = n.entity AND m.document_id = n.document_id AND m.rule = n.rule
+      AND n.connection_id = $1 AND n.message_type = 'SendNotification'
+      AND t.address <> $4
+      AND (n.message #>> '{{recipient,contact_id}}' = $2
+           OR {_address_key_sql("t.address")} = ANY($3::text[]))"""  # noqa: S608
 
 _CANCEL_PENDING = """
     UPDATE enricher.notices n SET state = 'cancelled', detail = $6, updated_at = now()
@@ -219,6 +241,20 @@ class PostgresNotices:
         in the database, so only the matching documents' pending rows come back."""
         rows = await self._db.fetch(_PENDING_CHAINS_TO, connection_id, channel, address_key)
         return [AddressedNotice(_key(row), tuple(row["sent_by"])) for row in rows]
+
+    async def erase_recipients(
+        self, connection_id: str, contact_id: UUID | None, keys: Sequence[str], placeholder: str
+    ) -> int:
+        """Replace the recipient address (and name) of the stored commands that went to the
+        contact or to one of the address keys with ``placeholder``; returns how many."""
+        status = await self._db.execute(
+            _ERASE_RECIPIENTS,
+            connection_id,
+            None if contact_id is None else str(contact_id),
+            list(keys),
+            placeholder,
+        )
+        return int(status.rsplit(" ", 1)[-1])
 
     async def cancel_pending(self, keys: Sequence[NoticeKey], detail: str) -> list[NoticeKey]:
         """Cancel those of ``keys`` still pending (one fired meanwhile stays as it is);

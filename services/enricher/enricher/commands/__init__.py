@@ -8,4 +8,6 @@ __all__ = ["CONTACTS", "RULES", "TEMPLATES"]
 
 RULES = Command("check or show the notification rules", rules.add_arguments, rules.run)
 TEMPLATES = Command("check the message templates", templates.add_arguments, templates.run)
-CONTACTS = Command("a contact's channel preference", contacts.add_arguments, contacts.run)
+CONTACTS = Command(
+    "a contact's channel preference, or forget a person", contacts.add_arguments, contacts.run
+)
