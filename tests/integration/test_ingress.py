@@ -33,6 +33,8 @@ pytestmark = pytest.mark.integration
 SECRET = str(SIMULATOR_DEFAULTS["exact_webhook_secret"])
 CLIENT = str(SIMULATOR_DEFAULTS["exact_client_id"])
 KEY = "b9e2c7a4-5d31-4f6e-8a0b-1c2d3e4f5a60"
+#: Twilio puts the account's SID in every callback; ingress refuses one without the right SID.
+ACCOUNT_SID = str(SIMULATOR_DEFAULTS["twilio_account_sid"])
 #: One sealing key for the session's database: rows sealed by one test are opened by the next.
 SEALING_KEY = generate_key()
 
@@ -146,7 +148,12 @@ async def test_the_answer_is_503_when_the_broker_cannot_take_the_event(ingress):
 async def test_twilio_status_callbacks_are_verified_against_the_public_url(ingress):
     client, amqp_url = ingress
     connection, queue = await probe(amqp_url, "twilio.status.#")
-    form = {"MessageSid": "SM" + "1" * 32, "MessageStatus": "delivered", "To": "+31612345678"}
+    form = {
+        "MessageSid": "SM" + "1" * 32,
+        "MessageStatus": "delivered",
+        "To": "+31612345678",
+        "AccountSid": ACCOUNT_SID,
+    }
     token = str(SIMULATOR_DEFAULTS["twilio_auth_token"])
     good = twilio_signature(token, "https://hooks.example.com/webhooks/twilio/status", form.items())
     forged = twilio_signature(
@@ -181,7 +188,7 @@ async def test_a_connections_own_twilio_account_signs_its_callbacks(ingress, dat
             sendgrid_api_key=None,
         )
     connection, queue = await probe(amqp_url, "twilio.status.#")
-    form = {"MessageSid": "SM" + "2" * 32, "MessageStatus": "sent"}
+    form = {"MessageSid": "SM" + "2" * 32, "MessageStatus": "sent", "AccountSid": "AC" + "a" * 32}
     url = "https://hooks.example.com/webhooks/twilio/status?connection=ingress-test"
     path = "/webhooks/twilio/status?connection=ingress-test"
     default = str(SIMULATOR_DEFAULTS["twilio_auth_token"])
@@ -250,7 +257,12 @@ async def test_a_forged_inbound_sms_is_refused_and_nothing_is_published(ingress)
 async def test_call_status_callbacks_are_published_as_call_statuses(ingress):
     client, amqp_url = ingress
     connection, queue = await probe(amqp_url, "twilio.status.#")
-    form = {"CallSid": "CA" + "5" * 32, "CallStatus": "no-answer", "To": "+31612345678"}
+    form = {
+        "CallSid": "CA" + "5" * 32,
+        "CallStatus": "no-answer",
+        "To": "+31612345678",
+        "AccountSid": ACCOUNT_SID,
+    }
     path = "/webhooks/twilio/voice-status"
     answer = await client.post(path, data=form, headers=twilio_post_headers(path, form))
     assert answer.status == 200
@@ -449,7 +461,7 @@ async def test_signed_webhooks_with_absurd_fields_are_422_before_anything_is_pub
     ):
         answer = await client.post("/webhooks/exact/ingress-test", data=body(content(**changes)))
         assert answer.status == 422, changes
-    form = {"MessageSid": "SM" + "7" * 32, "MessageStatus": "x" * 300}
+    form = {"MessageSid": "SM" + "7" * 32, "MessageStatus": "x" * 300, "AccountSid": ACCOUNT_SID}
     path = "/webhooks/twilio/status"
     assert (
         await client.post(path, data=form, headers=twilio_post_headers(path, form))

@@ -7,6 +7,11 @@
   not published again, and an Exact event older than the maximum age is not published at all:
   replaying one captured webhook cannot spend a company's Exact calls. Per process: with more
   replicas a replay may pass once per replica, which the idempotency keys make harmless.
+- ``expect_continue``: the ``Expect`` header answered without echoing it. aiohttp's default
+  handler puts the header's value into its 417 text, so a value that is not UTF-8 made it a
+  500; it runs before any middleware, so it must be cheap and safe on its own.
+- ``no_route``: the 404 / 405 of a request no route takes, answered by a catch-all route with
+  that ``Expect`` handler (aiohttp's own 404 / 405 use the default one, with the same 500).
 """
 
 from __future__ import annotations
@@ -16,7 +21,16 @@ import time
 from collections import OrderedDict
 from datetime import UTC, datetime
 
-__all__ = ["ReplayGuard", "event_age_seconds", "json_depth_ok", "valid_connection_id"]
+from aiohttp import hdrs, web
+
+__all__ = [
+    "ReplayGuard",
+    "event_age_seconds",
+    "expect_continue",
+    "json_depth_ok",
+    "no_route",
+    "valid_connection_id",
+]
 
 _CONNECTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: Deepest JSON accepted: Exact's webhooks nest 2 levels, SendGrid's events 3.
@@ -80,3 +94,28 @@ class ReplayGuard:
     def record(self, key: str) -> None:
         self._seen[key] = time.monotonic()
         self._seen.move_to_end(key)
+
+
+async def expect_continue(request: web.Request) -> None:
+    """``Expect: 100-continue`` invites the body; any other expectation is a 417 that does not
+    repeat what was sent."""
+    expect = request.headers.get(hdrs.EXPECT, "")
+    if request.version < (1, 1):
+        return
+    if expect.lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text="Unknown Expect")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    # What was written is not the response: the response's size starts after it.
+    request.writer.output_size = 0
+
+
+async def no_route(request: web.Request) -> web.StreamResponse:
+    """What aiohttp would answer for a request no other route takes: 405 when another route
+    has the path (with the methods it allows), else 404."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()

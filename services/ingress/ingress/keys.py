@@ -9,9 +9,19 @@ from common.amqp import Publisher
 from common.contracts import ChannelCredentials, WebhookSecret
 from common.rpc import CachedLookup
 from ingress.guards import ReplayGuard
+from ingress.ratelimit import RateLimiter
 from ingress.settings import Settings
 
-__all__ = ["CHANNELS", "METRICS", "PUBLISHER", "REPLAYS", "SECRETS", "SETTINGS"]
+__all__ = [
+    "CHANNELS",
+    "LIMITER",
+    "METRICS",
+    "PUBLISHER",
+    "REPLAYS",
+    "SECRETS",
+    "SECURITY",
+    "SETTINGS",
+]
 
 SETTINGS = web.AppKey("settings", Settings)
 PUBLISHER = web.AppKey("publisher", Publisher)
@@ -23,3 +33,7 @@ CHANNELS = web.AppKey("channels", CachedLookup[ChannelCredentials])
 REPLAYS = web.AppKey("replays", ReplayGuard)
 #: mlc_ingress_webhooks_total{source,outcome}
 METRICS = web.AppKey("webhooks_total", Counter)
+#: mlc_security_events_total{kind} (``ingress.security``)
+SECURITY = web.AppKey("security_events_total", Counter)
+#: Token buckets per source address on the webhook routes (``ingress.ratelimit``).
+LIMITER = web.AppKey("limiter", RateLimiter)

@@ -2,21 +2,37 @@
 publishes one event with publisher confirms, and answers 2xx only after the broker confirmed.
 
 Answers: 200 accepted (or an Exact validation ping, or a replay acknowledged but not published
-again), 400 malformed, 401 forged or unsigned, 404 a connection id that cannot exist, 413 too
-large (aiohttp), 422 signed but not the expected shape, 503 not durably queued (the sender
-retries). Malformed input of any kind is a 4xx, never a 5xx: bodies are bounded in size and
-JSON depth before parsing, forms are parsed defensively, ids checked against a pattern before
-any lookup (``ingress.guards``).
+again), 400 malformed, 401 forged or unsigned, 403 signed by one tenant's account for another
+(see below), 404 a connection id that cannot exist, 413 too large (aiohttp), 422 signed but not
+the expected shape, 429 over the source's rate limit (``ingress.ratelimit``, before anything
+else), 503 not durably queued (the sender retries). Malformed input of any kind is a 4xx, never
+a 5xx: bodies are bounded in size and JSON depth before parsing, forms are parsed defensively,
+ids checked against a pattern before any lookup (``ingress.guards``). Every 401, 403, 404 of a
+connection id and 429 is a security event (``ingress.security``).
+
+Tenant isolation. A company may bring its own Twilio account (and SendGrid key); its callbacks
+name the connection (``?connection=X``) and are signed with that account's token. Holding one
+account's token must not let a company speak for another, so a Twilio callback must carry the
+``AccountSid`` of the account whose token signed it (X's own, or the install's without
+``?connection=``), and a ``?connection=X`` whose connection brings no own account (or SendGrid
+key) is refused: the vendor never calls back that way. The event then names the connection it
+came from (``TwilioStatus.connection_id``, ``InboundSms.connection_id``,
+``EmailEvent.connection_id``). Whether a message SID belongs to that connection is checked by
+the auditor, which alone knows which notification (of which connection) a SID belongs to:
+ingress cannot stop company B reporting a status for company A's SID from B's own account,
+the auditor must refuse to apply it.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from common.contracts import (
@@ -35,9 +51,12 @@ from ingress.guards import event_age_seconds, json_depth_ok, valid_connection_id
 from ingress.keys import CHANNELS, METRICS, PUBLISHER, REPLAYS, SECRETS, SETTINGS
 from ingress.keywords import classify
 from ingress.payloads import ExactEnvelope
+from ingress.ratelimit import WEBHOOK_PREFIX
+from ingress.security import SecurityEventKind, record
 
 __all__ = [
     "exact_webhook",
+    "rate_limited",
     "sendgrid_events",
     "twilio_inbound",
     "twilio_status",
@@ -67,6 +86,36 @@ def _answer(
     return web.json_response({"outcome": outcome}, status=status)
 
 
+def _refuse(
+    request: web.Request,
+    source: str,
+    kind: SecurityEventKind,
+    status: int,
+    *,
+    outcome: str | None = None,
+    **context: object,
+) -> web.Response:
+    """A refusal that is a security event: counted under both metrics, logged once (as a
+    ``security_event``, not also as ``webhook_rejected``)."""
+    outcome = outcome or kind
+    request.app[METRICS].labels(source=source, outcome=outcome).inc()
+    record(request, kind, {"source": source, "outcome": outcome, "status": status, **context})
+    return web.json_response({"outcome": outcome}, status=status)
+
+
+#: The ``source`` label of a path (a fixed set: a request cannot add label values).
+_SOURCES = frozenset({"exact", "twilio", "sendgrid"})
+
+
+def rate_limited(request: web.Request, report: bool) -> None:
+    """Count a request the rate limit refused; log it only when ``report`` (once a minute per
+    source), so that a flood does not become a flood of log lines."""
+    source = request.path.removeprefix(WEBHOOK_PREFIX).partition("/")[0]
+    source = source if source in _SOURCES else "other"
+    request.app[METRICS].labels(source=source, outcome="rate_limited").inc()
+    record(request, "rate_limited", {"source": source}, log_it=report)
+
+
 async def _publish(request: web.Request, source: str, event: Message) -> web.Response:
     try:
         await request.app[PUBLISHER].publish(event, correlation_id=event.message_id())
@@ -77,11 +126,22 @@ async def _publish(request: web.Request, source: str, event: Message) -> web.Res
     )
 
 
+async def _read_body(request: web.Request) -> bytes | None:
+    """The raw body, or None when it cannot be read as sent (a Content-Encoding that does not
+    decode, a broken chunked encoding): the sender's fault, a 400, never a 500."""
+    try:
+        return await request.read()
+    except RequestPayloadError:
+        return None
+
+
 async def exact_webhook(request: web.Request) -> web.Response:
     connection_id = request.match_info["connection_id"]
     if not valid_connection_id(connection_id):
-        return _answer(request, "exact", "bad_connection_id", 404)
-    body = await request.read()
+        return _refuse(request, "exact", "unknown_connection", 404, outcome="bad_connection_id")
+    body = await _read_body(request)
+    if body is None:
+        return _answer(request, "exact", "malformed", 400)
     if not body.strip():
         # Exact's validation POST on subscription create: acknowledge, publish nothing.
         return _answer(request, "exact", "validation", 200, connection_id=connection_id)
@@ -93,18 +153,19 @@ async def exact_webhook(request: web.Request) -> web.Response:
             parsed = json.loads(body)
         except ValueError:
             return _answer(request, "exact", "malformed", 400)
-        unsigned = isinstance(parsed, dict) and "Content" in parsed
-        return _answer(
-            request, "exact", "unsigned" if unsigned else "malformed", 401 if unsigned else 400
-        )
+        if isinstance(parsed, dict) and "Content" in parsed:
+            return _refuse(request, "exact", "unsigned", 401)
+        return _answer(request, "exact", "malformed", 400)
     try:
         secret = await request.app[SECRETS].get(connection_id)
     except PermanentError:
-        return _answer(request, "exact", "unknown_connection", 401, connection_id=connection_id)
+        return _refuse(request, "exact", "unknown_connection", 401, connection_id=connection_id)
     except TransientError as exc:
         return _answer(request, "exact", "secret_unavailable", 503, error=str(exc))
     if not verify_exact(body, secret.secret.get_secret_value()):
-        return _answer(request, "exact", "forged", 401, connection_id=connection_id)
+        return _refuse(
+            request, "exact", "forged_signature", 401, outcome="forged", connection_id=connection_id
+        )
     try:
         envelope = ExactEnvelope.model_validate_json(body)
     except ValidationError as exc:
@@ -153,46 +214,109 @@ async def _own_channels(request: web.Request) -> ChannelCredentials | None:
     return await request.app[CHANNELS].get(connection_id)
 
 
-async def _twilio_auth_token(request: web.Request) -> str:
-    """The auth token that signs this callback: the connection's own Twilio account when the
-    callback URL names a connection that brings one, else the install's account."""
+@dataclass(frozen=True)
+class _TwilioAccount:
+    """The Twilio account a callback must come from: its token signs the callback, and the
+    callback's ``AccountSid`` must be its SID. ``connection_id`` None: the install's account."""
+
+    connection_id: str | None
+    account_sid: str
+    auth_token: str
+
+
+async def _twilio_account(request: web.Request) -> _TwilioAccount | None:
+    """The connection's own Twilio account when the callback URL names a connection, else the
+    install's. None when the named connection brings no own account: its messages go out from
+    the install's account, whose callbacks never name a connection, so such a request is not
+    Twilio's. Raises PermanentError (impossible or unknown id) or TransientError."""
     own = await _own_channels(request)
-    if own is not None and own.twilio_auth_token:
-        return own.twilio_auth_token.get_secret_value()
-    return request.app[SETTINGS].twilio_auth_token.get_secret_value()
+    if own is None:
+        settings = request.app[SETTINGS]
+        return _TwilioAccount(
+            None, settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value()
+        )
+    if not (own.has_twilio and own.twilio_account_sid and own.twilio_auth_token):
+        return None
+    return _TwilioAccount(
+        own.connection_id, own.twilio_account_sid, own.twilio_auth_token.get_secret_value()
+    )
 
 
-async def _signed_twilio_form(request: web.Request) -> dict[str, str] | web.Response:
-    """The form of a Twilio webhook whose ``X-Twilio-Signature`` holds, or the refusal."""
-    settings = request.app[SETTINGS]
+async def _read_form(request: web.Request) -> list[tuple[str, str]] | None:
+    """The text fields of the posted form, or None when it cannot be parsed."""
     try:
         form = await request.post()
     except web.HTTPRequestEntityTooLarge:
         raise
     except Exception:  # not UTF-8, broken multipart, bad headers: the sender's, never a 500
+        return None
+    return [(k, v) for k, v in form.items() if isinstance(v, str)]
+
+
+def _clip(value: str | None) -> str | None:
+    """A caller-chosen value as logged: bounded, so a refusal cannot write a megabyte line."""
+    return None if value is None else value[:40]
+
+
+async def _signed_twilio_form(
+    request: web.Request,
+) -> tuple[_TwilioAccount, dict[str, str]] | web.Response:
+    """The account and form of a Twilio webhook whose ``X-Twilio-Signature`` holds and whose
+    ``AccountSid`` is the signing account's, or the refusal. The AccountSid check keeps one
+    tenant's token from speaking for another's account; which notification (connection) a
+    message SID belongs to is the auditor's check (see the module docstring)."""
+    params = await _read_form(request)
+    if params is None:
         return _answer(request, "twilio", "malformed", 400)
-    params = [(k, v) for k, v in form.items() if isinstance(v, str)]
-    url = settings.public_base_url.rstrip("/") + request.path_qs
     signature = request.headers.get("X-Twilio-Signature", "")
+    if not signature:
+        return _refuse(request, "twilio", "unsigned", 401)
     try:
-        auth_token = await _twilio_auth_token(request)
+        account = await _twilio_account(request)
     except PermanentError:
-        return _answer(request, "twilio", "unknown_connection", 401)
+        return _refuse(request, "twilio", "unknown_connection", 401)
     except TransientError as exc:
         return _answer(request, "twilio", "secret_unavailable", 503, error=str(exc))
-    if not twilio_verify(auth_token, url, params, signature):
-        return _answer(request, "twilio", "forged", 401)
-    return dict(params)
+    connection_id = request.query.get("connection")
+    if account is None:
+        return _refuse(
+            request, "twilio", "connection_without_own_account", 403, connection_id=connection_id
+        )
+    url = request.app[SETTINGS].public_base_url.rstrip("/") + request.path_qs
+    # A header that is not ASCII cannot be a base64 signature (and would not encode).
+    if not signature.isascii() or not twilio_verify(account.auth_token, url, params, signature):
+        return _refuse(
+            request,
+            "twilio",
+            "forged_signature",
+            401,
+            outcome="forged",
+            connection_id=connection_id,
+        )
+    values = dict(params)
+    if values.get("AccountSid") != account.account_sid:
+        return _refuse(
+            request,
+            "twilio",
+            "cross_tenant_account",
+            403,
+            connection_id=account.connection_id,
+            account_sid=_clip(values.get("AccountSid")),
+        )
+    return account, values
 
 
 async def twilio_status(request: web.Request) -> web.Response:
-    """A Messages status callback (MessageSid, MessageStatus)."""
-    values = await _signed_twilio_form(request)
-    if isinstance(values, web.Response):
-        return values
+    """A Messages status callback (MessageSid, MessageStatus), published with the connection
+    whose account sent it. The auditor checks that the SID is one of that connection's
+    messages before applying the status (ingress cannot know whose a SID is)."""
+    signed = await _signed_twilio_form(request)
+    if isinstance(signed, web.Response):
+        return signed
+    account, values = signed
     sid = values.get("MessageSid") or values.get("SmsSid")
     status = values.get("MessageStatus") or values.get("SmsStatus")
-    if not _SID.fullmatch(sid or "") or not _STATUS.fullmatch(status or ""):
+    if sid is None or status is None or not (_SID.fullmatch(sid) and _STATUS.fullmatch(status)):
         return _answer(request, "twilio", "invalid_shape", 422)
     event = TwilioStatus(
         provider_id=sid,
@@ -200,6 +324,7 @@ async def twilio_status(request: web.Request) -> web.Response:
         error_code=values.get("ErrorCode"),
         raw=values,
         received_at=datetime.now(UTC),
+        connection_id=account.connection_id,
     )
     return await _publish(request, "twilio", event)
 
@@ -207,14 +332,17 @@ async def twilio_status(request: web.Request) -> web.Response:
 async def twilio_voice_status(request: web.Request) -> web.Response:
     """A Calls status callback (CallSid, CallStatus), or the asynchronous answering machine
     detection result posted to the same URL (CallSid, AnsweredBy, no CallStatus): published
-    as status ``answered`` (a person), ``voicemail`` (a machine or fax) or ``unknown``."""
-    values = await _signed_twilio_form(request)
-    if isinstance(values, web.Response):
-        return values
+    as status ``answered`` (a person), ``voicemail`` (a machine or fax) or ``unknown``.
+    Published with the connection whose account sent it; the auditor checks the call SID is
+    one of that connection's."""
+    signed = await _signed_twilio_form(request)
+    if isinstance(signed, web.Response):
+        return signed
+    account, values = signed
     sid, status = values.get("CallSid"), values.get("CallStatus")
     if status is None and values.get("AnsweredBy"):
         status = answered_status(values["AnsweredBy"]) or "unknown"
-    if not _SID.fullmatch(sid or "") or not _STATUS.fullmatch(status or ""):
+    if sid is None or status is None or not (_SID.fullmatch(sid) and _STATUS.fullmatch(status)):
         return _answer(request, "twilio", "invalid_shape", 422)
     event = TwilioStatus(
         resource="call",
@@ -223,6 +351,7 @@ async def twilio_voice_status(request: web.Request) -> web.Response:
         error_code=values.get("ErrorCode") or values.get("SipResponseCode"),
         raw=values,
         received_at=datetime.now(UTC),
+        connection_id=account.connection_id,
     )
     return await _publish(request, "twilio", event)
 
@@ -233,18 +362,21 @@ _EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
 async def twilio_inbound(request: web.Request) -> web.Response:
-    """An SMS a recipient sent us: STOP / START / HELP keywords feed the suppression list."""
-    values = await _signed_twilio_form(request)
-    if isinstance(values, web.Response):
-        return values
+    """An SMS a recipient sent us: STOP / START / HELP keywords feed the suppression list.
+    Published with the connection (and AccountSid) of the account it came to, both verified:
+    one company cannot opt a number out of another's messages."""
+    signed = await _signed_twilio_form(request)
+    if isinstance(signed, web.Response):
+        return signed
+    account, values = signed
     sid = values.get("MessageSid") or values.get("SmsSid")
     sender, to = values.get("From"), values.get("To")
     if not _SID.fullmatch(sid or "") or not sender or not to or max(len(sender), len(to)) > 64:
         return _answer(request, "twilio", "invalid_shape", 422)
     kind, keyword = classify(values.get("Body", ""), values.get("OptOutType"))
     event = InboundSms(
-        connection_id=request.query.get("connection"),
-        account_sid=values.get("AccountSid"),
+        connection_id=account.connection_id,
+        account_sid=account.account_sid,
         message_sid=sid,
         from_number=sender,
         to_number=to,
@@ -263,12 +395,17 @@ _SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 _SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 
-async def _sendgrid_key(request: web.Request) -> str:
-    """The key that verifies this post: the connection's own SendGrid account's, if any."""
+async def _sendgrid_key(request: web.Request) -> tuple[str | None, str] | None:
+    """The connection and the key that verifies this post: the named connection's own SendGrid
+    key, or the install's without ``?connection=``. None when the named connection has no own
+    key: its email goes out from the install's account, whose events never name a connection.
+    Raises PermanentError (impossible or unknown id) or TransientError."""
     own = await _own_channels(request)
-    if own is not None and own.sendgrid_webhook_public_key:
-        return own.sendgrid_webhook_public_key
-    return request.app[SETTINGS].sendgrid_webhook_public_key
+    if own is None:
+        return None, request.app[SETTINGS].sendgrid_webhook_public_key
+    if not own.sendgrid_webhook_public_key:
+        return None
+    return own.connection_id, own.sendgrid_webhook_public_key
 
 
 def _email_event(connection_id: str | None, item: dict[str, object]) -> EmailEvent | None:
@@ -298,20 +435,40 @@ async def sendgrid_events(request: web.Request) -> web.Response:
     """SendGrid's Signed Event Webhook: a JSON array of events, ECDSA-signed over
     ``timestamp + body``. Each event is published on its own; a repeat (same ``sg_event_id``)
     has the same message id. 200 only after every event of the post was confirmed, so a
-    partial failure (503) makes SendGrid post the whole batch again."""
-    body = await request.read()
+    partial failure (503) makes SendGrid post the whole batch again. Events carry the
+    connection whose own key verified them (None: the install's); the auditor checks that the
+    message they name is that connection's."""
+    body = await _read_body(request)
+    if body is None:
+        return _answer(request, "sendgrid", "malformed", 400)
     signature = request.headers.get(_SENDGRID_SIGNATURE, "")
     timestamp = request.headers.get(_SENDGRID_TIMESTAMP, "")
     if not signature or not timestamp:
-        return _answer(request, "sendgrid", "unsigned", 401)
+        return _refuse(request, "sendgrid", "unsigned", 401)
     try:
-        key = await _sendgrid_key(request)
+        verifier = await _sendgrid_key(request)
     except PermanentError:
-        return _answer(request, "sendgrid", "unknown_connection", 401)
+        return _refuse(request, "sendgrid", "unknown_connection", 401)
     except TransientError as exc:
         return _answer(request, "sendgrid", "secret_unavailable", 503, error=str(exc))
+    if verifier is None:
+        return _refuse(
+            request,
+            "sendgrid",
+            "connection_without_own_account",
+            403,
+            connection_id=request.query.get("connection"),
+        )
+    connection_id, key = verifier
     if not sendgrid_verify(key, body, signature, timestamp):
-        return _answer(request, "sendgrid", "forged", 401)
+        return _refuse(
+            request,
+            "sendgrid",
+            "forged_signature",
+            401,
+            outcome="forged",
+            connection_id=connection_id,
+        )
     if not json_depth_ok(body):
         return _answer(request, "sendgrid", "malformed", 400)
     try:
@@ -320,7 +477,6 @@ async def sendgrid_events(request: web.Request) -> web.Response:
         return _answer(request, "sendgrid", "malformed", 400)
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         return _answer(request, "sendgrid", "invalid_shape", 422)
-    connection_id = request.query.get("connection")
     events = [e for e in (_email_event(connection_id, item) for item in items) if e is not None]
     if len(events) != len(items):
         return _answer(request, "sendgrid", "invalid_shape", 422)

@@ -23,6 +23,11 @@ class TwilioStatus(Event):
     error_code: str | None = None
     raw: dict[str, str]
     received_at: datetime
+    #: The connection whose own Twilio account sent the callback (its ``?connection=``), as
+    #: ingress verified it: signed with that account's auth token and carrying its AccountSid.
+    #: None: the install's account (or a status not from a callback). A consumer must not apply
+    #: a status of one connection to another's notification: the SID alone is not proof.
+    connection_id: str | None = None
 
     def key(self) -> str:
         return f"twilio.status.{self.status}"
