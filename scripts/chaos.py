@@ -46,6 +46,7 @@ import httpx
 
 from common import topology
 from common.settings import SIMULATOR_DEFAULTS
+from common.testing.infra import BrokerAdmin
 from common.testing.postgres import PrivatePostgres
 from common.testing.proxy import TcpProxy
 from common.testing.rabbit import PrivateRabbit
@@ -263,6 +264,8 @@ async def run(args: argparse.Namespace) -> Result:
     stack = PipelineStack.on_free_ports(
         f"amqp://guest:guest@127.0.0.1:{proxy.port}/", postgres.url("mlc"), logs
     )
+    # each service its own user on the private node, as in production
+    stack.broker_admin = BrokerAdmin(node=rabbit.node)
     stack.extra_env = {
         "MLC_DISPATCHER_READ_TIMEOUT": "3",
         "MLC_DISPATCHER_CLAIM_STALE_SECONDS": "20",

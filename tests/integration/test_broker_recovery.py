@@ -127,6 +127,7 @@ async def test_rpc_is_served_and_answered_again_after_the_connection_is_cut(
             channel,
             {WebhookSecretGet.routing_key: (WebhookSecretGet, secret)},
             await amqp.Publisher.open(server),
+            allowed={WebhookSecretGet.routing_key: {amqp.login(client)}},
         )
         rpc = await RpcClient.open(client, timeout=1)
         answer = await rpc.call(WebhookSecretGet(connection_id="a"), WebhookSecret)

@@ -18,6 +18,11 @@ fetched with ``get_queue(..., ensure=False)``, so aio-pika re-declares it and re
 consumer after a connection or channel loss and after a broker restart. ``Consumer.check`` tells
 readiness whether the consumer really is attached right now; ``Consumer.drain`` stops it on
 SIGTERM and lets in-flight deliveries finish.
+
+Who sent a message: every message published here carries AMQP ``user_id`` = the login of the
+publishing connection. RabbitMQ refuses (``PRECONDITION_FAILED``) a publish whose ``user_id``
+differs from the connection's user, so a consumer can trust it (token-keeper answers a secret
+only to the service that needs it, see ``common.rpc.serve_rpc``).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ __all__ = [
     "connect",
     "consumer_attached",
     "decode",
+    "login",
     "run_consumer",
 ]
 
@@ -105,6 +111,16 @@ async def connect(
         yield connection
     finally:
         await connection.close()
+
+
+def login(connection: aio_pika.abc.AbstractConnection) -> str:
+    """The user ``connection`` logged in as: the URL's user, or aio-pika's default ``guest``.
+
+    Set as ``user_id`` on what the connection publishes, which the broker checks against the
+    authenticated user (a login by client certificate, with no user in the URL, would need
+    the certificate's name here)."""
+    url = getattr(connection, "url", None)
+    return (url.user if url is not None else None) or "guest"
 
 
 def broker_connected(connection: AbstractRobustConnection) -> bool:
@@ -225,16 +241,19 @@ class Publisher:
     """Publishes models persistently, with publisher confirms and ``mandatory``.
 
     ``publish`` returns only after the broker confirmed; an unroutable or nacked message raises
-    (``aio_pika.exceptions.DeliveryError``), so callers never believe in a lost message.
+    (``aio_pika.exceptions.DeliveryError``), so callers never believe in a lost message. Every
+    message, republished copies included, carries ``user_id`` (the connection's login), which
+    the broker validates.
     """
 
-    def __init__(self, channel: AbstractChannel) -> None:
+    def __init__(self, channel: AbstractChannel, *, user_id: str) -> None:
         self._channel = channel
+        self.user_id = user_id
 
     @classmethod
     async def open(cls, connection: AbstractRobustConnection) -> Publisher:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        return cls(channel)
+        return cls(channel, user_id=login(connection))
 
     async def publish(
         self,
@@ -257,6 +276,7 @@ class Publisher:
             type=message.key(),
             timestamp=datetime.now(UTC),
             reply_to=reply_to,
+            user_id=self.user_id,
             headers={"x-schema-version": SCHEMA_VERSION, **(headers or {})},
         )
         target = await self._exchange(message.exchange if exchange is None else exchange)
@@ -281,6 +301,8 @@ class Publisher:
             correlation_id=incoming.correlation_id,
             type=incoming.type,
             timestamp=incoming.timestamp,
+            # the copy is ours: the broker refuses another user's id on our connection
+            user_id=self.user_id,
             headers={**kept, **headers},
         )
         await self._channel.default_exchange.publish(copy, routing_key=queue, mandatory=True)

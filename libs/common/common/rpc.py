@@ -4,6 +4,11 @@ The caller publishes on ``mlc.rpc`` with ``reply_to`` set and waits, with a shor
 the reply whose ``correlation_id`` matches. No reply queue is declared: the broker routes the
 reply straight to the calling channel. A timeout or an ``RpcError`` reply of kind
 ``unavailable`` is a ``TransientError``, so the consumer loop retries the work later.
+
+Who may ask: a request carries ``user_id`` (the caller's AMQP login, validated by the broker),
+and ``serve_rpc`` answers each routing key only to the users its table allows; anyone else
+gets ``RpcError(kind="forbidden")`` (a ``PermanentError`` for the caller), a ``security_event``
+warning and ``mlc_security_events_total{kind="rpc_forbidden"}``.
 """
 
 from __future__ import annotations
@@ -12,26 +17,30 @@ import asyncio
 import functools
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, Generic, TypeVar
 
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from prometheus_client import Counter
 from pydantic import BaseModel
 
 from common import topology
-from common.amqp import Consumer, Publisher, consumer_attached, decode
+from common.amqp import Consumer, Publisher, consumer_attached, decode, login
 from common.contracts.base import Message
 from common.contracts.tokens import RpcError
 from common.errors import MlcError, PermanentError, TransientError
 
-__all__ = ["CachedLookup", "RpcClient", "serve_rpc"]
+__all__ = ["CachedLookup", "RpcAuthorization", "RpcClient", "serve_rpc"]
 
 log = structlog.get_logger("common.rpc")
 
 _DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 R = TypeVar("R", bound=BaseModel)
+
+#: RPC routing key -> the AMQP users allowed to ask it. A key missing from it is asked by nobody.
+RpcAuthorization = Mapping[str, Collection[str]]
 
 
 class RpcClient:
@@ -44,6 +53,8 @@ class RpcClient:
         self._timeout = timeout
         self._pending: dict[str, asyncio.Future[AbstractIncomingMessage]] = {}
         self._reply_tag: str | None = None
+        #: token-keeper decides by it whom to answer; the broker checks it is ours
+        self._user_id = login(connection)
 
     @classmethod
     async def open(cls, connection: AbstractRobustConnection, *, timeout: float = 5.0) -> RpcClient:
@@ -128,6 +139,7 @@ class RpcClient:
                 reply_to=_DIRECT_REPLY_TO,
                 type=request.key(),
                 expiration=self._timeout,
+                user_id=self._user_id,
             ),
             routing_key=request.key(),
         )
@@ -179,34 +191,61 @@ class CachedLookup(Generic[R]):
         return answer
 
 
+def _forbidden(message: AbstractIncomingMessage, security_events: Counter | None) -> RpcError:
+    """The refusal of a request from a user the table does not allow: logged and counted, as
+    a probe for secrets it may well be."""
+    log.warning("security_event", kind="rpc_forbidden", rpc=message.type, amqp_user=message.user_id)
+    if security_events is not None:
+        security_events.labels(kind="rpc_forbidden").inc()
+    return RpcError(kind="forbidden", message=f"{message.type!r} is not answered to this caller")
+
+
+async def _answer(
+    message: AbstractIncomingMessage,
+    handlers: dict[str, tuple[type[BaseModel], Callable[[Any], Awaitable[Message]]]],
+) -> Message:
+    """The handler's reply to an allowed request, or the RpcError its failure maps to."""
+    route = handlers.get(message.type or "")
+    try:
+        if route is None:
+            raise PermanentError(f"unknown RPC {message.type!r}")
+        model, handler = route
+        return await handler(decode(model, message.body))
+    except MlcError as exc:
+        transient = isinstance(exc, TransientError)
+        if exc.code == "needs_reconnect":
+            kind = "needs_reconnect"
+        else:
+            kind = "unavailable" if transient else str(exc.code or "error")
+        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+        log.warning("rpc_failed", rpc=message.type, error_class=exc.error_class)
+        return RpcError(kind=kind, message=str(exc), retry_after=retry_after)
+
+
 async def serve_rpc(
     channel: AbstractChannel,
     handlers: dict[str, tuple[type[BaseModel], Callable[[Any], Awaitable[Message]]]],
     publisher: Publisher,
+    *,
+    allowed: RpcAuthorization,
+    security_events: Counter | None = None,
 ) -> Consumer:
-    """Answer RPCs on ``token-keeper.rpc``: routing key (AMQP ``type``) -> (model, handler).
+    """Answer RPCs on ``token-keeper.rpc``: routing key (AMQP ``type``) -> (model, handler),
+    each only to the AMQP users ``allowed`` names for it (by the request's broker-validated
+    ``user_id``; a request without one is refused too). There is no "allow everyone": a test
+    that serves RPCs allows its own user.
 
     Declared on the robust ``channel``, so the consumer comes back after a reconnect."""
     queue = await channel.declare_queue(topology.QUEUES["token-keeper.rpc"].name, passive=True)
     consumer = Consumer(channel, queue)
+    table = {key: frozenset(users) for key, users in allowed.items()}
 
     async def on_request(message: AbstractIncomingMessage) -> None:
         async with message.process(requeue=False):
-            route = handlers.get(message.type or "")
-            try:
-                if route is None:
-                    raise PermanentError(f"unknown RPC {message.type!r}")
-                model, handler = route
-                reply: Message = await handler(decode(model, message.body))
-            except MlcError as exc:
-                transient = isinstance(exc, TransientError)
-                if exc.code == "needs_reconnect":
-                    kind = "needs_reconnect"
-                else:
-                    kind = "unavailable" if transient else str(exc.code or "error")
-                retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-                reply = RpcError(kind=kind, message=str(exc), retry_after=retry_after)
-                log.warning("rpc_failed", rpc=message.type, error_class=exc.error_class)
+            if message.user_id and message.user_id in table.get(message.type or "", ()):
+                reply = await _answer(message, handlers)
+            else:
+                reply = _forbidden(message, security_events)
             if message.reply_to:
                 # Not mandatory: a caller that gave up has no reply queue any more.
                 await publisher.publish(

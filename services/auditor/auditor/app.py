@@ -36,7 +36,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             amqp.connect(settings.amqp_url, name="auditor")
         )
         channel = await connection.channel()
-        await topology.declare(channel)
+        await topology.declare_for(channel, "auditor")
         # Every handler that needs only the trail (suppression.* included) comes from HANDLERS.
         routes = dict(amqp.bind(handlers.HANDLERS, trail=trail))
         released = NotificationReleased.routing_key

@@ -39,7 +39,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             amqp.connect(settings.amqp_url, name="dispatcher")
         )
         channel = await connection.channel()
-        await topology.declare(channel)
+        await topology.declare_for(channel, "dispatcher")
         timeout = httpx.Timeout(
             settings.dispatcher_read_timeout, connect=settings.dispatcher_connect_timeout
         )

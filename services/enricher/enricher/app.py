@@ -67,7 +67,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             amqp.connect(settings.amqp_url, name="enricher")
         )
         channel = await connection.channel()
-        await topology.declare(channel)
+        await topology.declare_for(channel, "enricher")
         http = await stack.enter_async_context(
             httpx.AsyncClient(timeout=settings.enricher_exact_timeout)
         )

@@ -67,7 +67,7 @@ def create_app(settings: Settings) -> web.Application:
     async def broker(app: web.Application) -> AsyncIterator[None]:
         async with amqp.connect(settings.amqp_url, name="ingress") as connection:
             channel = await connection.channel()
-            await topology.declare(channel)
+            await topology.declare_for(channel, "ingress")
             await channel.close()
             app[PUBLISHER] = await amqp.Publisher.open(connection)
             rpc = await RpcClient.open(connection)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import httpx
 import structlog
+from prometheus_client import CollectorRegistry, Counter
 
 from common import amqp, db, health, runtime, topology
 from common.crypto import Sealer
@@ -28,6 +29,17 @@ log = structlog.get_logger("token-keeper")
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def security_events(registry: CollectorRegistry) -> Counter:
+    """``mlc_security_events_total{kind}``: requests refused as a probe for secrets would be
+    (``rpc_forbidden``: an RPC from a user not allowed to ask it)."""
+    return Counter(
+        "mlc_security_events_total",
+        "Requests refused for security reasons, by kind",
+        ["kind"],
+        registry=registry,
+    )
 
 
 async def run(settings: Settings, stop: asyncio.Event, clock: Clock = _utcnow) -> None:
@@ -55,7 +67,7 @@ async def run(settings: Settings, stop: asyncio.Event, clock: Clock = _utcnow) -
             amqp.connect(settings.amqp_url, name="token-keeper")
         )
         channel = await connection.channel()
-        await topology.declare(channel)
+        await topology.declare_for(channel, "token-keeper")
         client = await stack.enter_async_context(httpx.AsyncClient(timeout=15))
         endpoint = ExactTokenEndpoint(client)
         publisher = await amqp.Publisher.open(connection)
@@ -74,10 +86,14 @@ async def run(settings: Settings, stop: asyncio.Event, clock: Clock = _utcnow) -
                 handlers.get_channel_credentials, store=store
             ),
         }
-        consumer = await serve_rpc(
-            channel, {key: (handlers.HANDLERS[key][0], fn) for key, fn in bound.items()}, publisher
-        )
         registry = make_registry()
+        consumer = await serve_rpc(
+            channel,
+            {key: (handlers.HANDLERS[key][0], fn) for key, fn in bound.items()},
+            publisher,
+            allowed=settings.rpc_authorization(),
+            security_events=security_events(registry),
+        )
         housekeeping = Housekeeping(store, endpoint, policy, clock, registry)
         supervisor = runtime.Supervisor(registry)
         stack.push_async_callback(supervisor.stop)

@@ -1,11 +1,18 @@
-"""token-keeper settings: the shared contract plus the token rotation policy."""
+"""token-keeper settings: the shared contract, the token rotation policy, and whom it answers."""
 
 from __future__ import annotations
 
+from pydantic import Field, field_validator
+
+from common import topology
 from common.settings import ServiceSettings
 from token_keeper.handlers import TokenPolicy
 
 __all__ = ["Settings"]
+
+
+def _production_users() -> dict[str, str]:
+    return {service: topology.service_user(service) for service in topology.SERVICES}
 
 
 class Settings(ServiceSettings):
@@ -19,6 +26,20 @@ class Settings(ServiceSettings):
     token_keeper_keepalive_after_seconds: int = 7 * 24 * 3600
     #: How often the keep-alive and the connection metrics run.
     token_keeper_housekeeping_seconds: float = 60.0
+    #: The AMQP user each service connects as (``MLC_RPC_USERS='{"ingress": "mlc-ingress",
+    #: ...}'``): an RPC is answered only to the users of the services ``topology.RPC_CALLERS``
+    #: names for it. Default: the production users ``mlc-<service>``. A service left out is
+    #: answered nothing.
+    rpc_users: dict[str, str] = Field(default_factory=_production_users)
+
+    @field_validator("rpc_users")
+    @classmethod
+    def _known_services(cls, users: dict[str, str]) -> dict[str, str]:
+        """A misspelt service name would silently lock that service out: refuse it."""
+        unknown = sorted(set(users) - set(topology.SERVICES))
+        if unknown:
+            raise ValueError(f"unknown services {unknown}; known: {list(topology.SERVICES)}")
+        return users
 
     def policy(self) -> TokenPolicy:
         return TokenPolicy(
@@ -26,3 +47,10 @@ class Settings(ServiceSettings):
             min_interval=self.token_keeper_min_refresh_interval,
             keepalive_after=self.token_keeper_keepalive_after_seconds,
         )
+
+    def rpc_authorization(self) -> dict[str, frozenset[str]]:
+        """RPC routing key -> the AMQP users allowed to ask it (``serve_rpc``'s table)."""
+        return {
+            key: frozenset(self.rpc_users[s] for s in callers if s in self.rpc_users)
+            for key, callers in topology.RPC_CALLERS.items()
+        }

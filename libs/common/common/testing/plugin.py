@@ -3,19 +3,28 @@
 Session fixtures give each test run its own RabbitMQ vhost (``amqp_url``) and its own database
 (``database_url``), created here and dropped at the end, so a run never sees another run's or
 the demo's messages. Neither is touched by tests that do not ask for them.
+
+Services wired in-process connect as the test's own user (guest on a developer machine), so
+for the session ``MLC_RPC_USERS`` names that user for every service: a token-keeper started
+in-process answers them. Production's default stays strict (``mlc-<service>`` only), and a
+stack of processes (``PipelineStack``) runs each service as its own user and says so itself.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 
 import pytest
 import pytest_asyncio
 
+from common import topology
 from common.testing.infra import (
     Infra,
     InfraUnavailable,
+    amqp_login,
     create_vhost,
     delete_vhost,
     drop_database,
@@ -34,9 +43,20 @@ def _infra_stack() -> Iterator[ExitStack]:
 @pytest_asyncio.fixture(scope="session")
 async def infra(_infra_stack: ExitStack) -> Infra:
     try:
-        return await find_infra(_infra_stack)
+        found = await find_infra(_infra_stack)
     except InfraUnavailable as exc:
         pytest.exit(f"ml-connector tests need RabbitMQ and PostgreSQL: {exc}", returncode=3)
+    _answer_in_process_services(_infra_stack, amqp_login(found.amqp_base))
+    return found
+
+
+def _answer_in_process_services(stack: ExitStack, user: str) -> None:
+    """``MLC_RPC_USERS`` naming ``user`` for every service, for this session only (unless the
+    environment already says whom to answer)."""
+    if "MLC_RPC_USERS" in os.environ:
+        return
+    os.environ["MLC_RPC_USERS"] = json.dumps(dict.fromkeys(topology.SERVICES, user))
+    stack.callback(os.environ.pop, "MLC_RPC_USERS", None)
 
 
 @pytest.fixture(scope="session")

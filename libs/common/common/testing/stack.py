@@ -3,21 +3,36 @@ script configured only by ``MLC_`` variables. Used by the end-to-end tests and t
 
 ``PipelineStack`` starts them in dependency order, waits for each ``/readyz``, and stops them
 with SIGTERM (then SIGKILL after a grace period), reporting any that did not exit cleanly.
+
+As in production, each service connects to RabbitMQ as a user of its own with only its own
+permissions (``<vhost>-<service>``, random passwords, created at ``start`` with the topology
+and deleted at ``stop``), token-keeper answers each RPC only to the services entitled to it
+(``MLC_RPC_USERS``), and only token-keeper gets ``MLC_SECRET_KEY``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import secrets
 import signal
 import socket
 import sys
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from common.crypto import generate_key
+from common.testing.infra import (
+    BrokerAdmin,
+    ServiceUsers,
+    create_service_users,
+    delete_service_users,
+    topology_definitions,
+)
 
 __all__ = ["COMPONENTS", "PipelineStack", "free_port"]
 
@@ -57,8 +72,15 @@ class PipelineStack:
     log_dir: Path
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     secret_key: str = field(default_factory=generate_key)
+    #: The auditor's data key and admin token (MLC_AUDITOR_*), generated once per stack.
+    auditor_data_key: str = field(default_factory=generate_key)
+    auditor_admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    #: Creates the service users (default: the management API or rabbitmqctl of the broker
+    #: at ``amqp_url``, whose user must be an administrator). Required on the default vhost.
+    broker_admin: BrokerAdmin | None = None
+    service_users: ServiceUsers | None = None
 
     @classmethod
     def on_free_ports(cls, amqp_url: str, database_url: str, log_dir: Path) -> PipelineStack:
@@ -71,10 +93,9 @@ class PipelineStack:
         ingress = self.url("ingress")
         return {
             **os.environ,
-            "MLC_AMQP_URL": self.amqp_url,
+            "MLC_AMQP_URL": self.amqp_url_of(name),
             "MLC_DATABASE_URL": self.database_url,
             "MLC_HTTP_PORT": str(self.ports[name]),
-            "MLC_SECRET_KEY": self.secret_key,
             "MLC_PUBLIC_BASE_URL": ingress,
             "MLC_EXACT_BASE_URL": self.url("sim-exact"),
             "MLC_TWILIO_API_BASE_URL": self.url("sim-twilio"),
@@ -83,12 +104,59 @@ class PipelineStack:
             "MLC_SIM_EXACT_CALLBACK_URL": f"{ingress}/webhooks/exact/default",
             "MLC_SIM_TWILIO_EVENT_WEBHOOK_URL": f"{ingress}/webhooks/sendgrid/events",
             "MLC_SIM_TWILIO_INBOUND_URL": f"{ingress}/webhooks/twilio/inbound",
+            **(self._auditor_env() if name == "auditor" else {}),
+            **(self._token_keeper_env() if name == "token-keeper" else {}),
             **self.extra_env,
         }
 
+    def amqp_url_of(self, name: str) -> str:
+        """The service's own login once ``start`` created it (the simulators use none)."""
+        if self.service_users is None or name not in self.service_users.urls:
+            return self.amqp_url
+        return self.service_users.urls[name]
+
+    def _token_keeper_env(self) -> dict[str, str]:
+        """Only token-keeper gets the sealing key, and whom to answer: the stack's users."""
+        env = {"MLC_SECRET_KEY": self.secret_key}
+        if self.service_users is not None:
+            env["MLC_RPC_USERS"] = json.dumps(self.service_users.users)
+        return env
+
+    def _auditor_env(self) -> dict[str, str]:
+        """Only the auditor gets its data key and admin token."""
+        return {
+            "MLC_AUDITOR_DATA_KEY": self.auditor_data_key,
+            "MLC_AUDITOR_ADMIN_TOKEN": self.auditor_admin_token,
+        }
+
     async def start(self, *, timeout: float = 60.0) -> None:
+        await self.create_users()
         for name, _ in COMPONENTS:
             await self.start_one(name, timeout=timeout)
+
+    async def create_users(self) -> None:
+        """The topology (as a broker that loaded the definitions has it) and a user per
+        service on the stack's vhost, unless already created."""
+        if self.service_users is not None:
+            return
+        admin = self._admin()
+        vhost = urllib.parse.unquote(urllib.parse.urlsplit(self.amqp_url).path[1:]) or "/"
+        owner = urllib.parse.unquote(urllib.parse.urlsplit(self.amqp_url).username or "guest")
+        await asyncio.to_thread(admin.import_definitions, topology_definitions(vhost, owner))
+        self.service_users = await asyncio.to_thread(create_service_users, admin, self.amqp_url)
+
+    async def delete_users(self) -> None:
+        if self.service_users is not None:
+            await asyncio.to_thread(delete_service_users, self._admin(), self.service_users)
+            self.service_users = None
+
+    def _admin(self) -> BrokerAdmin:
+        if self.broker_admin is not None:
+            return self.broker_admin
+        if urllib.parse.urlsplit(self.amqp_url).path in ("", "/"):
+            # rabbitmqctl would reach the machine's own node, whatever host the URL names
+            raise ValueError("a stack on the default vhost needs its broker_admin")
+        return BrokerAdmin.for_url(self.amqp_url)
 
     async def start_one(self, name: str, *, timeout: float = 60.0) -> None:
         """Start one component (appending to its log) and wait until it is ready."""
@@ -147,4 +215,5 @@ class PipelineStack:
                     process.kill()
                     await process.wait()
             codes[name] = process.returncode
+        await self.delete_users()
         return codes

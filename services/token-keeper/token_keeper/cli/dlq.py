@@ -21,7 +21,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from common import topology
+from common import amqp, topology
 from common.logging import mask_text
 from token_keeper.settings import Settings
 
@@ -109,6 +109,8 @@ async def replay(url: str, queue: str, *, message_id: str | None = None) -> list
                 correlation_id=message.correlation_id,
                 type=message.type,
                 timestamp=message.timestamp,
+                # the replayed copy is ours: the broker checks it against our login
+                user_id=amqp.login(connection),
                 headers=headers,
             )
             await channel.default_exchange.publish(copy, routing_key=queue, mandatory=True)
