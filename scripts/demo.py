@@ -42,10 +42,25 @@ from sim_twilio.client import SimTwilioAdmin
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = "mlc-demo"
+#: Where the demo leaves the auditor's admin token for ``mlc-audit`` (readable by you only).
+TOKEN_FILE = ROOT / ".mlc" / "auditor-admin-token"
 
 
 def say(text: str) -> None:
     print(f"==> {text}", flush=True)
+
+
+def auditor_headers(stack: PipelineStack) -> dict[str, str]:
+    """The auditor answers nothing without a token: the one the stack gave it."""
+    return {"Authorization": f"Bearer {stack.auditor_admin_token}"}
+
+
+def keep_token(stack: PipelineStack) -> None:
+    """Leave the stack's auditor token in TOKEN_FILE (mode 600) rather than on the screen."""
+    TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(stack.auditor_admin_token)
 
 
 async def show_one_invoice(stack: PipelineStack) -> None:
@@ -72,7 +87,9 @@ async def show_one_invoice(stack: PipelineStack) -> None:
         async with httpx.AsyncClient() as http:
 
             async def trail() -> list[dict[str, object]]:
-                answer = await http.get(trail_url, params={"number": str(number)})
+                answer = await http.get(
+                    trail_url, params={"number": str(number)}, headers=auditor_headers(stack)
+                )
                 return list(answer.json()["notifications"])
 
             entries = await eventually(
@@ -83,14 +100,21 @@ async def show_one_invoice(stack: PipelineStack) -> None:
             )
         say(f"Audit trail of invoice {number}:")
         print(format_trail(entries), flush=True)
-        say(f"Same trail any time: .venv/bin/mlc-audit trail {number} --url {stack.url('auditor')}")
+        say(
+            f"Same trail any time: MLC_AUDITOR_ADMIN_TOKEN=$(cat {TOKEN_FILE.relative_to(ROOT)})"
+            f" .venv/bin/mlc-audit trail {number} --url {stack.url('auditor')}"
+        )
 
 
 async def trail_of(stack: PipelineStack, number: str, until: Any) -> list[dict[str, Any]]:
     async with httpx.AsyncClient() as http:
 
         async def trail() -> list[dict[str, Any]]:
-            answer = await http.get(f"{stack.url('auditor')}/trail", params={"number": number})
+            answer = await http.get(
+                f"{stack.url('auditor')}/trail",
+                params={"number": number},
+                headers=auditor_headers(stack),
+            )
             return list(answer.json()["notifications"])
 
         return await eventually(trail, until=until, timeout=60, what=f"the trail of {number}")
@@ -166,6 +190,7 @@ async def main(once: bool) -> int:
             return 1
         database_url = await fresh_database(infra, DEMO.replace("-", "_"))
         stack = PipelineStack(vhost_url, database_url, ROOT / ".mlc" / "logs")
+        keep_token(stack)
         # The example rules (docs/rules) are the default set with quiet hours off, so the demo
         # shows its SMS at any hour; an MLC_ENRICHER_RULES_PATH of your own wins.
         stack.extra_env.setdefault(

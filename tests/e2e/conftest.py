@@ -43,8 +43,11 @@ class Pipeline:
         return declared.declaration_result.message_count or 0
 
     async def trail(self, number: str) -> list[dict[str, object]]:
+        """The invoice's trail, read with the admin token the stack gave the auditor."""
         answer = await self.http.get(
-            f"{self.stack.url('auditor')}/trail", params={"number": number}
+            f"{self.stack.url('auditor')}/trail",
+            params={"number": number},
+            headers={"Authorization": f"Bearer {self.stack.auditor_admin_token}"},
         )
         answer.raise_for_status()
         return list(answer.json()["notifications"])

@@ -20,9 +20,10 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from auditor import api
+from auditor import api, schema
 from auditor import handlers as audit_handlers
-from auditor.adapters.trail import PostgresTrail, outcome_counter
+from auditor.adapters.trail import PostgresTrail, outcome_counter, security_counter
+from auditor.personal import PersonalData
 from common import db, topology
 from common.amqp import Publisher, Routes, bind, run_consumer
 from common.contracts import (
@@ -34,6 +35,7 @@ from common.contracts import (
     SendNotification,
     SourceDocument,
 )
+from common.crypto import generate_key
 from common.metrics import ConsumerMetrics, make_registry
 from common.settings import ServiceSettings
 from common.testing.stack import free_port
@@ -73,6 +75,8 @@ class Stack:
     auditor_url: str
     wake: asyncio.Event
     registry: CollectorRegistry
+    #: The auditor's data key for this stack (a fresh one each time).
+    data: PersonalData
     admin_token: str = ADMIN_TOKEN
     max_attempts: int = MAX_ATTEMPTS
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -160,7 +164,8 @@ async def bare_stack(private_amqp_url: str, private_database_url: str) -> AsyncI
             SimTwilioAdmin(sim_url) as sim,
         ):
             await db.migrate(pool, "dispatch", "dispatcher")
-            await db.migrate(pool, "audit", "auditor")
+            data = PersonalData(generate_key())
+            await schema.migrate(pool, data)
             broker = await aio_pika.connect_robust(
                 private_amqp_url, client_properties={"connection_name": "test-guarantees"}
             )
@@ -176,7 +181,12 @@ async def bare_stack(private_amqp_url: str, private_database_url: str) -> AsyncI
             )
             notifier = TwilioNotifier(http, TwilioAccounts(settings, DefaultAccount()))
             registry = make_registry()
-            trail = PostgresTrail(pool, outcomes=outcome_counter(registry))
+            trail = PostgresTrail(
+                pool,
+                data=data,
+                outcomes=outcome_counter(registry),
+                security=security_counter(registry),
+            )
             metrics = ConsumerMetrics.create(registry)
             dispatch_routes: Routes = {
                 "notification.send.": (
@@ -239,6 +249,7 @@ async def bare_stack(private_amqp_url: str, private_database_url: str) -> AsyncI
                 auditor_url=f"http://127.0.0.1:{port}",
                 wake=wake,
                 registry=registry,
+                data=data,
             )
             try:
                 yield stack

@@ -10,10 +10,12 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from auditor import handlers
+from auditor import handlers, schema
 from auditor.adapters.trail import PostgresTrail, outcome_counter
+from auditor.personal import PersonalData
 from common import db
 from common.contracts import EmailEvent, InboundSms, TwilioStatus
+from common.crypto import generate_key
 from common.metrics import make_registry
 
 pytestmark = pytest.mark.integration
@@ -22,8 +24,9 @@ pytestmark = pytest.mark.integration
 @pytest_asyncio.fixture
 async def trail(private_database_url: str) -> AsyncIterator[tuple[PostgresTrail, asyncpg.Pool]]:
     async with db.pool(private_database_url, max_size=2) as pool:
-        await db.migrate(pool, "audit", "auditor")
-        yield PostgresTrail(pool, outcomes=outcome_counter(make_registry())), pool
+        data = PersonalData(generate_key())
+        await schema.migrate(pool, data)
+        yield PostgresTrail(pool, data=data, outcomes=outcome_counter(make_registry())), pool
 
 
 def email_event(event: str, n: int, **extra: object) -> EmailEvent:

@@ -20,13 +20,14 @@ import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
 from auditor import cli as audit_cli
-from auditor import handlers
+from auditor import handlers, schema
 from auditor.adapters.trail import (
     PostgresTrail,
     outcome_counter,
     status_counter,
     suppression_counter,
 )
+from auditor.personal import PersonalData
 from auditor.status import FINAL_RANK, rank
 from auditor.status_checks import due_checks
 from common import db
@@ -42,6 +43,7 @@ from common.contracts import (
     TwilioStatus,
     address_key,
 )
+from common.crypto import generate_key
 from common.metrics import make_registry
 from common.testing import eventually
 
@@ -68,10 +70,12 @@ class Trail:
 async def trail(private_database_url: str) -> AsyncIterator[Trail]:
     """A PostgresTrail with the three counters the service gives it."""
     async with db.pool(private_database_url, max_size=2) as pool:
-        await db.migrate(pool, "audit", "auditor")
+        data = PersonalData(generate_key())
+        await schema.migrate(pool, data)
         registry = make_registry()
         store = PostgresTrail(
             pool,
+            data=data,
             outcomes=outcome_counter(registry),
             statuses=status_counter(registry),
             suppressions=suppression_counter(registry),

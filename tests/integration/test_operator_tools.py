@@ -1,6 +1,6 @@
 """The operator's tools on the real broker and database: ``mlc retry`` releases a failed
 claim and the notification is sent exactly once; ``mlc dlq replay`` of a sent notification
-sends nothing; the admin API wants its token and masks recipients."""
+sends nothing; the admin API wants its token, masks recipients and reveals only texts."""
 
 from __future__ import annotations
 
@@ -154,7 +154,9 @@ async def test_dlq_replay_of_a_successful_send_sends_nothing_twice(
     assert [a["outcome"] for a in entry["attempts"]] == ["sent"]
 
 
-async def test_the_admin_api_wants_its_token_and_masks_recipients_unless_asked(stack: Stack):
+async def test_the_admin_api_wants_its_token_masks_recipients_and_reveals_only_the_text(
+    stack: Stack,
+):
     to = "+31622220005"
     command = stack.command(to, number="F777")
     await stack.send(command)
@@ -162,18 +164,23 @@ async def test_the_admin_api_wants_its_token_and_masks_recipients_unless_asked(s
         lambda: stack.notification(command.notification_id),
         until=lambda n: n["state"] == "sent",
     )
+    token = {"Authorization": f"Bearer {stack.admin_token}"}
     async with httpx.AsyncClient(base_url=stack.auditor_url) as http:
         assert (await http.get("/admin/failed")).status_code == 401
         wrong = {"Authorization": "Bearer nope"}
-        assert (await http.get("/admin/trail?number=F777", headers=wrong)).status_code == 401
-        (masked,) = (await http.get("/trail?number=F777")).json()["notifications"]
+        assert (await http.get("/admin/trail?number=F777", headers=wrong)).status_code == 403
+        answer = await http.get("/trail?number=F777", headers=token)
+        (masked,) = answer.json()["notifications"]
         assert masked["recipient"] != to
         assert masked["recipient"].endswith(to[-2:])
         assert "content" not in masked
-        token = {"Authorization": f"Bearer {stack.admin_token}"}
         plain = await http.get("/admin/trail?number=F777&reveal=1", headers=token)
-        assert plain.json()["notifications"][0]["recipient"] == to
-        by_notification = await http.get(f"/trail?document_id={command.notification_id}")
+        (revealed,) = plain.json()["notifications"]
+        assert revealed["content"] == command.content  # the text is opened for the admin
+        assert revealed["recipient"] == masked["recipient"]  # no clear address to reveal
+        by_notification = await http.get(
+            f"/trail?document_id={command.notification_id}", headers=token
+        )
         (found,) = by_notification.json()["notifications"]
         assert found["document_number"] == "F777"
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import functools
 
 from auditor import app
-from auditor.settings import Settings
+from auditor.settings import load
 from common.logging import configure_logging
 from common.runtime import run_until_stopped
 
 
 def main() -> None:
-    settings = Settings()
+    settings = load()  # exits with one line without MLC_AUDITOR_DATA_KEY
     configure_logging("auditor", json=settings.log_json, level=settings.log_level)
     run_until_stopped("auditor", functools.partial(app.run, settings))
 

@@ -1,13 +1,15 @@
-"""The auditor's HTTP API.
+"""The auditor's HTTP API. Nothing here is open: every route wants a bearer token.
 
-Open (read-only, recipients masked):
+Read, behind ``Authorization: Bearer <MLC_AUDITOR_READ_TOKEN or MLC_AUDITOR_ADMIN_TOKEN>``:
 
 - ``GET /trail?number=<invoice number>`` or ``?document_id=<uuid>`` (``&connection=<id>``); a
-  notification's id in ``document_id`` shows that notification's document
+  notification's id in ``document_id`` shows that notification's document. Recipients masked,
+  no message texts.
 
-Admin, behind ``Authorization: Bearer <MLC_AUDITOR_ADMIN_TOKEN>``:
+Admin, behind ``Authorization: Bearer <MLC_AUDITOR_ADMIN_TOKEN>`` (the read token is refused):
 
-- ``GET /admin/trail?...`` as above; ``&reveal=1`` shows recipients unmasked
+- ``GET /admin/trail?...`` as above; ``&reveal=1`` adds each message's text (opened with the
+  data key) and its Exact contact. Recipients stay masked: the trail keeps no clear address.
 - ``GET /admin/failed?since=<ISO time>&reason=<reason>``: notifications that need an
   operator, grouped by reason (no_contact, invalid_number, opted_out, provider_error,
   exhausted)
@@ -17,6 +19,15 @@ Admin, behind ``Authorization: Bearer <MLC_AUDITOR_ADMIN_TOKEN>``:
   notification.released, on which the document is read again from Exact) and re-reads the
   document of each one that was never claimed (skipped for want of a contact). Answers what it
   did per notification.
+- ``GET /admin/suppressions?connection=&limit=``: the suppression history (masked).
+- ``POST /admin/purge`` with JSON ``{"older_than_days": N, "confirm": true, "requested_by":
+  ...}``: deletes notifications (attempts, statuses, inbound messages) last updated more than N
+  days ago and records it in ``audit.privacy_log``; without ``confirm`` it only counts.
+
+No ``Authorization`` header (or not a bearer one) answers 401; a token that is not the
+configured one answers 403, as does every route while no token is configured. Why a separate
+read token: a dashboard that shows masked trails should not hold the token that opens message
+texts and starts retries; unset, only the admin token reads the trail.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -37,11 +48,21 @@ from common.amqp import Publisher
 from common.contracts import FAILURE_REASONS, ReleaseNotification, SourceDocument
 from common.logging import mask_text
 
-__all__ = ["ADMIN_TOKEN", "CLIENT_ID", "PUBLISHER", "TRAIL", "add_routes", "trail_view"]
+__all__ = [
+    "ADMIN_TOKEN",
+    "CLIENT_ID",
+    "PUBLISHER",
+    "READ_TOKEN",
+    "TRAIL",
+    "add_routes",
+    "trail_view",
+]
 
 TRAIL = web.AppKey("trail", PostgresTrail)
 PUBLISHER = web.AppKey("publisher", Publisher)
 ADMIN_TOKEN = web.AppKey("admin_token", SecretStr | None)  # type: ignore[arg-type]
+#: Optional: an app without it has no read-only token (the admin token still reads).
+READ_TOKEN: web.AppKey[SecretStr | None] = web.AppKey("read_token")
 CLIENT_ID = web.AppKey("client_id", str)
 
 #: Most notifications one retry request may touch (a wider one is refused, not truncated).
@@ -65,12 +86,14 @@ def _answer(body: Any, status: int = 200) -> web.Response:
 
 
 def _masked(items: list[dict[str, Any]], reveal: bool) -> list[dict[str, Any]]:
-    if reveal:
-        return items
+    """Recipients masked once more whatever the store answered (they are kept masked; a row
+    written by an older version must not show more); the text and contact only on reveal."""
     for item in items:
         if item.get("recipient"):
             item["recipient"] = mask_text(str(item["recipient"]))
-        item.pop("content", None)  # the text names the customer and the amount
+        if not reveal:
+            item.pop("content", None)  # the text names the customer and the amount
+            item.pop("contact_id", None)
     return items
 
 
@@ -86,14 +109,16 @@ async def _trail(request: web.Request, *, reveal: bool) -> web.Response:
     store = request.app[TRAIL]
     connection = request.query.get("connection")
     trail = await store.document_trail(
-        number=number, document_id=document_id, connection_id=connection
+        number=number, document_id=document_id, connection_id=connection, reveal=reveal
     )
     if not trail and document_id is not None:
         # an id that is not a document's may be a notification's: show its document
         notification = await store.notification(document_id)
         if notification and notification.get("document_id"):
             trail = await store.document_trail(
-                document_id=UUID(str(notification["document_id"])), connection_id=connection
+                document_id=UUID(str(notification["document_id"])),
+                connection_id=connection,
+                reveal=reveal,
             )
     return _answer({"notifications": _masked(trail, reveal)})
 
@@ -105,18 +130,51 @@ async def trail_view(request: web.Request) -> web.Response:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _admin(view: Handler) -> Handler:
+def _bearer(request: web.Request) -> str | None:
+    """The bearer token the request presents, None without one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def _refusal(request: web.Request, accepted: list[SecretStr]) -> web.Response | None:
+    """None when the request presents one of the ``accepted`` tokens; else the answer: 403
+    while none is configured, 401 without a bearer token, 403 with a wrong one."""
+    if not accepted:
+        return _answer({"error": "closed: set MLC_AUDITOR_ADMIN_TOKEN"}, 403)
+    given = _bearer(request)
+    if given is None:
+        return web.json_response(
+            {"error": "bearer token required"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="mlc-auditor"'},
+        )
+    # compare with every token, without stopping at the first match (constant time)
+    matches = [hmac.compare_digest(given.encode(), t.get_secret_value().encode()) for t in accepted]
+    if not any(matches):
+        return _answer({"error": "wrong bearer token"}, 403)
+    return None
+
+
+def _guarded(view: Handler, *keys: web.AppKey[Any]) -> Handler:
+    """``view`` behind the tokens stored under ``keys`` (a missing or unset key accepts
+    nothing)."""
+
     async def guarded(request: web.Request) -> web.StreamResponse:
-        expected = request.app[ADMIN_TOKEN]
-        if expected is None:
-            return _answer({"error": "admin API disabled: set MLC_AUDITOR_ADMIN_TOKEN"}, 403)
-        given = request.headers.get("Authorization", "")
-        wanted = f"Bearer {expected.get_secret_value()}"
-        if not hmac.compare_digest(given.encode(), wanted.encode()):
-            return _answer({"error": "missing or wrong bearer token"}, 401)
-        return await view(request)
+        accepted = [t for t in (request.app.get(k) for k in keys) if t is not None]
+        refusal = _refusal(request, accepted)
+        return refusal if refusal is not None else await view(request)
 
     return guarded
+
+
+def _admin(view: Handler) -> Handler:
+    return _guarded(view, ADMIN_TOKEN)
+
+
+def _reader(view: Handler) -> Handler:
+    return _guarded(view, READ_TOKEN, ADMIN_TOKEN)
 
 
 async def admin_trail(request: web.Request) -> web.StreamResponse:
@@ -227,9 +285,35 @@ async def admin_suppressions(request: web.Request) -> web.StreamResponse:
     return _answer({"suppressions": rows})
 
 
+def _older_than(body: dict[str, Any]) -> timedelta:
+    """``older_than_days`` as a period; ValueError unless a whole number of 1 or more."""
+    days = body.get("older_than_days")
+    if not isinstance(days, int) or isinstance(days, bool) or days < 1:
+        raise ValueError("older_than_days must be a whole number of days, 1 or more")
+    return timedelta(days=days)
+
+
+async def admin_purge(request: web.Request) -> web.StreamResponse:
+    """Apply a retention period now (``mlc audit purge``); only counts unless confirmed."""
+    try:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise ValueError("the body must be a JSON object")
+        older_than = _older_than(body)
+    except ValueError as exc:
+        return _answer({"error": str(exc)}, 400)
+    done = await request.app[TRAIL].purge(
+        older_than=older_than,
+        requested_by=str(body.get("requested_by") or "operator"),
+        dry_run=body.get("confirm") is not True,
+    )
+    return _answer(done)
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/trail", trail_view)
+    app.router.add_get("/trail", _reader(trail_view))
     app.router.add_get("/admin/trail", _admin(admin_trail))
     app.router.add_get("/admin/failed", _admin(admin_failed))
     app.router.add_post("/admin/retry", _admin(admin_retry))
     app.router.add_get("/admin/suppressions", _admin(admin_suppressions))
+    app.router.add_post("/admin/purge", _admin(admin_purge))

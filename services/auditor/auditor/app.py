@@ -6,13 +6,15 @@ import asyncio
 import functools
 from contextlib import AsyncExitStack
 
-from auditor import api, handlers, status_checks
+from auditor import api, handlers, retention, schema, status_checks
 from auditor.adapters.trail import (
     PostgresTrail,
     outcome_counter,
+    security_counter,
     status_counter,
     suppression_counter,
 )
+from auditor.personal import PersonalData
 from auditor.settings import Settings
 from common import amqp, db, health, runtime, topology
 from common.contracts import NotificationReleased
@@ -23,14 +25,17 @@ __all__ = ["run"]
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with AsyncExitStack() as stack:
+        data = PersonalData(settings.auditor_data_key)
         pool = await stack.enter_async_context(db.pool(settings.database_url))
-        await db.migrate(pool, "audit", "auditor")
+        await schema.migrate(pool, data)
         registry = make_registry()
         trail = PostgresTrail(
             pool,
+            data=data,
             outcomes=outcome_counter(registry),
             statuses=status_counter(registry),
             suppressions=suppression_counter(registry),
+            security=security_counter(registry),
         )
         connection = await stack.enter_async_context(
             amqp.connect(settings.amqp_url, name="auditor")
@@ -68,6 +73,17 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 interval=settings.auditor_status_check_interval_seconds,
             ),
         )
+        if settings.auditor_retention_days:
+            supervisor.start(
+                "retention",
+                functools.partial(
+                    retention.purge_forever,
+                    trail,
+                    stop,
+                    days=settings.auditor_retention_days,
+                    interval=settings.auditor_retention_interval_seconds,
+                ),
+            )
         checks = {
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),
@@ -78,6 +94,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         app[api.TRAIL] = trail
         app[api.PUBLISHER] = publisher
         app[api.ADMIN_TOKEN] = settings.auditor_admin_token
+        app[api.READ_TOKEN] = settings.auditor_read_token
         app[api.CLIENT_ID] = settings.exact_client_id
         api.add_routes(app)
         await health.serve_until(stop, app, settings.http_host, settings.http_port)

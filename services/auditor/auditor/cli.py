@@ -4,15 +4,25 @@
 
     mlc-audit show <invoice number | document id> [--reveal] [--json]
     mlc-audit trail ...                  (the same as show)
-    mlc-audit failed [--since T] [--reason R] [--reveal] [--json]
+    mlc-audit failed [--since T] [--reason R] [--json]
     mlc-audit suppressions [--connection ID] [--limit N] [--json]
+    mlc-audit purge --older-than DAYS [--yes]
     mlc-audit retry <notification id> | --document N | --reason R [--since T]
 
 Asks the auditor's HTTP API at ``MLC_AUDITOR_URL`` (default http://127.0.0.1:8083, or
-``--url``); ``failed``, ``suppressions``, ``retry`` and ``--reveal`` use its admin API with the
-bearer token ``MLC_AUDITOR_ADMIN_TOKEN``. Recipients are masked unless ``--reveal``;
-``suppressions`` (the history of the dispatcher's suppression list, newest first) only ever
-shows masked addresses.
+``--url``), always with a bearer token: ``show`` with ``MLC_AUDITOR_READ_TOKEN`` when set, else
+``MLC_AUDITOR_ADMIN_TOKEN``; ``--reveal``, ``failed``, ``suppressions``, ``purge`` and ``retry``
+with ``MLC_AUDITOR_ADMIN_TOKEN``.
+
+Recipients are always masked: the trail keeps only a masked form and a keyed hash of each
+address, so no command can show one in clear. ``--reveal`` shows each message's text (sealed
+in the trail, opened by the auditor) and its Exact contact. ``suppressions`` (the history of
+the dispatcher's suppression list, newest first) shows masked addresses.
+
+``purge`` deletes notifications (with their attempts and statuses) and inbound messages whose
+last update is older than DAYS, and records it in the trail's privacy log; without ``--yes``
+it only counts what it would delete. The auditor applies ``MLC_AUDITOR_RETENTION_DAYS``
+(default 400) by itself every day; ``purge`` is for a shorter period now.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ __all__ = [
     "add_audit_arguments",
     "add_retry_arguments",
     "format_failures",
+    "format_purge",
     "format_suppressions",
     "format_trail",
     "main",
@@ -50,27 +61,45 @@ Say = Callable[[str], None]
 
 
 class CliSettings(BaseSettings):
-    """Where the auditor answers, and the admin API's token."""
+    """Where the auditor answers, and its tokens."""
 
     model_config = SettingsConfigDict(env_prefix="MLC_", extra="ignore")
 
     auditor_url: str = "http://127.0.0.1:8083"
     auditor_admin_token: SecretStr | None = None
+    auditor_read_token: SecretStr | None = None
 
 
 class AuditClient:
     """The auditor's HTTP API, through the standard library (the CLI opens no event loop)."""
 
-    def __init__(self, url: str, token: SecretStr | None) -> None:
+    def __init__(
+        self, url: str, token: SecretStr | None, read_token: SecretStr | None = None
+    ) -> None:
         self._url = url.rstrip("/")
         self._token = token
+        self._read_token = read_token
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        headers = {"Accept": "application/json"}
+    def _token_for(self, path: str) -> SecretStr:
+        """The least token that opens ``path``: the read token for ``/trail`` when there is
+        one; SystemExit naming the variable to set when there is none."""
         if path.startswith("/admin/"):
             if self._token is None:
                 raise SystemExit("set MLC_AUDITOR_ADMIN_TOKEN to use the auditor's admin API")
-            headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
+            return self._token
+        token = self._read_token or self._token
+        if token is None:
+            raise SystemExit(
+                "set MLC_AUDITOR_READ_TOKEN or MLC_AUDITOR_ADMIN_TOKEN to read the audit trail"
+            )
+        return token
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        token = self._token_for(path)
+        headers = {
+            "Accept": "application/json",
+            "Authorization": f"Bearer {token.get_secret_value()}",
+        }
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -119,9 +148,18 @@ class AuditClient:
         body = {k: v for k, v in target.items() if v}
         return list(self._call("POST", "/admin/retry", body)["retried"])
 
+    def purge(self, *, older_than_days: int, confirm: bool, requested_by: str) -> dict[str, Any]:
+        body = {
+            "older_than_days": older_than_days,
+            "confirm": confirm,
+            "requested_by": requested_by,
+        }
+        return dict(self._call("POST", "/admin/purge", body))
+
 
 def format_trail(trail: list[dict[str, Any]], *, reveal: bool = False) -> str:
-    """A readable trail; recipients are masked unless ``reveal``."""
+    """A readable trail; recipients are masked (the only form the trail keeps); ``reveal``
+    adds each message's text, as the admin API answered it."""
     if not trail:
         return "no notifications recorded for this document"
     lines = []
@@ -136,6 +174,8 @@ def format_trail(trail: list[dict[str, Any]], *, reveal: bool = False) -> str:
             f" (notification {n.get('notification_id')}, provider id "
             f"{n.get('provider_id') or '-'}{retry_of})"
         )
+        if reveal and n.get("content") is not None:
+            lines.append(f"    text: {n['content']}")
         for a in n.get("attempts", []):
             detail = _attempt_detail(a, reveal=reveal)
             by = f" by {a['requested_by']}" if a.get("requested_by") else ""
@@ -213,22 +253,31 @@ def format_failures(groups: dict[str, list[dict[str, Any]]], *, reveal: bool = F
     return "\n".join(lines)
 
 
+#: What ``--reveal`` does, and what it cannot do any more.
+_REVEAL_HELP = (
+    "show each message's text and Exact contact (admin token); recipients stay masked: the "
+    "trail keeps no clear address to reveal"
+)
+
+
 def add_audit_arguments(
     parser: argparse.ArgumentParser,
 ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-    """``show``, ``trail`` (its old name), ``failed`` and ``suppressions``; returns the
-    subcommands."""
+    """``show``, ``trail`` (its old name), ``failed``, ``suppressions`` and ``purge``; returns
+    the subcommands."""
     sub = parser.add_subparsers(dest="audit_command", required=True)
     for name in ("show", "trail"):
         show = sub.add_parser(name, help="every notification, attempt and status of a document")
         show.add_argument("document", help="invoice number or document id (UUID)")
-        show.add_argument("--reveal", action="store_true", help="show recipients unmasked")
+        show.add_argument("--reveal", action="store_true", help=_REVEAL_HELP)
         show.add_argument("--json", action="store_true", help="raw JSON")
         show.add_argument("--url", help="auditor base URL (default MLC_AUDITOR_URL)")
     failed = sub.add_parser("failed", help="what needs attention, grouped by reason")
     failed.add_argument("--since", help="ISO date or time")
     failed.add_argument("--reason", choices=FAILURE_REASONS)
-    failed.add_argument("--reveal", action="store_true", help="show recipients unmasked")
+    failed.add_argument(
+        "--reveal", action="store_true", help="kept for scripts: recipients stay masked"
+    )
     failed.add_argument("--json", action="store_true", help="raw JSON")
     failed.add_argument("--url", help="auditor base URL (default MLC_AUDITOR_URL)")
     _add_suppressions_arguments(
@@ -236,7 +285,23 @@ def add_audit_arguments(
             "suppressions", help="addresses added to and lifted from the suppression list"
         )
     )
+    _add_purge_arguments(
+        sub.add_parser("purge", help="delete what is older than a retention period, now")
+    )
     return sub
+
+
+def _add_purge_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--older-than",
+        type=_positive,
+        required=True,
+        metavar="DAYS",
+        help="notifications last updated, and inbound messages received, more than DAYS ago",
+    )
+    parser.add_argument("--yes", action="store_true", help="delete (without it: only count)")
+    parser.add_argument("--requested-by", default="operator", help="recorded in the privacy log")
+    parser.add_argument("--url", help="auditor base URL (default MLC_AUDITOR_URL)")
 
 
 def _positive(raw: str) -> int:
@@ -263,11 +328,29 @@ def add_retry_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _client(args: argparse.Namespace, settings: CliSettings) -> AuditClient:
-    return AuditClient(args.url or settings.auditor_url, settings.auditor_admin_token)
+    return AuditClient(
+        args.url or settings.auditor_url,
+        settings.auditor_admin_token,
+        settings.auditor_read_token,
+    )
+
+
+def format_purge(done: dict[str, Any]) -> str:
+    """What a purge deleted (or, unconfirmed, would delete), per table."""
+    counts = ", ".join(f"{n} {table}" for table, n in done["counts"].items())
+    if done["dry_run"]:
+        return f"would delete {counts} (older than {done['cutoff']}); run again with --yes"
+    return f"deleted {counts} (older than {done['cutoff']}); recorded in the privacy log"
 
 
 def run_audit(args: argparse.Namespace, say: Say, settings: CliSettings | None = None) -> int:
     client = _client(args, settings or CliSettings())
+    if args.audit_command == "purge":
+        done = client.purge(
+            older_than_days=args.older_than, confirm=args.yes, requested_by=args.requested_by
+        )
+        say(format_purge(done))
+        return 0
     if args.audit_command in ("show", "trail"):
         trail = client.trail(args.document, reveal=args.reveal)
         say(json.dumps(trail, indent=2) if args.json else format_trail(trail, reveal=args.reveal))

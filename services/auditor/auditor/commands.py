@@ -1,5 +1,5 @@
-"""``mlc audit show|failed`` and ``mlc retry``: the auditor's operator commands (``mlc-audit``)
-under the one ``mlc`` command. See ``auditor.cli`` for what they do."""
+"""``mlc audit show|failed|suppressions|purge`` and ``mlc retry``: the auditor's operator
+commands (``mlc-audit``) under the one ``mlc`` command. See ``auditor.cli`` for what they do."""
 
 from __future__ import annotations
 
@@ -24,5 +24,5 @@ async def run_retry(settings: Settings, args: argparse.Namespace, say: Say) -> i
     return await asyncio.to_thread(audit_cli.run_retry, args, say)
 
 
-AUDIT = Command("the audit trail and failures", audit_cli.add_audit_arguments, run_audit)
+AUDIT = Command("the audit trail, failures and retention", audit_cli.add_audit_arguments, run_audit)
 RETRY = Command("retry failed notifications", audit_cli.add_retry_arguments, run_retry)

@@ -6,16 +6,22 @@ re-reads the document, its contacts and the rules, and sends as a new attempt.
 
 ``suppression.added`` / ``suppression.lifted`` (the dispatcher's suppression list changed) are
 kept as history, linked to the notification that taught them when one did.
+
+``privacy.forget`` (``mlc contacts forget``) erases one person from the trail
+(``adapters.privacy.forget``), once per request.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import structlog
+
 from auditor.adapters.trail import PostgresTrail
 from common.contracts import (
     EmailEvent,
     ExactWebhookReceived,
+    ForgetContact,
     InboundSms,
     Message,
     NotificationAmbiguous,
@@ -29,10 +35,12 @@ from common.contracts import (
     SuppressionChanged,
     TwilioStatus,
 )
+from common.logging import mask_text
 
 __all__ = [
     "HANDLERS",
     "record_email_event",
+    "record_forget",
     "record_inbound",
     "record_outcome",
     "record_released",
@@ -42,6 +50,8 @@ __all__ = [
     "record_suppression",
     "reread_event",
 ]
+
+log = structlog.get_logger("auditor")
 
 
 async def record_requested(command: SendNotification, *, trail: PostgresTrail) -> list[Message]:
@@ -96,24 +106,22 @@ async def record_status(event: TwilioStatus, *, trail: PostgresTrail) -> list[Me
     return []
 
 
-#: SendGrid event fields that are personal data: not kept in the trail's raw copy.
-_EMAIL_PERSONAL = ("email", "ip", "useragent", "url")
-
-
 async def record_email_event(event: EmailEvent, *, trail: PostgresTrail) -> list[Message]:
     """A SendGrid event is a status of the mail it names: ``X-Message-Id`` is the part of
-    ``sg_message_id`` before its first dot (the dispatcher stores it as the provider id)."""
+    ``sg_message_id`` before its first dot (the dispatcher stores it as the provider id). It
+    keeps the connection whose SendGrid account signed it, so it applies to that connection's
+    mail only; the trail strips the personal fields (email, ip, useragent, url)."""
     if not event.sg_message_id:
         return []  # an asynchronous bounce names no message: nothing to join it to
-    raw = {k: str(v) for k, v in event.raw.items() if k not in _EMAIL_PERSONAL}
     await trail.status(
         TwilioStatus(
             resource="email",
             provider_id=event.sg_message_id.split(".", 1)[0],
             status=event.event,
             error_code=event.type,
-            raw=raw,
+            raw={k: str(v) for k, v in event.raw.items()},
             received_at=event.received_at,
+            connection_id=event.connection_id,
         )
     )
     return []
@@ -131,6 +139,19 @@ async def record_suppression(event: SuppressionChanged, *, trail: PostgresTrail)
     return []
 
 
+async def record_forget(event: ForgetContact, *, trail: PostgresTrail) -> list[Message]:
+    """Erase one person from the trail; a repeated request changes nothing."""
+    counts = await trail.forget(event)
+    log.info(
+        "contact_forgotten" if counts is not None else "forget_repeated",
+        request_id=str(event.request_id),
+        connection_id=event.connection_id,
+        addresses=[mask_text(a) for a in event.addresses],
+        **(counts or {}),
+    )
+    return []
+
+
 #: Message type (or prefix ending in ".") -> (model, handler); ports are bound in app.py.
 HANDLERS = {
     "notification.send.": (SendNotification, record_requested),
@@ -144,4 +165,5 @@ HANDLERS = {
     "email.event.": (EmailEvent, record_email_event),
     "twilio.inbound.": (InboundSms, record_inbound),
     "suppression.": (SuppressionChanged, record_suppression),  # .added / .lifted
+    ForgetContact.routing_key: (ForgetContact, record_forget),
 }

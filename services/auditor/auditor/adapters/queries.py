@@ -1,6 +1,12 @@
 """TrailQueries: what operators read from schema ``audit`` (one document's trail, the
 failures that need attention, one notification, the suppression history). ``PostgresTrail``
-writes and inherits these."""
+writes and inherits these.
+
+A notification is read with its recipient masked (``recipient``: the only form kept) and
+without its text; ``reveal`` adds the text, opened with the auditor's data key, and the Exact
+contact. The recipient's hash is never read out: it stands for an address to whoever holds
+the key.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,22 @@ from uuid import UUID
 
 import asyncpg
 
+from auditor.personal import ERASED, PersonalData
 from common.contracts import INSTALL_SCOPE
 from common.logging import mask_text
 
-__all__ = ["SUPPRESSION_COLUMNS", "TrailQueries"]
+__all__ = ["NOTIFICATION_COLUMNS", "SUPPRESSION_COLUMNS", "TrailQueries"]
+
+#: What any reader gets of a notification (``n``): everything but the hash and the sealed
+#: text; the masked recipient under the name ``recipient``.
+NOTIFICATION_COLUMNS = """n.notification_id, n.idempotency_key, n.channel, n.connection_id,
+    n.division, n.entity, n.document_id, n.document_number, n.fact,
+    n.recipient_masked AS recipient, n.template, n.state, n.provider_id, n.requested_at,
+    n.updated_at, n.failure_reason, n.error_code, n.last_attempt, n.state_rank, n.retry_of,
+    n.status_checked_at, n.status_checks, n.erased_at"""
+
+#: What a reveal adds (opened or dropped by ``TrailQueries._shown``).
+_REVEALABLE = "n.content_sealed, n.contact_id"
 
 #: What an operator sees of a suppression change: the masked address, never its key (a hash of
 #: a phone number is as good as the number to anyone who can enumerate numbers).
@@ -36,8 +54,20 @@ def _change(row: asyncpg.Record) -> dict[str, Any]:
 
 
 class TrailQueries:
-    def __init__(self, db: asyncpg.Pool) -> None:
+    def __init__(self, db: asyncpg.Pool, data: PersonalData) -> None:
         self._db = db
+        self._data = data
+
+    def _shown(self, row: asyncpg.Record, *, reveal: bool) -> dict[str, Any]:
+        """A notification row as a reader gets it: with its text and contact when
+        ``reveal``, without them otherwise."""
+        item = _plain(row)
+        sealed = item.pop("content_sealed", None)
+        contact = item.pop("contact_id", None)
+        if reveal:
+            item["content"] = ERASED if item.get("erased_at") else self._data.open(sealed)
+            item["contact_id"] = contact
+        return item
 
     async def failures(
         self, *, since: datetime | None = None, reason: str | None = None
@@ -45,8 +75,8 @@ class TrailQueries:
         """Notifications that need an operator (failed or skipped), newest first."""
         rows = await self._db.fetch(
             """SELECT notification_id, idempotency_key, connection_id, division, entity,
-                      document_id, document_number, fact, channel, recipient, state,
-                      failure_reason,
+                      document_id, document_number, fact, channel,
+                      recipient_masked AS recipient, state, failure_reason,
                       error_code, last_attempt, updated_at
                FROM audit.notifications
                WHERE state IN ('failed', 'skipped')
@@ -58,11 +88,15 @@ class TrailQueries:
         )
         return [_plain(r) for r in rows]
 
-    async def notification(self, notification_id: UUID) -> dict[str, Any] | None:
+    async def notification(
+        self, notification_id: UUID, *, reveal: bool = False
+    ) -> dict[str, Any] | None:
         row = await self._db.fetchrow(
-            "SELECT * FROM audit.notifications WHERE notification_id = $1", notification_id
+            f"""SELECT {NOTIFICATION_COLUMNS}, {_REVEALABLE} FROM audit.notifications n
+                WHERE notification_id = $1""",  # noqa: S608 - constant columns
+            notification_id,
         )
-        return None if row is None else _plain(row)
+        return None if row is None else self._shown(row, reveal=reveal)
 
     async def document_trail(
         self,
@@ -70,23 +104,26 @@ class TrailQueries:
         number: str | None = None,
         document_id: UUID | None = None,
         connection_id: str | None = None,
+        reveal: bool = False,
     ) -> list[dict[str, Any]]:
-        """Every notification about one document, with its attempts and statuses."""
+        """Every notification about one document, with its attempts and statuses (and its
+        text when ``reveal``)."""
         rows = await self._db.fetch(
-            """SELECT n.*, s.status AS delivery_status, s.error_code AS delivery_error_code
+            f"""SELECT {NOTIFICATION_COLUMNS}, {_REVEALABLE}, s.status AS delivery_status,
+                      s.error_code AS delivery_error_code
                FROM audit.notifications n LEFT JOIN audit.statuses s USING (provider_id)
                WHERE ($1::text IS NULL OR n.document_number = $1)
                  AND ($2::uuid IS NULL OR n.document_id = $2)
                  AND ($3::text IS NULL OR n.connection_id = $3)
                  AND ($1::text IS NOT NULL OR $2::uuid IS NOT NULL)
-               ORDER BY n.requested_at NULLS LAST""",
+               ORDER BY n.requested_at NULLS LAST""",  # noqa: S608 - constant columns
             number,
             document_id,
             connection_id,
         )
         trail = []
         for row in rows:
-            item = {k: (str(v) if isinstance(v, UUID) else v) for k, v in dict(row).items()}
+            item = self._shown(row, reveal=reveal)
             item["attempts"] = [
                 dict(a)
                 for a in await self._db.fetch(

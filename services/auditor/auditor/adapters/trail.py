@@ -1,19 +1,29 @@
-"""PostgresTrail over schema ``audit``: the only writer of the audit tables."""
+"""PostgresTrail over schema ``audit``: the only writer of the audit tables.
+
+What it keeps of a person is hashed, masked or sealed (``auditor.personal``). A provider status
+is kept only for a notification of the connection whose account signed it (see
+``PostgresTrail.status``).
+"""
 
 from __future__ import annotations
 
-from typing import get_args
+from datetime import timedelta
+from typing import Any, get_args
 from uuid import UUID
 
 import asyncpg
+import structlog
 from prometheus_client import CollectorRegistry, Counter
 
+from auditor.adapters import privacy
 from auditor.adapters.queries import TrailQueries
+from auditor.personal import PersonalData
 from auditor.status import FINAL_RANK, rank
 from common.contracts import (
     FAILURE_REASONS,
     SUPPRESSION_REASONS,
     Channel,
+    ForgetContact,
     InboundSms,
     NotificationAmbiguous,
     NotificationDeferred,
@@ -31,10 +41,13 @@ __all__ = [
     "PostgresTrail",
     "channel_label",
     "outcome_counter",
+    "security_counter",
     "skip_reason",
     "status_counter",
     "suppression_counter",
 ]
+
+log = structlog.get_logger("auditor")
 
 #: Outcome -> (notification state, rank within one attempt). ``released`` ranks last: it
 #: follows the ``failed`` of the same attempt.
@@ -67,6 +80,12 @@ def _skip_error(event: NotificationSkipped) -> str:
     """What the skip's attempt keeps: the reason, and the producer's words for it
     (``opted_out: suppressed: bounced``), masked in case the words name an address."""
     return f"{event.reason}: {mask_text(event.detail)}" if event.detail else event.reason
+
+
+def _masked_error(error: str | None) -> str | None:
+    """A provider's error text masked (Twilio's 21211 quotes the ``To`` number), whatever the
+    producer did: the trail keeps no clear address."""
+    return mask_text(error) if error else error
 
 
 def channel_label(channel: str | None) -> str:
@@ -112,6 +131,28 @@ def suppression_counter(registry: CollectorRegistry) -> Counter:
     )
 
 
+def security_counter(registry: CollectorRegistry) -> Counter:
+    """``mlc_security_events_total{kind}``: attempts the trail refused as an attack would be
+    refused; ``kind`` is ``cross_tenant_status`` (a status signed for one connection naming
+    another connection's message). Anything above zero deserves a look."""
+    return Counter(
+        "mlc_security_events_total",
+        "Events the audit trail refused for security reasons, by kind",
+        ["kind"],
+        registry=registry,
+    )
+
+
+#: The advisory lock class of one provider id: a status and the outcome that names its
+#: notification are recorded one after the other, so a status signed for another connection
+#: cannot slip in between the check and the link (two-key locks never meet db.migrate's).
+_PROVIDER_LOCK = 6006
+
+
+async def _lock_provider(db: asyncpg.Connection, provider_id: str) -> None:
+    await db.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _PROVIDER_LOCK, provider_id)
+
+
 class PostgresTrail(TrailQueries):
     """Writes the trail (and reads it through TrailQueries)."""
 
@@ -119,16 +160,20 @@ class PostgresTrail(TrailQueries):
         self,
         db: asyncpg.Pool,
         *,
+        data: PersonalData,
         outcomes: Counter | None = None,
         statuses: Counter | None = None,
         suppressions: Counter | None = None,
+        security: Counter | None = None,
     ) -> None:
-        """The counters are optional so that a tool reading or repairing the trail needs no
-        registry; the service passes all three (``outcome_counter`` and its siblings)."""
-        super().__init__(db)
+        """``data`` holds the auditor's data key: nothing about a person is written without
+        it. The counters are optional so that a tool reading or repairing the trail needs no
+        registry; the service passes all four (``outcome_counter`` and its siblings)."""
+        super().__init__(db, data)
         self._outcomes = outcomes
         self._statuses = statuses
         self._suppressions = suppressions
+        self._security = security
 
     def _count(self, outcome: str, reason: str | None, channel: str | None) -> None:
         if self._outcomes is not None:
@@ -140,66 +185,87 @@ class PostgresTrail(TrailQueries):
     async def requested(self, c: SendNotification) -> None:
         """Record a send command (every copy; the first one creates the row). A new
         notification for a document whose earlier one an operator released is linked to it
-        (``retry_of``): a corrected recipient makes a new notification, not a new attempt."""
-        s = c.source
+        (``retry_of``): a corrected recipient makes a new notification, not a new attempt. The
+        command names the notification's connection: statuses stored for its message under
+        another connection's signature are dropped now (see ``status``)."""
         async with self._db.acquire() as db, db.transaction():
-            created = await self._upsert_requested(db, c)
-            if created:
-                await db.execute(
-                    """WITH old AS (
-                           SELECT notification_id FROM audit.notifications
-                           WHERE connection_id = $2 AND division = $3 AND entity = $4
-                             AND document_id = $5 AND fact = $6
-                             AND (channel = $7 OR channel IS NULL)  -- a skip names none
-                             AND state = 'released' AND notification_id <> $1
-                           ORDER BY updated_at DESC LIMIT 1)
-                       UPDATE audit.notifications n SET retry_of = old.notification_id
-                       FROM old WHERE n.notification_id = $1""",
-                    c.notification_id,
-                    s.connection_id,
-                    s.division,
-                    s.entity,
-                    s.id,
-                    c.fact,
-                    c.channel,
-                )
-                await db.execute(
-                    """UPDATE audit.notifications SET state = 'replaced', updated_at = now()
-                       WHERE notification_id = (SELECT retry_of FROM audit.notifications
-                                                WHERE notification_id = $1)""",
-                    c.notification_id,
-                )
+            row = await self._upsert_requested(db, c)
+            if row["created"]:
+                await self._link_retry(db, c)
+            dropped = await self._drop_foreign_statuses(db, c.notification_id, row["provider_id"])
+        self._refused(dropped)
 
-    async def _upsert_requested(self, db: asyncpg.Connection, c: SendNotification) -> bool:
+    async def _link_retry(self, db: asyncpg.Connection, c: SendNotification) -> None:
         s = c.source
-        return bool(
-            await db.fetchval(
-                """INSERT INTO audit.notifications (notification_id, idempotency_key, channel,
-                   connection_id, division, entity, document_id, document_number, fact,
-                   recipient, template, content, requested_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())
-               ON CONFLICT (notification_id) DO UPDATE SET
-                   idempotency_key = EXCLUDED.idempotency_key, channel = EXCLUDED.channel,
-                   connection_id = EXCLUDED.connection_id, division = EXCLUDED.division,
-                   entity = EXCLUDED.entity, document_id = EXCLUDED.document_id,
-                   document_number = EXCLUDED.document_number, fact = EXCLUDED.fact,
-                   recipient = EXCLUDED.recipient, template = EXCLUDED.template,
-                   content = EXCLUDED.content,
-                   requested_at = coalesce(audit.notifications.requested_at, now())
-               RETURNING (xmax = 0)""",
-                c.notification_id,
-                c.idempotency_key,
-                c.channel,
-                s.connection_id,
-                s.division,
-                s.entity,
-                s.id,
-                s.number,
-                c.fact,
-                c.recipient.address,
-                c.template,
-                c.content,
-            )
+        await db.execute(
+            """WITH old AS (
+                   SELECT notification_id FROM audit.notifications
+                   WHERE connection_id = $2 AND division = $3 AND entity = $4
+                     AND document_id = $5 AND fact = $6
+                     AND (channel = $7 OR channel IS NULL)  -- a skip names none
+                     AND state = 'released' AND notification_id <> $1
+                   ORDER BY updated_at DESC LIMIT 1)
+               UPDATE audit.notifications n SET retry_of = old.notification_id
+               FROM old WHERE n.notification_id = $1""",
+            c.notification_id,
+            s.connection_id,
+            s.division,
+            s.entity,
+            s.id,
+            c.fact,
+            c.channel,
+        )
+        await db.execute(
+            """UPDATE audit.notifications SET state = 'replaced', updated_at = now()
+               WHERE notification_id = (SELECT retry_of FROM audit.notifications
+                                        WHERE notification_id = $1)""",
+            c.notification_id,
+        )
+
+    async def _upsert_requested(
+        self, db: asyncpg.Connection, c: SendNotification
+    ) -> asyncpg.Record:
+        """Insert or refresh the row: the recipient only as its hash and masked form, the text
+        sealed. An erased row stays erased whatever copy of its command comes later (a DLQ
+        replay, a redelivery). Returns ``created`` and the ``provider_id`` known so far."""
+        s = c.source
+        address = c.recipient.address
+        return await db.fetchrow(
+            """INSERT INTO audit.notifications (notification_id, idempotency_key, channel,
+               connection_id, division, entity, document_id, document_number, fact,
+               recipient_hash, recipient_masked, contact_id, template, content_sealed,
+               requested_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now())
+           ON CONFLICT (notification_id) DO UPDATE SET
+               idempotency_key = EXCLUDED.idempotency_key, channel = EXCLUDED.channel,
+               connection_id = EXCLUDED.connection_id, division = EXCLUDED.division,
+               entity = EXCLUDED.entity, document_id = EXCLUDED.document_id,
+               document_number = EXCLUDED.document_number, fact = EXCLUDED.fact,
+               template = EXCLUDED.template,
+               recipient_hash = CASE WHEN audit.notifications.erased_at IS NULL
+                   THEN EXCLUDED.recipient_hash END,
+               recipient_masked = CASE WHEN audit.notifications.erased_at IS NULL
+                   THEN EXCLUDED.recipient_masked ELSE audit.notifications.recipient_masked END,
+               contact_id = CASE WHEN audit.notifications.erased_at IS NULL
+                   THEN EXCLUDED.contact_id END,
+               content_sealed = CASE WHEN audit.notifications.erased_at IS NULL
+                   THEN EXCLUDED.content_sealed END,
+               requested_at = coalesce(audit.notifications.requested_at, now())
+           RETURNING (xmax = 0) AS created, provider_id""",
+            c.notification_id,
+            c.idempotency_key,
+            c.channel,
+            s.connection_id,
+            s.division,
+            s.entity,
+            s.id,
+            s.number,
+            c.fact,
+            self._data.hash(address),
+            self._data.mask(address),
+            c.recipient.contact_id,
+            c.template,
+            self._data.seal(c.content),
         )
 
     async def outcome(
@@ -212,7 +278,9 @@ class PostgresTrail(TrailQueries):
         | NotificationReleased,
     ) -> bool:
         """Record one attempt's outcome (once per message id) and move the notification's
-        state forward. Returns False for a repeat."""
+        state forward. An outcome naming the provider's id links the message to its
+        notification: statuses stored for it under another connection's signature are
+        dropped then (see ``status``). Returns False for a repeat."""
         outcome = event.routing_key.split(".")[-1]
         state, state_rank = _OUTCOME_STATES[outcome]
         provider_id = getattr(event, "provider_id", None)
@@ -240,7 +308,7 @@ class PostgresTrail(TrailQueries):
                 provider_id,
                 getattr(event, "error_class", None),
                 getattr(event, "error_code", None),
-                getattr(event, "error", None),
+                _masked_error(getattr(event, "error", None)),
                 getattr(event, "retry_at", None),
                 getattr(event, "requested_by", None),
             )
@@ -257,6 +325,7 @@ class PostgresTrail(TrailQueries):
                 event.channel,
                 provider_id,
             )
+            dropped: list[asyncpg.Record] = []
             if provider_id is not None:
                 await db.execute(
                     """UPDATE audit.notifications SET provider_id = $2
@@ -264,6 +333,7 @@ class PostgresTrail(TrailQueries):
                     event.notification_id,
                     provider_id,
                 )
+                dropped = await self._drop_foreign_statuses(db, event.notification_id, provider_id)
             # Forward only: by attempt, then by outcome rank within the attempt.
             await db.execute(
                 """UPDATE audit.notifications SET state = $2, state_rank = $3, last_attempt = $4,
@@ -278,6 +348,7 @@ class PostgresTrail(TrailQueries):
                 getattr(event, "error_code", None),
             )
         self._count(outcome, reason, channel)
+        self._refused(dropped)
         return True
 
     async def skipped(self, message_id: str, event: NotificationSkipped) -> None:
@@ -342,50 +413,158 @@ class PostgresTrail(TrailQueries):
 
     async def inbound(self, event: InboundSms) -> None:
         """Keep an inbound SMS's meaning (opt-out, opt-in, help), once per MessageSid, with the
-        sender masked: the suppression list that acts on it is the dispatcher's."""
+        sender masked and hashed (erasure finds it): the suppression list that acts on it is
+        the dispatcher's."""
         await self._db.execute(
-            """INSERT INTO audit.inbound (message_sid, connection_id, sender, kind, keyword,
-                   received_at) VALUES ($1, $2, $3, $4, $5, $6)
+            """INSERT INTO audit.inbound (message_sid, connection_id, sender, sender_hash, kind,
+                   keyword, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
                ON CONFLICT (message_sid) DO NOTHING""",
             event.message_sid,
             event.connection_id,
-            mask_text(event.from_number),
+            self._data.mask(event.from_number),
+            self._data.hash(event.from_number),
             event.kind,
             event.keyword,
             event.received_at,
         )
 
-    async def status(self, event: TwilioStatus) -> None:
-        """Keep every callback (exact repeats counted once) and move the current status only
-        forward, in one transaction; a move to a final rank is counted per channel."""
+    async def status(self, event: TwilioStatus) -> bool:
+        """Keep every callback (exact repeats counted once, the form stripped of personal
+        data) and move the current status only forward, in one transaction; a move to a final
+        rank is counted per channel.
+
+        A callback signed with one connection's own account (``connection_id``, from the
+        callback URL's ``?connection=``) may only be applied to a notification of that
+        connection: one company must not be able to mark another's message delivered by
+        signing with its own token. A mismatch is refused, counted
+        (``mlc_security_events_total{kind="cross_tenant_status"}``) and logged; nothing of it
+        is kept. A callback naming no connection came to the install's shared account, which
+        no tenant can sign for: it applies to any notification. While the trail does not know
+        the message yet (a callback can overtake notification.sent), the status is kept with
+        the connection it names and dropped once the message turns out to be another
+        connection's (``outcome``, ``requested``). Returns False when refused."""
+        claimed = getattr(event, "connection_id", None)  # TwilioStatus gains it; kept if extra
+        final, channel = False, None
         async with self._db.acquire() as db, db.transaction():
-            await db.execute(
-                """INSERT INTO audit.status_events (provider_id, status, error_code, raw,
-                       received_at) VALUES ($1, $2, $3, $4, $5)
-                   ON CONFLICT (provider_id, status) DO UPDATE
-                       SET repeats = audit.status_events.repeats + 1""",
-                event.provider_id,
-                event.status,
-                event.error_code,
-                event.raw,
-                event.received_at,
-            )
-            moved_to = await db.fetchval(
-                """INSERT INTO audit.statuses (provider_id, status, rank, error_code)
-                   VALUES ($1, $2, $3, $4)
-                   ON CONFLICT (provider_id) DO UPDATE SET status = EXCLUDED.status,
-                       rank = EXCLUDED.rank, error_code = EXCLUDED.error_code, updated_at = now()
-                   WHERE audit.statuses.rank < EXCLUDED.rank
-                   RETURNING rank""",
-                event.provider_id,
-                event.status,
-                rank(event.status),
-                event.error_code,
-            )
-            final = moved_to is not None and moved_to >= FINAL_RANK
-            channel = await self._status_channel(db, event) if final else None
+            await _lock_provider(db, event.provider_id)
+            owner = await self._foreign_owner(db, event.provider_id, claimed)
+            if owner is None:
+                moved_to = await self._record_status(db, event, claimed)
+                final = moved_to is not None and moved_to >= FINAL_RANK
+                channel = await self._status_channel(db, event) if final else None
+        if owner is not None:
+            self._refuse(event.provider_id, event.status, claimed, owner)
+            return False
         if final:
             self._count_status(channel, event.status)
+        return True
+
+    @staticmethod
+    async def _foreign_owner(
+        db: asyncpg.Connection, provider_id: str, claimed: str | None
+    ) -> str | None:
+        """The connection of a notification with this message that is not ``claimed`` (None:
+        no such notification, or the callback names no connection)."""
+        if claimed is None:
+            return None
+        owner = await db.fetchval(
+            """SELECT connection_id FROM audit.notifications
+               WHERE provider_id = $1 AND connection_id IS NOT NULL AND connection_id <> $2
+               LIMIT 1""",
+            provider_id,
+            claimed,
+        )
+        return None if owner is None else str(owner)
+
+    async def _record_status(
+        self, db: asyncpg.Connection, event: TwilioStatus, claimed: str | None
+    ) -> int | None:
+        """Store the callback and move the current status forward; the rank moved to."""
+        await db.execute(
+            """INSERT INTO audit.status_events (provider_id, status, error_code, raw,
+                   received_at, connection_id) VALUES ($1, $2, $3, $4, $5, $6)
+               ON CONFLICT (provider_id, status) DO UPDATE
+                   SET repeats = audit.status_events.repeats + 1""",
+            event.provider_id,
+            event.status,
+            event.error_code,
+            self._data.strip(event.raw),
+            event.received_at,
+            claimed,
+        )
+        moved_to = await db.fetchval(
+            """INSERT INTO audit.statuses (provider_id, status, rank, error_code)
+               VALUES ($1, $2, $3, $4)
+               ON CONFLICT (provider_id) DO UPDATE SET status = EXCLUDED.status,
+                   rank = EXCLUDED.rank, error_code = EXCLUDED.error_code, updated_at = now()
+               WHERE audit.statuses.rank < EXCLUDED.rank
+               RETURNING rank""",
+            event.provider_id,
+            event.status,
+            rank(event.status),
+            event.error_code,
+        )
+        return None if moved_to is None else int(moved_to)
+
+    async def _drop_foreign_statuses(
+        self, db: asyncpg.Connection, notification_id: UUID, provider_id: str | None
+    ) -> list[asyncpg.Record]:
+        """Now that the notification names its message and connection: drop the callbacks
+        kept for that message under another connection's signature, and rebuild its current
+        status from the ones left. Returns what was dropped (for ``_refused``)."""
+        if provider_id is None:
+            return []
+        await _lock_provider(db, provider_id)
+        dropped = await db.fetch(
+            """DELETE FROM audit.status_events e USING audit.notifications n
+               WHERE n.notification_id = $1 AND e.provider_id = n.provider_id
+                 AND e.connection_id IS NOT NULL AND n.connection_id IS NOT NULL
+                 AND e.connection_id <> n.connection_id
+               RETURNING e.provider_id, e.status, e.connection_id AS claimed,
+                         n.connection_id AS owner""",
+            notification_id,
+        )
+        if dropped:
+            await self._rebuild_status(db, provider_id)
+        return list(dropped)
+
+    @staticmethod
+    async def _rebuild_status(db: asyncpg.Connection, provider_id: str) -> None:
+        """The current status again from the callbacks kept: the highest rank, the earliest
+        of equals (as forward-only recording would have left it)."""
+        kept = await db.fetch(
+            """SELECT status, error_code FROM audit.status_events WHERE provider_id = $1
+               ORDER BY received_at, id""",
+            provider_id,
+        )
+        await db.execute("DELETE FROM audit.statuses WHERE provider_id = $1", provider_id)
+        if kept:
+            best = max(kept, key=lambda e: rank(e["status"]))
+            await db.execute(
+                """INSERT INTO audit.statuses (provider_id, status, rank, error_code)
+                   VALUES ($1, $2, $3, $4)""",
+                provider_id,
+                best["status"],
+                rank(best["status"]),
+                best["error_code"],
+            )
+
+    def _refused(self, dropped: list[asyncpg.Record]) -> None:
+        for row in dropped:
+            self._refuse(row["provider_id"], row["status"], row["claimed"], row["owner"])
+
+    def _refuse(self, provider_id: str, status: str, claimed: str | None, owner: str) -> None:
+        """Count and log a status signed for ``claimed`` about a message of ``owner``."""
+        if self._security is not None:
+            self._security.labels(kind="cross_tenant_status").inc()
+        log.warning(
+            "security_event",
+            kind="cross_tenant_status",
+            provider_id=provider_id,
+            status=status,
+            signed_for=claimed,
+            notification_connection=owner,
+        )
 
     @staticmethod
     async def _status_channel(db: asyncpg.Connection, event: TwilioStatus) -> str:
@@ -404,8 +583,8 @@ class PostgresTrail(TrailQueries):
 
     async def suppression(self, message_id: str, event: SuppressionChanged) -> bool:
         """Keep one suppression change, once per message id. Only the masked address and the
-        address's key are stored (masked again, and the operator's note too, in case a
-        producer let an address slip through). Returns False for a repeat."""
+        address's key are stored (masked again, and the operator's name and note too, in case
+        a producer let an address slip through). Returns False for a repeat."""
         inserted = await self._db.fetchval(
             """INSERT INTO audit.suppression_events (message_id, connection_id, channel,
                    address_key, address_masked, action, reason, source, notification_id,
@@ -421,7 +600,7 @@ class PostgresTrail(TrailQueries):
             event.reason,
             event.source,
             event.notification_id,
-            event.requested_by,
+            mask_text(event.requested_by) if event.requested_by else None,
             mask_text(event.note) if event.note else None,
             event.occurred_at,
         )
@@ -431,3 +610,17 @@ class PostgresTrail(TrailQueries):
             reason = event.reason if event.reason in SUPPRESSION_REASONS else "other"
             self._suppressions.labels(action=event.action, reason=reason).inc()
         return True
+
+    async def purge(
+        self, *, older_than: timedelta, requested_by: str, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Delete what retention no longer allows (see ``adapters.privacy.purge``)."""
+        async with self._db.acquire() as db:
+            return await privacy.purge(
+                db, older_than=older_than, requested_by=requested_by, dry_run=dry_run
+            )
+
+    async def forget(self, event: ForgetContact) -> dict[str, int] | None:
+        """Erase one person (see ``adapters.privacy.forget``); None for a repeated request."""
+        async with self._db.acquire() as db:
+            return await privacy.forget(db, self._data, event)
