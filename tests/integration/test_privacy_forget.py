@@ -179,3 +179,34 @@ async def test_the_dispatcher_erases_settled_claims_and_keeps_the_opt_out(pool):
     assert rows[by_email.idempotency_key] == "erased"  # by address, case aside
     assert rows[in_flight.idempotency_key] == MOBILE  # unsettled: the resolver may need it
     assert await suppressions.find(CONNECTION, "sms", MOBILE) is not None
+
+
+async def test_old_settled_claims_lose_their_command_and_keep_the_claim(pool):
+    from dispatcher.outbox import forget_old_commands
+
+    claims = PostgresClaimStore(pool, stale_seconds=60)
+    old, recent, unsettled = command(None, MOBILE), command(None, MOBILE), command(None, MOBILE)
+    for cmd in (old, recent, unsettled):
+        assert (await claims.claim(cmd)).outcome == "claimed"
+    await pool.execute(
+        """UPDATE dispatch.claims SET state = 'sent',
+               updated_at = CASE WHEN idempotency_key = $1 THEN now() - interval '31 days'
+                                 ELSE now() END
+           WHERE idempotency_key = ANY($2::text[])""",
+        old.idempotency_key,
+        [old.idempotency_key, recent.idempotency_key],
+    )
+    await pool.execute(
+        "UPDATE dispatch.claims SET updated_at = now() - interval '31 days' "
+        "WHERE idempotency_key = $1",
+        unsettled.idempotency_key,
+    )
+    assert await forget_old_commands(pool, 30) == 1
+    kept = {
+        r["idempotency_key"]: r["command"]
+        for r in await pool.fetch("SELECT idempotency_key, command FROM dispatch.claims")
+    }
+    assert kept[old.idempotency_key] is None
+    assert kept[recent.idempotency_key] is not None
+    assert kept[unsettled.idempotency_key] is not None  # still needed to resolve its send
+    assert (await claims.claim(old)).outcome == "sent"  # the claim still stops a resend

@@ -124,6 +124,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 stop,
                 poll_seconds=settings.dispatcher_outbox_poll_seconds,
                 metrics=dispatch_metrics,
+                command_days=settings.dispatcher_command_retention_days,
             ),
         )
         supervisor.start(

@@ -28,7 +28,7 @@ from common.contracts import (
 )
 from dispatcher.metrics import DispatchMetrics
 
-__all__ = ["OUTBOX_MODELS", "pending", "relay_forever", "relay_once"]
+__all__ = ["OUTBOX_MODELS", "forget_old_commands", "pending", "relay_forever", "relay_once"]
 
 log = structlog.get_logger("dispatcher.outbox")
 
@@ -84,6 +84,20 @@ async def pending(db: asyncpg.Pool) -> int:
     return int(await db.fetchval("SELECT count(*) FROM dispatch.outbox WHERE relayed_at IS NULL"))
 
 
+async def forget_old_commands(db: asyncpg.Pool, days: float) -> int:
+    """Drop the command (recipient address and text) kept with claims settled more than
+    ``days`` ago: it serves only to resolve or release a send, and is personal data. The claim
+    itself (the idempotency key and its state) stays, so the notification is never sent again.
+    Returns how many claims were cleared."""
+    status = await db.execute(
+        """UPDATE dispatch.claims SET command = NULL
+           WHERE command IS NOT NULL AND state IN ('sent', 'failed', 'skipped', 'released')
+             AND updated_at < now() - make_interval(secs => $1)""",
+        days * 86400,
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
 async def relay_forever(
     db: asyncpg.Pool,
     publisher: EventPublisher,
@@ -93,9 +107,12 @@ async def relay_forever(
     poll_seconds: float = 1.0,
     max_backoff: float = 30.0,
     metrics: DispatchMetrics | None = None,
+    command_days: float = 30.0,
 ) -> None:
     """Relay until ``stop``: at once when woken, else every ``poll_seconds``. A failure (broker
-    or database gone) is logged and retried with backoff; nothing is lost meanwhile."""
+    or database gone) is logged and retried with backoff; nothing is lost meanwhile. About
+    hourly it also deletes relayed events older than a week and forgets the commands of old
+    settled claims (``forget_old_commands``)."""
     backoff = poll_seconds
     rounds = 0
     while not stop.is_set():
@@ -110,6 +127,7 @@ async def relay_forever(
                        WHERE relayed_at < now() - make_interval(days => $1)""",
                     _KEEP_DAYS,
                 )
+                await forget_old_commands(db, command_days)
             backoff = poll_seconds
         except Exception as exc:  # the loop must outlive a broker or database outage
             log.warning("outbox_relay_failed", error=type(exc).__name__, retry_in=backoff)

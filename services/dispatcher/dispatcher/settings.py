@@ -31,3 +31,6 @@ class Settings(ServiceSettings):
     #: An email whose send had no answer and of which no SendGrid event arrived within this
     #: time is taken as never received, and sent again (SendGrid has no lookup API).
     dispatcher_email_resolve_seconds: float = 600.0
+    #: Days a settled claim keeps its command (the recipient and the text): long enough for an
+    #: operator to release and retry a failed one; the claim itself stays for good.
+    dispatcher_command_retention_days: float = 30.0
