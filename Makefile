@@ -54,3 +54,9 @@ fixtures: venv
 
 definitions: venv
 	@$(PY) -m common.topology > deploy/rabbitmq/definitions.json
+
+# Throughput, latency and CPU per notification of the whole pipeline on a private RabbitMQ node
+# and PostgreSQL cluster; prints a section for BENCHMARKS.md (scripts/bench_pipeline.py --help).
+.PHONY: bench-pipeline
+bench-pipeline: venv
+	@$(PY) scripts/bench_pipeline.py --repeat 3 --markdown
