@@ -21,6 +21,16 @@ from common.runtime import wait_for_dependency
 __all__ = ["ensure_database", "migrate", "pool"]
 
 
+class _Connection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection released without asyncpg's reset query (``pg_advisory_unlock_all;
+    CLOSE ALL; UNLISTEN *; RESET ALL``): one more round trip on every release, for session
+    state no service keeps (its session-level advisory locks are released where taken, and
+    nothing LISTENs, declares cursors or SETs). An open transaction is still rolled back."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def _init_connection(connection: asyncpg.Connection) -> None:
     for kind in ("json", "jsonb"):
         await connection.set_type_codec(
@@ -34,7 +44,12 @@ async def pool(url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncItera
     created = await wait_for_dependency(
         "database",
         functools.partial(
-            asyncpg.create_pool, url, min_size=min_size, max_size=max_size, init=_init_connection
+            asyncpg.create_pool,
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            connection_class=_Connection,
         ),
         retry_on=(OSError, ConnectionError, TimeoutError, asyncpg.CannotConnectNowError),
     )

@@ -41,6 +41,9 @@ class ServiceSettings(BaseSettings):
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/mlc"
+    #: Most PostgreSQL connections this service holds (services subclass with their need;
+    #: the whole install should stay well under the server's max_connections).
+    db_pool_max: int = 4
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     log_json: bool = True

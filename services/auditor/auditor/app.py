@@ -26,7 +26,9 @@ __all__ = ["run"]
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with AsyncExitStack() as stack:
         data = PersonalData(settings.auditor_data_key)
-        pool = await stack.enter_async_context(db.pool(settings.database_url))
+        pool = await stack.enter_async_context(
+            db.pool(settings.database_url, max_size=settings.db_pool_max)
+        )
         await schema.migrate(pool, data)
         registry = make_registry()
         trail = PostgresTrail(
@@ -58,6 +60,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             routes,
             publisher=publisher,
             metrics=ConsumerMetrics.create(registry),
+            prefetch=settings.auditor_prefetch,
         )
         supervisor = runtime.Supervisor(registry, service_stop=stop)
         stack.push_async_callback(supervisor.stop)

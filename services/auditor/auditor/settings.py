@@ -33,6 +33,8 @@ class Settings(ServiceSettings):
     auditor_retention_days: int = Field(default=400, ge=0)
     #: How often the retention is applied (daily).
     auditor_retention_interval_seconds: float = Field(default=86400.0, gt=0)
+    #: Deliveries of auditor.events handled at once.
+    auditor_prefetch: int = 100
 
     @field_validator("auditor_data_key")
     @classmethod

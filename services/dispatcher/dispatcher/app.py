@@ -33,7 +33,9 @@ __all__ = ["run"]
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with AsyncExitStack() as stack:
-        pool = await stack.enter_async_context(db.pool(settings.database_url))
+        pool = await stack.enter_async_context(
+            db.pool(settings.database_url, max_size=settings.db_pool_max)
+        )
         await db.migrate(pool, "dispatch", "dispatcher")
         connection = await stack.enter_async_context(
             amqp.connect(settings.amqp_url, name="dispatcher")
@@ -101,6 +103,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             routes,
             publisher=publisher,
             metrics=consumer_metrics,
+            prefetch=settings.dispatcher_prefetch,
         )
         feed_consumer = await amqp.run_consumer(
             await connection.channel(),

@@ -34,3 +34,7 @@ class Settings(ServiceSettings):
     #: Days a settled claim keeps its command (the recipient and the text): long enough for an
     #: operator to release and retry a failed one; the claim itself stays for good.
     dispatcher_command_retention_days: float = 30.0
+    #: Deliveries of dispatcher.sends handled at once: sends wait on Twilio/SendGrid (~0.1-0.5 s
+    #: each), so throughput is about prefetch / provider latency.
+    dispatcher_prefetch: int = 200
+    db_pool_max: int = 8

@@ -61,7 +61,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     # A broken rules file stops the start here, before anything is consumed.
     rulebook = RuleBook(settings.enricher_rules_path)
     async with AsyncExitStack() as stack:
-        pool = await stack.enter_async_context(db.pool(settings.database_url))
+        pool = await stack.enter_async_context(
+            db.pool(settings.database_url, max_size=settings.db_pool_max)
+        )
         await db.migrate(pool, "enricher", "enricher")
         connection = await stack.enter_async_context(
             amqp.connect(settings.amqp_url, name="enricher")

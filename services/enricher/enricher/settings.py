@@ -51,3 +51,5 @@ class Settings(ServiceSettings):
     enricher_reconcile_lookback_seconds: float = 24 * 3600
     #: Each pass rereads this much before its watermark: Modified is stamped by Exact's clock.
     enricher_reconcile_overlap_seconds: float = 300.0
+    #: Reads and notices of up to ``enricher_prefetch`` deliveries share these connections.
+    db_pool_max: int = 6

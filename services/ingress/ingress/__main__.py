@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from common.logging import configure_logging
+from common.runtime import loop_factory
 from ingress.app import create_app
 from ingress.settings import Settings
 
@@ -12,6 +13,7 @@ from ingress.settings import Settings
 def main() -> None:
     settings = Settings()
     configure_logging("ingress", json=settings.log_json, level=settings.log_level)
+    factory = loop_factory()
     web.run_app(
         create_app(settings),
         host=settings.http_host,
@@ -20,6 +22,7 @@ def main() -> None:
         # aiohttp stops accepting, then lets requests in flight finish within the grace.
         shutdown_timeout=settings.shutdown_grace_seconds,
         print=None,
+        loop=factory() if factory else None,
     )
 
 

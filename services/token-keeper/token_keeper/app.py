@@ -49,7 +49,9 @@ async def run(settings: Settings, stop: asyncio.Event, clock: Clock = _utcnow) -
         raise SystemExit("MLC_SECRET_KEY is required: token-keeper seals tokens with it")
     sealer = Sealer(settings.secret_key)
     async with AsyncExitStack() as stack:
-        pool = await stack.enter_async_context(db.pool(settings.database_url))
+        pool = await stack.enter_async_context(
+            db.pool(settings.database_url, max_size=settings.db_pool_max)
+        )
         await db.migrate(pool, "tokens", "token_keeper")
         store = PostgresConnectionStore(pool, sealer)
         inserted = await store.ensure(

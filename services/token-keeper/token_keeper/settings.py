@@ -54,3 +54,5 @@ class Settings(ServiceSettings):
             key: frozenset(self.rpc_users[s] for s in callers if s in self.rpc_users)
             for key, callers in topology.RPC_CALLERS.items()
         }
+
+    db_pool_max: int = 2
