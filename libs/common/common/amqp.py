@@ -105,7 +105,15 @@ async def connect(
             client_properties={"connection_name": name},
             reconnect_interval=reconnect_interval,
         ),
-        retry_on=(OSError, ConnectionError, TimeoutError, aio_pika.exceptions.AMQPConnectionError),
+        # A broker that closes the socket mid-handshake (it is restarting) makes aiormq raise
+        # StopAsyncIteration from its frame reader: the same "not yet" as a refused connect.
+        retry_on=(
+            OSError,
+            ConnectionError,
+            TimeoutError,
+            StopAsyncIteration,
+            aio_pika.exceptions.AMQPConnectionError,
+        ),
     )
     try:
         yield connection
