@@ -8,6 +8,7 @@ per operation into ``simulators/twilio/sim_twilio/openapi/``:
 - ``create_call.json`` from operation ``CreateCall`` (POST .../Calls.json)
 - ``list_message.json`` from operation ``ListMessage`` (GET .../Messages.json): the query
   parameters (the filters the dispatcher's lookup of unsettled sends uses) and the page schema
+- ``list_call.json`` from operation ``ListCall`` (GET .../Calls.json), the same for calls
 
 Each file holds a provenance header (source file, its sha256, operationId), the form body as a
 JSON Schema (draft 2020-12: ``nullable`` becomes a ``null`` type, ``$ref`` enums are inlined,
@@ -63,6 +64,7 @@ _REF_PREFIX = "#/components/schemas/"
 #: Output file -> (path in the spec, operationId) of GET list operations.
 LIST_OPERATIONS = {
     "list_message.json": ("/2010-04-01/Accounts/{AccountSid}/Messages.json", "ListMessage"),
+    "list_call.json": ("/2010-04-01/Accounts/{AccountSid}/Calls.json", "ListCall"),
 }
 
 

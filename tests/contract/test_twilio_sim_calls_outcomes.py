@@ -10,7 +10,6 @@ Twilio's OpenAPI description (``ListCall`` parameters and page schema, when
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -40,7 +39,6 @@ from sim_twilio.settings import Settings
 pytestmark = pytest.mark.contract
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = ROOT.parent / "shared" / "twilio-oai" / "twilio_api_v2010.json"
 CALL = json.loads(
     (Path(sim_twilio.__file__).parent / "openapi" / "create_call.json").read_text("utf-8")
 )
@@ -341,32 +339,15 @@ async def test_call_outcome_faults_default_to_completed_and_message_ones_are_unc
 # --- the call list ------------------------------------------------------------------------------
 
 
-def _list_call_operation() -> dict[str, Any]:
-    if not SPEC.is_file():
-        pytest.skip(f"Twilio's OpenAPI description is not at {SPEC}")
-    return json.loads(SPEC.read_bytes())["paths"]["/2010-04-01/Accounts/{AccountSid}/Calls.json"][
-        "get"
-    ]
-
-
-def _list_call_page_schema() -> dict[str, Any]:
-    """The ``ListCall`` 200 schema, converted by the project's own spec deriver."""
-    operation = _list_call_operation()
-    path = ROOT / "scripts" / "derive_twilio_fixture.py"
-    loader = importlib.util.spec_from_file_location("derive_twilio_fixture", path)
-    assert loader is not None
-    assert loader.loader is not None
-    module = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(module)
-    spec = json.loads(SPEC.read_bytes())
-    page = operation["responses"]["200"]["content"]["application/json"]["schema"]
-    return module.to_json_schema(page, spec["components"]["schemas"])  # type: ignore[no-any-return]
+#: ``ListCall`` derived from Twilio's OpenAPI description (``make fixtures``; provenance inside).
+LIST_CALL = json.loads(
+    (Path(sim_twilio.__file__).parent / "openapi" / "list_call.json").read_text("utf-8")
+)
 
 
 def test_the_call_list_understands_exactly_the_documented_filters() -> None:
-    operation = _list_call_operation()
-    assert operation["operationId"] == "ListCall"
-    documented = [p["name"] for p in operation["parameters"] if p["in"] == "query"]
+    assert LIST_CALL["provenance"]["operationId"] == "ListCall"
+    documented = list(LIST_CALL["query_parameters"])
     assert tuple(documented) == LIST_QUERY_PARAMETERS
     assert "StartTime>" in documented  # the URL reads StartTime>=YYYY-MM-DD
 
@@ -391,11 +372,10 @@ async def test_list_calls_filters_by_to_and_pages_newest_first(sim: Sim) -> None
     assert second["previous_page_uri"] is not None
     assert all(c["to"] == RECIPIENT for c in page["calls"] + second["calls"])
 
-    if SPEC.is_file():
-        schema = _list_call_page_schema()
-        for body in (page, second):
-            errors = list(Draft202012Validator(schema).iter_errors(body))
-            assert not errors, [e.message for e in errors]
+    schema = LIST_CALL["response"]["schema"]
+    for body in (page, second):
+        errors = list(Draft202012Validator(schema).iter_errors(body))
+        assert not errors, [e.message for e in errors]
 
 
 async def test_list_calls_filters_by_status_and_start_day(sim: Sim) -> None:
