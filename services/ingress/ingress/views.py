@@ -75,7 +75,9 @@ def _answer(
     request: web.Request, source: str, outcome: str, status: int, **context: object
 ) -> web.Response:
     request.app[METRICS].labels(source=source, outcome=outcome).inc()
-    level = log.info if status < 400 else log.warning
+    # An accepted webhook is counted, not logged at INFO: three or four of them per
+    # notification would be most of ingress's log volume and a tenth of its CPU.
+    level = log.debug if status < 400 else log.warning
     level(
         "webhook_" + ("accepted" if status < 300 else "rejected"),
         source=source,

@@ -204,9 +204,13 @@ class PostgresTrail(TrailQueries):
                      AND document_id = $5 AND fact = $6
                      AND (channel = $7 OR channel IS NULL)  -- a skip names none
                      AND state = 'released' AND notification_id <> $1
-                   ORDER BY updated_at DESC LIMIT 1)
-               UPDATE audit.notifications n SET retry_of = old.notification_id
-               FROM old WHERE n.notification_id = $1""",
+                   ORDER BY updated_at DESC LIMIT 1),
+               linked AS (
+                   UPDATE audit.notifications n SET retry_of = old.notification_id
+                   FROM old WHERE n.notification_id = $1
+                   RETURNING old.notification_id AS previous)
+               UPDATE audit.notifications SET state = 'replaced', updated_at = now()
+               WHERE notification_id IN (SELECT previous FROM linked)""",
             c.notification_id,
             s.connection_id,
             s.division,
@@ -214,12 +218,6 @@ class PostgresTrail(TrailQueries):
             s.id,
             c.fact,
             c.channel,
-        )
-        await db.execute(
-            """UPDATE audit.notifications SET state = 'replaced', updated_at = now()
-               WHERE notification_id = (SELECT retry_of FROM audit.notifications
-                                        WHERE notification_id = $1)""",
-            c.notification_id,
         )
 
     async def _upsert_requested(
