@@ -43,6 +43,7 @@ from enricher.documents import DocumentKind, exact_datetime
 from enricher.facts import idempotency_key
 from enricher.ports import (
     ExactReader,
+    Notice,
     NoticeKey,
     NoticeStore,
     PreferenceStore,
@@ -134,10 +135,19 @@ class Decider:
             return []
         now = self.clock()
         out: list[Message] = []
+        known = await self.notices.of_document(connection_id, division, kind.entity, document_id)
         for fact in facts:
             for rule in policy.matching(kind.entity, fact):
                 out += await self._apply(
-                    policy, connection_id, kind, doc, document_id, rule, division, now
+                    policy,
+                    connection_id,
+                    kind,
+                    doc,
+                    document_id,
+                    rule,
+                    division,
+                    now,
+                    known.get(rule.name),
                 )
         return out
 
@@ -177,10 +187,10 @@ class Decider:
         rule: Rule,
         division: int,
         now: datetime,
+        existing: Notice | None,
     ) -> list[Message]:
         source = self.source(connection_id, kind, doc, document_id, division)
         key = NoticeKey(source.connection_id, division, kind.entity, document_id, rule.name)
-        existing = await self.notices.get(key)
         if existing is not None and existing.state == "sent":
             self.count(kind.entity, "republished")
             return [existing.message] if existing.message else []
@@ -194,7 +204,7 @@ class Decider:
                 return []
             await self.notices.record(key, "pending", due_at=due, number=number)
             self.count(kind.entity, "scheduled")
-            log.info("notice_scheduled", rule=rule.name, due_at=due.isoformat())
+            log.debug("notice_scheduled", rule=rule.name, due_at=due.isoformat())
             return []
         outcome = await self.decide(policy, kind, doc, rule, source, now, not_before=None)
         if outcome is None:

@@ -167,6 +167,12 @@ class Notice:
 class NoticeStore(Protocol):
     async def get(self, key: NoticeKey) -> Notice | None: ...
 
+    async def of_document(
+        self, connection_id: str, division: int, entity: str, document_id: UUID
+    ) -> dict[str, Notice]:
+        """Every notice of one document, by rule (one read for all of its rules)."""
+        ...
+
     async def record(
         self,
         key: NoticeKey,

@@ -25,6 +25,14 @@ class FakeNotices:
     async def get(self, key: NoticeKey) -> Notice | None:
         return self.rows.get(key)
 
+    async def of_document(self, connection_id, division, entity, document_id):  # type: ignore[no-untyped-def]
+        return {
+            k.rule: n
+            for k, n in self.rows.items()
+            if (k.connection_id, k.division, k.entity, k.document_id)
+            == (connection_id, division, entity, document_id)
+        }
+
     async def record(self, key, state, *, due_at, number, message=None, detail=None):  # type: ignore[no-untyped-def]
         old = self.rows.get(key)
         if old is not None and old.state == "cancelled":

@@ -168,6 +168,19 @@ class PostgresNotices:
         )
         return _notice(row) if row else None
 
+    async def of_document(
+        self, connection_id: str, division: int, entity: str, document_id: UUID
+    ) -> dict[str, Notice]:
+        rows = await self._db.fetch(
+            """SELECT * FROM enricher.notices WHERE connection_id = $1 AND division = $2
+               AND entity = $3 AND document_id = $4""",
+            connection_id,
+            division,
+            entity,
+            document_id,
+        )
+        return {row["rule"]: _notice(row) for row in rows}
+
     async def record(
         self,
         key: NoticeKey,
