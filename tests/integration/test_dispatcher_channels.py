@@ -356,3 +356,44 @@ async def test_an_email_whose_send_had_no_answer_is_settled_sent_by_its_processe
     )
     assert (row["state"], row["provider_id"]) == ("sent", "abc123")
     assert (await claims.claim(cmd)).outcome == "sent"  # a copy of the command sends nothing
+
+
+async def test_a_status_signed_for_another_connection_suppresses_nothing(sim, pool):
+    url, _ = sim
+    suppressions = PostgresSuppressions(pool)
+    claims = PostgresClaimStore(pool, stale_seconds=60)
+    cmd = command("sms", "+31201234569", connection="acme")
+    settings = ServiceSettings(twilio_api_base_url=url)
+    async with httpx.AsyncClient(base_url=url) as http:
+        notifier = TwilioNotifier(http, TwilioAccounts(settings, Lookup({})))
+        await send_notification(cmd, claims=claims, notifier=notifier, suppressions=suppressions)
+    sid = await pool.fetchval(
+        "SELECT provider_id FROM dispatch.claims WHERE idempotency_key = $1", cmd.idempotency_key
+    )
+
+    def status(signed_for: str | None) -> TwilioStatus:
+        return TwilioStatus(
+            provider_id=sid,
+            status="undelivered",
+            error_code="30005",
+            raw={},
+            received_at=datetime.now(UTC),
+            connection_id=signed_for,
+        )
+
+    await feeds.on_message_status(status("rival"), suppressions=suppressions, claims=claims)
+    assert await suppressions.find("acme", "sms", "+31201234569") is None
+    await feeds.on_message_status(status("acme"), suppressions=suppressions, claims=claims)
+    assert await suppressions.find("acme", "sms", "+31201234569") is not None
+
+
+async def test_an_email_event_signed_for_another_connection_suppresses_nothing(pool):
+    claims = PostgresClaimStore(pool, stale_seconds=60)
+    suppressions = PostgresSuppressions(pool)
+    cmd = command("email", "mine@example.org", connection="acme")
+    assert (await claims.claim(cmd)).outcome == "claimed"
+    forged = email_event("spamreport", "mine@example.org", str(cmd.notification_id)).model_copy(
+        update={"connection_id": "rival"}
+    )
+    await feeds.on_email_event(forged, suppressions=suppressions, claims=claims)
+    assert await suppressions.find("acme", "email", "mine@example.org") is None

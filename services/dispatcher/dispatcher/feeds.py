@@ -18,10 +18,12 @@ event                                          suppresses                      r
 ``email.event.group_resubscribe``              lifts the unsubscribe           -
 =============================================  ==============================  ================
 
-A soft bounce (``type: blocked``) suppresses nothing: the next email may get through. The scope
-is the connection that sent (found by the message's claim) or, for a reply to the install's
-shared number, every connection (``*``). A START sent to the install's number lifts opt-outs
-in every scope, since the recipient cannot tell which company texted them from it.
+A status or event signed with one connection's own account is acted on only for that
+connection's messages. A soft bounce (``type: blocked``) suppresses nothing: the next email
+may get through. The scope is the connection that sent (found by the message's claim) or, for
+a reply to the install's shared number, every connection (``*``). A START sent to the
+install's number lifts opt-outs in every scope, since the recipient cannot tell which company
+texted them from it.
 
 ``privacy.forget`` (an erasure, ``mlc contacts forget``) replaces the recipient kept in the
 commands of settled claims; the suppression list keeps its address keys, so that an opt-out
@@ -41,6 +43,7 @@ from common.contracts import (
     ForgetContact,
     InboundSms,
     Message,
+    SendNotification,
     TwilioStatus,
     address_key,
 )
@@ -105,6 +108,8 @@ async def on_message_status(
     if command is None:
         log.info("undeliverable_without_claim", provider_id=event.provider_id)
         return []
+    if _foreign(event.connection_id, command):
+        return []
     channels, reason = mark
     await suppressions.add(
         command.source.connection_id,
@@ -115,6 +120,20 @@ async def on_message_status(
         notification_id=str(command.notification_id),
     )
     return []
+
+
+def _foreign(signed_for: str | None, command: SendNotification) -> bool:
+    """A callback signed with one connection's own account about another connection's
+    message: never acted on (the auditor refuses it too, and counts it)."""
+    if signed_for is None or signed_for == command.source.connection_id:
+        return False
+    log.warning(
+        "security_event",
+        kind="cross_tenant_feed",
+        signed_for=signed_for,
+        owner=command.source.connection_id,
+    )
+    return True
 
 
 def _email_reason(event: EmailEvent) -> str | None:
@@ -137,6 +156,8 @@ async def on_email_event(
     if reason is None and event.event != "group_resubscribe":
         return []
     command = await claims.command_for(notification_id=nid) if nid else None
+    if command is not None and _foreign(event.connection_id, command):
+        return []
     address = event.email or (command.recipient.address if command else None)
     if not address:
         return []
