@@ -316,18 +316,32 @@ async def test_a_hard_bounce_suppresses_the_address_and_a_soft_one_does_not(pool
     }
 
 
-async def test_an_sms_undelivered_to_a_landline_suppresses_sms_but_not_calls(sim, pool):
-    url, _ = sim
-    suppressions = PostgresSuppressions(pool)
-    claims = PostgresClaimStore(pool, stale_seconds=60)
-    cmd = command("sms", "+31201234568", connection="acme")
+async def sent_sms(
+    url: str,
+    pool: asyncpg.Pool,
+    claims: PostgresClaimStore,
+    suppressions: PostgresSuppressions,
+    to: str,
+) -> str:
+    """Send one SMS of connection acme through the simulator; its SID."""
+    cmd = command("sms", to, connection="acme")
     settings = ServiceSettings(twilio_api_base_url=url)
     async with httpx.AsyncClient(base_url=url) as http:
         notifier = TwilioNotifier(http, TwilioAccounts(settings, Lookup({})))
         await send_notification(cmd, claims=claims, notifier=notifier, suppressions=suppressions)
-    sid = await pool.fetchval(
-        "SELECT provider_id FROM dispatch.claims WHERE idempotency_key = $1", cmd.idempotency_key
+    return str(
+        await pool.fetchval(
+            "SELECT provider_id FROM dispatch.claims WHERE idempotency_key = $1",
+            cmd.idempotency_key,
+        )
     )
+
+
+async def test_an_sms_undelivered_to_a_landline_suppresses_sms_but_not_calls(sim, pool):
+    url, _ = sim
+    suppressions = PostgresSuppressions(pool)
+    claims = PostgresClaimStore(pool, stale_seconds=60)
+    sid = await sent_sms(url, pool, claims, suppressions, "+31201234568")
     status = TwilioStatus(
         provider_id=sid,
         status="undelivered",
@@ -362,14 +376,7 @@ async def test_a_status_signed_for_another_connection_suppresses_nothing(sim, po
     url, _ = sim
     suppressions = PostgresSuppressions(pool)
     claims = PostgresClaimStore(pool, stale_seconds=60)
-    cmd = command("sms", "+31201234569", connection="acme")
-    settings = ServiceSettings(twilio_api_base_url=url)
-    async with httpx.AsyncClient(base_url=url) as http:
-        notifier = TwilioNotifier(http, TwilioAccounts(settings, Lookup({})))
-        await send_notification(cmd, claims=claims, notifier=notifier, suppressions=suppressions)
-    sid = await pool.fetchval(
-        "SELECT provider_id FROM dispatch.claims WHERE idempotency_key = $1", cmd.idempotency_key
-    )
+    sid = await sent_sms(url, pool, claims, suppressions, "+31201234569")
 
     def status(signed_for: str | None) -> TwilioStatus:
         return TwilioStatus(

@@ -32,19 +32,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from common.contracts import Channel, SendNotification
 from common.contracts.email import NOTIFICATION_ARG
-from common.errors import AmbiguousOutcome, PermanentError, TransientError
+from common.errors import PermanentError, TransientError
 from dispatcher.adapters.accounts import EmailAccounts
+from dispatcher.adapters.transport import post_once
 from dispatcher.ports import SendReceipt
 
 __all__ = ["SendGridNotifier", "email_body"]
-
-_NOT_SENT = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.WriteError,
-    httpx.WriteTimeout,
-)
 
 _TEMPLATES = Environment(
     loader=PackageLoader("dispatcher", "templates"),
@@ -117,12 +110,9 @@ class SendGridNotifier:
             reply_to=account.reply_to,
         )
         headers = {"Authorization": f"Bearer {account.api_key}"}
-        try:
-            response = await self._client.post("/v3/mail/send", json=body, headers=headers)
-        except _NOT_SENT as exc:
-            raise TransientError(f"SendGrid unreachable: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
-            raise AmbiguousOutcome(f"no answer after the send left: {type(exc).__name__}") from exc
+        response = await post_once(
+            self._client, "SendGrid", "/v3/mail/send", json=body, headers=headers
+        )
         status = response.status_code
         if status == 202:
             return SendReceipt(response.headers.get("X-Message-Id", ""), "accepted")

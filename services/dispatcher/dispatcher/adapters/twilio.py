@@ -36,8 +36,9 @@ import httpx
 from pydantic import BaseModel
 
 from common.contracts import Channel, SendNotification
-from common.errors import AmbiguousOutcome, PermanentError, TransientError
+from common.errors import PermanentError, TransientError
 from dispatcher.adapters.accounts import TwilioAccount, TwilioAccounts
+from dispatcher.adapters.transport import post_once
 from dispatcher.ports import SendReceipt
 from dispatcher.voice import call_twiml
 
@@ -46,14 +47,6 @@ __all__ = ["CALL_EVENTS", "TwilioNotifier"]
 #: Call progress events a call reports (``StatusCallbackEvent``, repeated once per value).
 CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
 
-#: The request was not written whole, so Twilio cannot have acted on it.
-_NOT_SENT = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.WriteError,
-    httpx.WriteTimeout,
-)
 #: Refusals that say "not now" rather than "never" (reference twilio.md section 4).
 _LATER = frozenset({20429, 21611})
 #: Pages of a lookup read at most (1,000 messages per page): a number that got more since the
@@ -143,14 +136,14 @@ class TwilioNotifier:
         # a list of pairs repeats a key (StatusCallbackEvent), which a dict cannot
         body = urlencode(list(form.items()) if isinstance(form, dict) else form)
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        try:
-            response = await self._client.post(
-                path, content=body, headers=headers, auth=httpx.BasicAuth(*account.auth)
-            )
-        except _NOT_SENT as exc:
-            raise TransientError(f"Twilio unreachable: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
-            raise AmbiguousOutcome(f"no answer after the send left: {type(exc).__name__}") from exc
+        response = await post_once(
+            self._client,
+            "Twilio",
+            path,
+            content=body,
+            headers=headers,
+            auth=httpx.BasicAuth(*account.auth),
+        )
         if response.status_code == 201:
             payload = response.json()
             return SendReceipt(provider_id=payload["sid"], status=payload.get("status", ""))
