@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections import OrderedDict
 from datetime import UTC, datetime
 
@@ -29,6 +30,7 @@ __all__ = [
     "expect_continue",
     "json_depth_ok",
     "no_route",
+    "same_client_id",
     "valid_connection_id",
 ]
 
@@ -39,6 +41,16 @@ MAX_JSON_DEPTH = 16
 
 def valid_connection_id(value: str) -> bool:
     return _CONNECTION_ID.fullmatch(value) is not None
+
+
+def same_client_id(sent: str, configured: str) -> bool:
+    """Exact sends its ``ClientId`` as a bare lower-case GUID; an app's client id is often
+    written with braces or in upper case (``{6B1D...}``). Compared as UUIDs; a value that is
+    not one compares as text, ignoring case."""
+    try:
+        return uuid.UUID(sent.strip()) == uuid.UUID(configured.strip())
+    except ValueError:
+        return sent.strip().lower() == configured.strip().lower()
 
 
 def json_depth_ok(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:

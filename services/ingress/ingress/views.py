@@ -47,7 +47,7 @@ from common.contracts.email import NOTIFICATION_ARG
 from common.contracts.twilio import answered_status
 from common.errors import PermanentError, TransientError
 from common.signatures import sendgrid_verify, split_exact_body, twilio_verify, verify_exact
-from ingress.guards import event_age_seconds, json_depth_ok, valid_connection_id
+from ingress.guards import event_age_seconds, json_depth_ok, same_client_id, valid_connection_id
 from ingress.keys import CHANNELS, METRICS, PUBLISHER, REPLAYS, SECRETS, SETTINGS
 from ingress.keywords import classify
 from ingress.payloads import ExactEnvelope
@@ -179,7 +179,7 @@ async def exact_webhook(request: web.Request) -> web.Response:
             400 if malformed else 422,
         )
     content = envelope.Content
-    if content.ClientId.lower() != secret.client_id.lower():
+    if not same_client_id(content.ClientId, secret.client_id):
         return _answer(request, "exact", "wrong_client", 422, connection_id=connection_id)
     settings, replays = request.app[SETTINGS], request.app[REPLAYS]
     seen_key = f"exact:{connection_id}:{split[1]}"
