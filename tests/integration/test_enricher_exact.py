@@ -323,3 +323,13 @@ async def test_a_quiet_division_is_not_published_again_on_every_pass(exact, http
         later = now + timedelta(minutes=minutes)
         assert await reconciler.run_once(later) == 0
         assert published == []
+
+
+async def test_a_403_from_exact_is_retried_at_the_longest_tier_not_parked(exact, http):
+    client = exact.client(http)
+    with pytest.raises(TransientError) as caught:  # a division the app cannot reach: 403
+        await client.get_where_in(
+            "default", exact.division + 1, "crm/Accounts", "ID", [uuid4()], ["ID"]
+        )
+    assert caught.value.code == 403
+    assert caught.value.retry_after == 1800

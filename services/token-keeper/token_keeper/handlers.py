@@ -97,6 +97,15 @@ def _usable(row: Connection | None, connection_id: str) -> Connection:
     return row
 
 
+def _still_valid(row: Connection, now: datetime, margin: float = 5.0) -> bool:
+    """The row's access token is usable for at least ``margin`` more seconds."""
+    return (
+        row.access_token is not None
+        and row.access_expires_at is not None
+        and (row.access_expires_at - now).total_seconds() > margin
+    )
+
+
 async def _refresh_locked(
     connection_id: str,
     *,
@@ -119,7 +128,15 @@ async def _refresh_locked(
                     raise TransientError(
                         "refresh not allowed yet", code="too_early", retry_after=wait
                     )
-            pair = await endpoint.refresh(row)
+            try:
+                pair = await endpoint.refresh(row)
+            except TransientError as exc:
+                # Exact's clock says "too early" (TooEarlyToRefreshTokens): while the access
+                # token it issued last is still valid, that token is the answer, not an error.
+                if exc.code == "too_early" and _still_valid(row, now):
+                    log.info("refresh_too_early_token_still_valid", connection_id=connection_id)
+                    return row
+                raise
             saved = await session.save(pair, now)
     except ChainBroken as exc:
         await store.mark_needs_reconnect(connection_id, str(exc))

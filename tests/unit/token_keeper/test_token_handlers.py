@@ -221,3 +221,37 @@ async def test_keep_alive_refreshes_only_idle_connections():
     assert endpoint.used == ["refresh-0"]
     assert store.row is not None
     assert store.row.refreshed_at == idle
+
+
+async def test_exact_refusing_a_refresh_as_too_early_hands_out_the_still_valid_token():
+    issued = NOW - timedelta(seconds=POLICY.min_interval + 1)  # our floor has passed
+    row = connection(
+        access_token="a",
+        access_fingerprint=fingerprint("a"),
+        access_expires_at=NOW + timedelta(seconds=20),  # about to be refreshed, still valid
+        refreshed_at=issued,
+    )
+    store = FakeStore(row)
+    endpoint = FakeEndpoint(store, TransientError("too early", code="too_early", retry_after=30))
+    reply = await get_token(
+        TokenGet(connection_id="default"), store=store, endpoint=endpoint, policy=POLICY,
+        clock=lambda: NOW,
+    )  # fmt: skip
+    assert endpoint.calls == 1
+    assert reply.access_token.get_secret_value() == "a"
+
+
+async def test_too_early_with_an_expired_token_is_still_an_error_to_retry():
+    row = connection(
+        access_token="a",
+        access_fingerprint=fingerprint("a"),
+        access_expires_at=NOW - timedelta(seconds=1),
+        refreshed_at=NOW - timedelta(seconds=POLICY.min_interval + 1),
+    )
+    store = FakeStore(row)
+    endpoint = FakeEndpoint(store, TransientError("too early", code="too_early", retry_after=30))
+    with pytest.raises(TransientError):
+        await get_token(
+            TokenGet(connection_id="default"), store=store, endpoint=endpoint, policy=POLICY,
+            clock=lambda: NOW,
+        )  # fmt: skip

@@ -7,8 +7,9 @@ its ``__next`` pages.
 
 Error mapping at this boundary: 401 -> one token refresh and replay, then PermanentError;
 404 -> no rows (the records are gone: never retried); 429 -> waited out by the governor, or
-its TransientError until the reset; 5xx, 200 without JSON and network errors -> TransientError
-(reads are safe to repeat); other 4xx -> PermanentError.
+its TransientError until the reset; 403 (possibly the hourly block after too many errors) ->
+TransientError at the longest retry tier; 5xx, 200 without JSON and network errors ->
+TransientError (reads are safe to repeat); other 4xx -> PermanentError.
 """
 
 from __future__ import annotations
@@ -146,6 +147,14 @@ class ExactClient:
             return None
         if status >= 500:
             raise TransientError(f"Exact answered {status}", code=status)
+        if status == 403:
+            # Exact blocks an app for the rest of the hour once it spent its error budget
+            # (and answers 403): later, at the longest tier, not parked as permanent.
+            raise TransientError(
+                f"Exact refused the request (403): {response.text[:200]}",
+                code=403,
+                retry_after=1800,
+            )
         if status >= 400:
             raise PermanentError(f"Exact answered {status}: {response.text[:200]}", code=status)
         if "json" not in response.headers.get("Content-Type", ""):
