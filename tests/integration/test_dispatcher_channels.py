@@ -123,9 +123,11 @@ async def test_a_connection_with_its_own_sendgrid_key_and_sender_sends_with_them
     }
     async with httpx.AsyncClient(base_url=url) as http:
         notifier = email_notifier(url, http, own)
-        with pytest.raises(PermanentError) as refused:
+        with pytest.raises(TransientError) as refused:
             await notifier.send(command("email", "a@example.org", connection="acme"))
-        assert refused.value.code == "sendgrid_auth"  # the simulator knows only its own key
+        # the simulator knows only its own key: the connection's sends wait for a fixed one
+        assert refused.value.code == "credentials"
+        assert refused.value.retry_after == 1800
         own["acme"] = own["acme"].model_copy(
             update={"sendgrid_api_key": ServiceSettings().sendgrid_api_key}
         )
@@ -404,3 +406,22 @@ async def test_an_email_event_signed_for_another_connection_suppresses_nothing(p
     )
     await feeds.on_email_event(forged, suppressions=suppressions, claims=claims)
     assert await suppressions.find("acme", "email", "mine@example.org") is None
+
+
+async def test_refused_twilio_credentials_make_sends_wait_and_a_full_queue_slows_them(sim):
+    url, admin = sim
+    wrong = ServiceSettings(twilio_api_base_url=url, twilio_auth_token=SecretStr("wrong"))
+    async with httpx.AsyncClient(base_url=url) as http:
+        notifier = TwilioNotifier(http, TwilioAccounts(wrong, Lookup({})))
+        with pytest.raises(TransientError) as refused:
+            await notifier.send(command("sms", "+31612340077"))
+        assert (refused.value.code, refused.value.retry_after) == ("credentials", 1800)
+
+        right = ServiceSettings(twilio_api_base_url=url)
+        notifier = TwilioNotifier(http, TwilioAccounts(right, Lookup({})))
+        await admin.reject(to="+31612340078", code=21611, status=400, count=1)
+        with pytest.raises(TransientError) as queued:
+            await notifier.send(command("sms", "+31612340078"))
+        assert queued.value.code == 21611
+        assert queued.value.retry_after is not None
+        assert queued.value.retry_after >= 600

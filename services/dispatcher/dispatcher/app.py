@@ -79,6 +79,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 ),
             },
             latency=dispatch_metrics.provider_seconds,
+            credentials_refused=dispatch_metrics.credentials_refused,
         )
         suppressions = PostgresSuppressions(pool, wake=wake)
         send = functools.partial(

@@ -19,6 +19,8 @@ class DispatchMetrics:
     resolutions: Counter
     #: Provider send requests by channel and outcome (sent, transient, permanent, ambiguous).
     provider_seconds: Histogram
+    #: Sends refused for the account's credentials (Twilio 401/20003, SendGrid 401/403).
+    credentials_refused: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> DispatchMetrics:
@@ -44,6 +46,12 @@ class DispatchMetrics:
                 "Time of each send request to Twilio or SendGrid, by channel and outcome",
                 ["channel", "outcome"],
                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20),
+                registry=registry,
+            ),
+            Counter(
+                "mlc_provider_credentials_refused_total",
+                "Sends refused because the provider refused the account's credentials",
+                ["channel"],
                 registry=registry,
             ),
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
 from common.contracts import Channel, SendNotification
 from common.errors import AmbiguousOutcome, PermanentError, TransientError
@@ -23,9 +23,16 @@ _OUTCOMES: tuple[tuple[type[Exception], str], ...] = (
 class ChannelNotifier:
     """``sms`` and ``voice`` through Twilio, ``email`` through SendGrid."""
 
-    def __init__(self, providers: dict[str, Notifier], *, latency: Histogram | None = None) -> None:
+    def __init__(
+        self,
+        providers: dict[str, Notifier],
+        *,
+        latency: Histogram | None = None,
+        credentials_refused: Counter | None = None,
+    ) -> None:
         self._providers = providers
         self._latency = latency
+        self._credentials_refused = credentials_refused
 
     def _for(self, channel: str | None) -> Notifier:
         provider = self._providers.get(channel or "sms")
@@ -40,6 +47,8 @@ class ChannelNotifier:
             return await provider.send(command)
         except Exception as exc:
             outcome = next((o for kind, o in _OUTCOMES if isinstance(exc, kind)), "error")
+            if getattr(exc, "code", None) == "credentials" and self._credentials_refused:
+                self._credentials_refused.labels(channel=command.channel).inc()
             raise
         finally:
             if self._latency is not None:

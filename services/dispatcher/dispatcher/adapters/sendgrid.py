@@ -8,8 +8,9 @@ keeps custom args). Answers (reference twilio.md section 6):
 
 - 202 -> sent; ``X-Message-Id`` is the provider id (events name it in ``sg_message_id``).
 - 429 and 5xx -> TransientError; a 429's ``X-RateLimit-Reset`` (epoch seconds) sets when.
-- 401/403 (a key that is wrong or lacks ``mail.send``) -> PermanentError ``sendgrid_auth``:
-  every email of the connection fails alike until the key is fixed (``mlc ping`` checks it).
+- 401/403 (a key that is wrong or lacks ``mail.send``) -> TransientError ``credentials`` at
+  the longest tier: every email of the connection waits until the key is fixed (``mlc ping``
+  checks it; ``mlc_provider_credentials_refused_total`` alerts), not a per-message failure.
 - 400/413 and other 4xx -> PermanentError for this message.
 - Transport errors: as for Twilio, before the request was written whole -> TransientError,
   after -> AmbiguousOutcome.
@@ -35,6 +36,7 @@ from common.contracts.email import NOTIFICATION_ARG
 from common.errors import PermanentError, TransientError
 from dispatcher.adapters.accounts import EmailAccounts
 from dispatcher.adapters.transport import post_once
+from dispatcher.adapters.twilio import CREDENTIALS_RETRY_SECONDS
 from dispatcher.ports import SendReceipt
 
 __all__ = ["SendGridNotifier", "email_body"]
@@ -122,7 +124,11 @@ class SendGridNotifier:
                 f"SendGrid answered {status}", code=status, retry_after=_reset_after(response)
             )
         if status in (401, 403):
-            raise PermanentError(f"SendGrid refused the key: {message}", code="sendgrid_auth")
+            raise TransientError(
+                f"SendGrid refused the key ({status}): {message}",
+                code="credentials",
+                retry_after=CREDENTIALS_RETRY_SECONDS,
+            )
         raise PermanentError(f"SendGrid refused the email: {message}", code=status)
 
     async def find(self, command: SendNotification, *, since: datetime) -> SendReceipt | None:

@@ -1,11 +1,21 @@
 """TwilioNotifier: Twilio's Messages and Calls APIs, their answers mapped to our error classes.
 
-- 201 -> receipt (SID and initial status).
-- 429 / code 20429 and 5xx -> TransientError (the request was not processed), honouring
-  ``Retry-After`` when present; so is 21611 (the sender's queue holds more than 10 hours of
-  messages: later, slower).
-- 21211 invalid number, 21614 not a mobile, 21610 opted out (STOP), and any other synchronous
-  4xx -> PermanentError with the code.
+============================  =================================================================
+answer                        class
+============================  =================================================================
+201                           sent: the SID and initial status are the receipt
+429 / 20429, 5xx              TransientError (not processed), honouring ``Retry-After``
+21611 (sender queue > 10 h)   TransientError, not before ``SLOW_DOWN_SECONDS``: later, slower
+401 / 20003 (credentials)     TransientError at the longest tier (``CREDENTIALS_RETRY_SECONDS``),
+                              code ``credentials``: the whole connection's sends wait for the
+                              account to be fixed (``mlc ping`` tells), counted in
+                              ``mlc_provider_credentials_refused_total``; not a per-message
+                              failure
+21211 invalid number,         PermanentError with the code (reason ``invalid_number`` /
+21614 not a mobile,           ``opted_out`` / ``provider_error``)
+21610 opted out (STOP),
+any other 4xx
+============================  =================================================================
 - Connect errors, pool timeouts and errors while writing the request: the request never
   reached Twilio whole -> TransientError. A read timeout or a dropped connection after the
   POST was written may have sent it -> AmbiguousOutcome.
@@ -49,6 +59,10 @@ CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
 
 #: Refusals that say "not now" rather than "never" (reference twilio.md section 4).
 _LATER = frozenset({20429, 21611})
+#: 21611: the sender's queue holds more than 10 hours of messages; try again this much later.
+SLOW_DOWN_SECONDS = 600.0
+#: A refused credential (401, 20003) is fixed by a person: ask again at the longest tier.
+CREDENTIALS_RETRY_SECONDS = 1800.0
 #: Pages of a lookup read at most (1,000 messages per page): a number that got more since the
 #: claim is not a customer's phone; the lookup then answers "unknown" and is retried later.
 _MAX_PAGES = 5
@@ -152,11 +166,18 @@ class TwilioNotifier:
         except ValueError:
             error = _TwilioError()
         code = error.code or response.status_code
-        if response.status_code == 429 or code in _LATER or response.status_code >= 500:
+        if response.status_code == 401 or code == 20003:
             raise TransientError(
-                f"Twilio answered {response.status_code}",
-                code=code,
-                retry_after=_retry_after(response),
+                "Twilio refused the account's credentials (20003): fix them, sends wait",
+                code="credentials",
+                retry_after=CREDENTIALS_RETRY_SECONDS,
+            )
+        if response.status_code == 429 or code in _LATER or response.status_code >= 500:
+            wait = _retry_after(response)
+            if code == 21611:
+                wait = max(wait or 0.0, SLOW_DOWN_SECONDS)
+            raise TransientError(
+                f"Twilio answered {response.status_code}", code=code, retry_after=wait
             )
         raise PermanentError(f"Twilio refused the request: {error.message[:200]}", code=code)
 
