@@ -48,6 +48,50 @@ def test_sync_plans_deletes_for_stale_urls_and_duplicates_and_creates_the_rest()
     assert create == ["Accounts"]
 
 
+def test_a_sync_of_some_topics_leaves_the_other_topics_alone():
+    ours = "https://hooks/webhooks/exact/acme"
+    existing = [
+        {"ID": "1", "Topic": "SalesInvoices", "CallbackURL": ours},
+        {"ID": "2", "Topic": "Contacts", "CallbackURL": ours},
+        {"ID": "3", "Topic": "Retired", "CallbackURL": ours},
+    ]
+    assert plan_sync(existing, ["Contacts"], ours, every=False) == ([], [])
+    # a full sync also removes our subscription to a topic the connector no longer uses
+    assert plan_sync(existing, list(TOPICS), ours)[0] == ["3"]
+
+
+class RefusingApi:
+    """ExactApi's create/delete, refusing one topic as Exact would (400)."""
+
+    def __init__(self, refused: str) -> None:
+        self.refused, self.created = refused, []
+
+    async def create(self, path, body):  # type: ignore[no-untyped-def]
+        if body["Topic"] == self.refused:
+            request = httpx.Request("POST", "https://exact" + path)
+            raise httpx.HTTPStatusError(
+                "refused", request=request, response=httpx.Response(400, request=request)
+            )
+        self.created.append(body["Topic"])
+        return {}
+
+    async def delete(self, path):  # type: ignore[no-untyped-def]
+        return None
+
+
+async def test_a_refused_topic_is_reported_and_the_next_topics_still_created():
+    from token_keeper.cli.subscriptions import _apply
+
+    api, said = RefusingApi("SalesOrders"), []
+    failed = await _apply(
+        api, "/api/v1/1/webhooks/WebhookSubscriptions", "https://hooks", [],  # type: ignore[arg-type]
+        ["SalesInvoices", "SalesOrders", "Contacts"], said.append,
+    )  # fmt: skip
+    assert failed == ["c:SalesOrders"]
+    assert api.created == ["SalesInvoices", "Contacts"]
+    assert "Exact refused topic SalesOrders: 400" in said[0]
+
+
 async def test_connect_list_ping_and_sync_subscriptions(private_amqp_url, private_database_url):
     key = generate_key()
     lines: list[str] = []
@@ -158,9 +202,30 @@ async def test_connect_list_ping_and_sync_subscriptions(private_amqp_url, privat
         await subscriptions.run(settings, listing_args, lines.append)
         assert sorted(line.split()[2] for line in lines) == sorted(TOPICS)
         lines.clear()
-        delete = argparse.Namespace(action="delete", connection="acme", topic=None)
-        await subscriptions.run(settings, delete, lines.append)
-        assert lines == [f"acme {DIVISION}: deleted {len(TOPICS)}, created 0"]
+        # a sync of one topic leaves the others' subscriptions alone
+        one = argparse.Namespace(action="sync", connection="acme", topic=["Contacts"])
+        assert await subscriptions.run(settings, one, lines.append) == 0
+        assert lines == [f"acme {DIVISION}: deleted 0, created 0"]
+        lines.clear()
+        await subscriptions.run(settings, listing_args, lines.append)
+        assert len(lines) == len(TOPICS)
+        lines.clear()
+        # an unknown topic is refused before anything is touched
+        nonsense = argparse.Namespace(action="sync", connection="acme", topic=["Nonsense"])
+        assert await subscriptions.run(settings, nonsense, lines.append) == 2
+        assert "unknown topic(s) Nonsense" in lines[0]
+        lines.clear()
+        # delete asks first, and honours --topic
+        delete = argparse.Namespace(action="delete", connection="acme", topic=["Contacts"])
+        assert await subscriptions.run(settings, delete, lines.append) == 2
+        lines.clear()
+        delete.yes = True
+        assert await subscriptions.run(settings, delete, lines.append) == 0
+        assert lines == [f"acme {DIVISION}: deleted 1, created 0"]
+        lines.clear()
+        everything = argparse.Namespace(action="delete", connection="acme", topic=None, yes=True)
+        await subscriptions.run(settings, everything, lines.append)
+        assert lines == [f"acme {DIVISION}: deleted {len(TOPICS) - 1}, created 0"]
 
 
 async def test_ping_names_what_to_fix_when_twilio_credentials_are_wrong(
