@@ -7,10 +7,13 @@ variables, so both sides of each vendor conversation agree on credentials withou
 
 from __future__ import annotations
 
+import ipaddress
+from urllib.parse import urlsplit
+
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["SIMULATOR_DEFAULTS", "ServiceSettings"]
+__all__ = ["REAL_VENDOR_HOSTS", "SIMULATOR_DEFAULTS", "ServiceSettings"]
 
 #: Credentials the simulators accept out of the box. They are not secrets: they only open the
 #: built-in simulators, never a real account.
@@ -88,3 +91,49 @@ class ServiceSettings(BaseSettings):
         if self.twilio_api_key_sid and self.twilio_api_key_secret:
             return self.twilio_api_key_sid, self.twilio_api_key_secret.get_secret_value()
         return self.twilio_account_sid, self.twilio_auth_token.get_secret_value()
+
+    def public_url_problem(self, vendor_base_url: str) -> str | None:
+        """Why ``public_base_url`` cannot receive the callbacks of the vendor at
+        ``vendor_base_url``, or None. Only a real vendor's API (``REAL_VENDOR_HOSTS``; the
+        simulators answer anywhere else) needs an HTTPS URL it can reach: Exact refuses a
+        non-HTTPS CallbackURL and Twilio cannot call a loopback or private address."""
+        vendor = urlsplit(vendor_base_url).hostname or ""
+        if not any(vendor == h or vendor.endswith("." + h) for h in REAL_VENDOR_HOSTS):
+            return None
+        parts = urlsplit(self.public_base_url)
+        if parts.scheme != "https":
+            return f"MLC_PUBLIC_BASE_URL must be https:// for {vendor} ({parts.scheme}://)"
+        if _private_host(self.public_base_url):
+            return (
+                f"MLC_PUBLIC_BASE_URL must be reachable from the internet for {vendor} "
+                f"({parts.hostname} is not)"
+            )
+        return None
+
+
+#: The domains of the real vendors' APIs (Exact's regional hosts, Twilio, SendGrid).
+REAL_VENDOR_HOSTS = (
+    "exactonline.nl",
+    "exactonline.be",
+    "exactonline.de",
+    "exactonline.fr",
+    "exactonline.co.uk",
+    "exactonline.com",
+    "exact.com",
+    "twilio.com",
+    "sendgrid.com",
+)
+
+
+def _private_host(url: str) -> bool:
+    """The URL's host is loopback, private, link-local or a local name."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        # a bare name (``ingress``) resolves inside a private network only; a dotted name is
+        # taken as public (DNS is not asked)
+        return "." not in host
+    return address.is_loopback or address.is_private or address.is_link_local

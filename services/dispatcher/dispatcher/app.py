@@ -32,6 +32,10 @@ __all__ = ["run"]
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
+    for vendor in (settings.twilio_api_base_url, settings.sendgrid_api_base_url):
+        if problem := settings.public_url_problem(vendor):
+            # a real vendor's status callbacks would go nowhere: refuse to send blind
+            raise SystemExit(f"mlc-dispatcher: cannot start: {problem}")
     async with AsyncExitStack() as stack:
         pool = await stack.enter_async_context(
             db.pool(settings.database_url, max_size=settings.db_pool_max)

@@ -107,6 +107,11 @@ async def run(settings: Settings, args: argparse.Namespace, say: Say) -> int:
         rpc = await RpcClient.open(broker, timeout=10)
         for conn in await _connections(settings, args.connection):
             token = await rpc.call(TokenGet(connection_id=conn.id), AccessToken)
+            problem = settings.public_url_problem(token.base_url)
+            if problem and args.action == "sync":
+                say(f"{conn.id}: not subscribing: {problem}")
+                refused += 1
+                continue
             api = ExactApi(http, token.base_url, token.access_token.get_secret_value())
             callback = _callback(settings, conn.id)
             for division in conn.divisions or [conn.division]:
