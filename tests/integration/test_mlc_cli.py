@@ -251,3 +251,32 @@ async def _token(amqp_url: str, connection_id: str) -> AccessToken:
     async with amqp.connect(amqp_url, name="test-mlc-cli") as broker:
         rpc = await RpcClient.open(broker)
         return await rpc.call(TokenGet(connection_id=connection_id), AccessToken)
+
+
+async def test_ping_accepts_a_standard_api_key_that_cannot_read_the_account(
+    private_amqp_url, private_database_url
+):
+    key, secret = "SK" + "5" * 32, "sim-standard-key-secret"
+    sim = TwilioSimSettings(
+        http_port=0, twilio_api_key_sid=key, twilio_api_key_secret=secret
+    )  # a Standard key, the simulator's default kind
+    async with twilio_serve(sim) as twilio_url:
+        settings = Settings(
+            amqp_url=private_amqp_url,
+            database_url=private_database_url,
+            secret_key=generate_key(),
+            twilio_api_base_url=twilio_url,
+            sendgrid_api_base_url=twilio_url,
+            twilio_api_key_sid=key,
+            twilio_api_key_secret=secret,
+        )
+        async with httpx.AsyncClient() as http:
+            account = await http.get(
+                f"{twilio_url}/2010-04-01/Accounts/{settings.twilio_account_sid}.json",
+                auth=(key, secret),
+            )
+        lines: list[str] = []
+        await ping.run(settings, argparse.Namespace(), lines.append)
+    assert account.status_code == 401  # what a Standard key gets for /Accounts
+    twilio = next(line for line in lines if line.startswith("twilio"))
+    assert twilio.startswith("twilio: ok (API key; a Standard key cannot read")

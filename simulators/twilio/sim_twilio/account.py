@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sim_twilio.auth import check_account, check_basic, check_bearer
+from sim_twilio.auth import check_account, check_account_resource, check_basic, check_bearer
 from sim_twilio.errors import TwilioError
 from sim_twilio.keys import SETTINGS
 
@@ -21,6 +21,7 @@ async def fetch_account(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     check_basic(request, settings)
     check_account(request, settings)
+    check_account_resource(request, settings)
     sid = settings.twilio_account_sid
     return web.json_response(
         {

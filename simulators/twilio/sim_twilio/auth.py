@@ -53,6 +53,16 @@ def check_basic(request: web.Request, settings: Settings) -> None:
         raise TwilioError(20003)
 
 
+def check_account_resource(request: web.Request, settings: Settings) -> None:
+    """A Standard API key may not read the Account resource: 401 / 20003 (the code Twilio
+    answers is not documented; 20003 is its "permission denied")."""
+    credentials = _basic_credentials(request)
+    key = settings.twilio_api_key_sid
+    standard = settings.sim_twilio_api_key_type == "standard"
+    if key and credentials and credentials[0] == key and standard:
+        raise TwilioError(20003)
+
+
 def check_account(request: web.Request, settings: Settings) -> None:
     """Raise 404 / 20404 unless the path's AccountSid is the configured account."""
     if request.match_info.get("AccountSid") != settings.twilio_account_sid:

@@ -48,3 +48,6 @@ class Settings(ServiceSettings):
     sim_twilio_inbound_url: str | None = None
     #: Default page size of list endpoints (Twilio's default is 50).
     sim_twilio_page_size: int = 50
+    #: The kind of the configured API key (MLC_TWILIO_API_KEY_SID): a "standard" key may use
+    #: every resource except /Accounts and /Keys (Twilio's Key resource page); "main" all.
+    sim_twilio_api_key_type: Literal["standard", "main"] = "standard"

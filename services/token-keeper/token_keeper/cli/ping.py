@@ -87,14 +87,20 @@ async def _twilio(
 ) -> bool:
     basic = httpx.BasicAuth(*auth)
     account = await http.get(f"{base}/2010-04-01/Accounts/{account_sid}.json", auth=basic)
-    if account.status_code != 200:
+    if account.status_code == 200:
+        state = f"account {account.json().get('status', '?')}"
+    elif auth[0].startswith("SK") and await _messages_readable(http, base, account_sid, basic):
+        # A Standard API key may use every resource but /Accounts and /Keys: what the
+        # dispatcher needs (messages, calls) works, the account's status cannot be read.
+        state = "API key; a Standard key cannot read the account's status"
+    else:
         say(
             f"{label}: account check answered {account.status_code}; fix: the account SID "
             "and auth token (or API key)"
         )
         return False
     if service_sid is None:
-        say(f"{label}: ok (account {account.json().get('status', '?')}, no Messaging Service)")
+        say(f"{label}: ok ({state}, no Messaging Service)")
         return True
     service = await http.get(f"{_messaging_base(base)}/v1/Services/{service_sid}", auth=basic)
     if service.status_code != 200:
@@ -103,11 +109,20 @@ async def _twilio(
             f"{service.status_code}; fix: the Messaging Service SID"
         )
         return False
-    say(
-        f"{label}: ok (account {account.json().get('status', '?')}, "
-        f"service {service.json().get('friendly_name', service_sid)})"
-    )
+    say(f"{label}: ok ({state}, service {service.json().get('friendly_name', service_sid)})")
     return True
+
+
+async def _messages_readable(
+    http: httpx.AsyncClient, base: str, account_sid: str, basic: httpx.BasicAuth
+) -> bool:
+    """The key can list the account's messages (one row), as a Standard key may."""
+    listing = await http.get(
+        f"{base}/2010-04-01/Accounts/{account_sid}/Messages.json",
+        params={"PageSize": "1"},
+        auth=basic,
+    )
+    return listing.status_code == 200
 
 
 async def _sendgrid(
