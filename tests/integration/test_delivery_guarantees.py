@@ -334,21 +334,24 @@ async def test_a_429_and_a_500_are_attempts_in_the_trail_before_the_send(stack: 
     assert len(await stack.posts(to)) == 3
 
 
-async def test_a_full_sender_queue_21611_is_retried_not_failed(stack: Stack):
+async def test_a_full_sender_queue_21611_is_retried_later_not_failed(stack: Stack):
     to = "+31611110016"
     await stack.sim.reject(to=to, code=21611, count=1)
     command = stack.command(to)
     await stack.send(command)
     entry = await eventually(
         lambda: stack.notification(command.notification_id),
-        until=lambda n: n["state"] == "sent",
+        until=lambda n: n["state"] == "retrying",
         timeout=30,
-        what="sent after the queue drained",
+        what="deferred",
     )
-    assert [(a["outcome"], a["error_code"]) for a in entry["attempts"]] == [
-        ("deferred", "21611"),
-        ("sent", None),
-    ]
+    (attempt,) = entry["attempts"]
+    assert (attempt["outcome"], attempt["error_code"]) == ("deferred", "21611")
+    # the sender's queue holds hours of messages: not again for at least ten minutes
+    assert (attempt["retry_at"] - attempt["recorded_at"]).total_seconds() >= 590
+    assert await stack.depth("dispatcher.sends.dlq") == 0
+    claim = await stack.claim_state(command.idempotency_key)
+    assert claim["state"] == "released"
 
 
 async def test_a_persistent_429_fails_exhausted_after_the_bounded_attempts(stack: Stack):

@@ -47,7 +47,8 @@ async def test_a_failed_claim_released_by_mlc_retry_is_sent_exactly_once(
 ):
     monkeypatch.setenv("MLC_AUDITOR_ADMIN_TOKEN", stack.admin_token)
     to = "+31622220001"
-    await stack.sim.reject(to=to, code=20003, status=401, count=1)  # wrong credentials, once
+    # the destination's country not enabled in the account's geo permissions, once
+    await stack.sim.reject(to=to, code=21408, status=400, count=1)
     command = stack.command(to, number="F900")
     rereads = await play_enricher(stack, {str(command.source.id): command})
     await stack.send(command)
