@@ -3,10 +3,11 @@
 # password for each service user from the environment (MLC_AMQP_PASSWORD_<SERVICE>) and an
 # administrator for the management UI (mlc-admin, MLC_AMQP_ADMIN_PASSWORD); the well-known
 # guest user is removed. Importing definitions leaves the service users without a password, so
-# this runs after every boot; the healthcheck passes only once it has (/tmp/mlc-users-ready).
+# this runs after every boot; the healthcheck passes only once it has ($HOME/mlc-users-ready:
+# the script and the healthcheck run as the same container user).
 # Passwords never reach the log (rabbitmqctl's output is discarded).
 set -eu
-ready=/tmp/mlc-users-ready
+ready="$HOME/mlc-users-ready"
 rm -f "$ready"
 
 rabbitmq-plugins enable --offline rabbitmq_prometheus rabbitmq_shovel \
