@@ -26,6 +26,7 @@ __all__ = [
     "SUPPRESSION_REASONS",
     "SuppressionChanged",
     "address_key",
+    "address_key_sql",
     "normalise_address",
 ]
 
@@ -53,6 +54,17 @@ def normalise_address(address: str) -> str:
 def address_key(address: str) -> str:
     """The key that stands for an address in the list and on the wire."""
     return hashlib.sha256(normalise_address(address).encode()).hexdigest()
+
+
+def address_key_sql(address: str) -> str:
+    """``address_key`` as a PostgreSQL expression over the text expression ``address`` (a
+    trusted column expression, never input): trimmed, lower-cased when an email address,
+    else without blanks, then SHA-256 in hex. The database's ``lower`` follows its ctype
+    (``C.UTF-8`` and the like fold non-ASCII letters as Python does)."""
+    trimmed = f"btrim({address})"
+    return f"""encode(sha256(convert_to(
+              CASE WHEN strpos({trimmed}, '@') > 0 THEN lower({trimmed})
+                   ELSE replace({trimmed}, ' ', '') END, 'UTF8')), 'hex')"""
 
 
 class SuppressionChanged(Event):

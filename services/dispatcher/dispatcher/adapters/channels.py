@@ -9,6 +9,7 @@ from prometheus_client import Counter, Histogram
 
 from common.contracts import Channel, SendNotification
 from common.errors import AmbiguousOutcome, PermanentError, TransientError
+from dispatcher.adapters.transport import CREDENTIALS
 from dispatcher.ports import Notifier, SendReceipt
 
 __all__ = ["ChannelNotifier"]
@@ -47,7 +48,7 @@ class ChannelNotifier:
             return await provider.send(command)
         except Exception as exc:
             outcome = next((o for kind, o in _OUTCOMES if isinstance(exc, kind)), "error")
-            if getattr(exc, "code", None) == "credentials" and self._credentials_refused:
+            if getattr(exc, "code", None) == CREDENTIALS and self._credentials_refused:
                 self._credentials_refused.labels(channel=command.channel).inc()
             raise
         finally:

@@ -14,15 +14,13 @@ from datetime import datetime
 import asyncpg
 
 from common.contracts import Message, NotificationReleased, NotificationSent, SendNotification
+from common.contracts.suppressions import address_key_sql
 from dispatcher.ports import Claim, Unsettled
 
 __all__ = ["PostgresClaimStore", "queue_event"]
 
 #: ``common.contracts.address_key`` in SQL over a claim command's recipient address.
-_ADDRESS_KEY = """encode(sha256(convert_to(
-    CASE WHEN strpos(btrim(command #>> '{recipient,address}'), '@') > 0
-         THEN lower(btrim(command #>> '{recipient,address}'))
-         ELSE replace(btrim(command #>> '{recipient,address}'), ' ', '') END, 'UTF8')), 'hex')"""
+_ADDRESS_KEY = address_key_sql("command #>> '{recipient,address}'")
 
 
 async def queue_event(

@@ -35,8 +35,7 @@ from common.contracts import Channel, SendNotification
 from common.contracts.email import NOTIFICATION_ARG
 from common.errors import PermanentError, TransientError
 from dispatcher.adapters.accounts import EmailAccounts
-from dispatcher.adapters.transport import post_once
-from dispatcher.adapters.twilio import CREDENTIALS_RETRY_SECONDS
+from dispatcher.adapters.transport import CREDENTIALS, CREDENTIALS_RETRY_SECONDS, post_once
 from dispatcher.ports import SendReceipt
 
 __all__ = ["SendGridNotifier", "email_body"]
@@ -126,7 +125,7 @@ class SendGridNotifier:
         if status in (401, 403):
             raise TransientError(
                 f"SendGrid refused the key ({status}): {message}",
-                code="credentials",
+                code=CREDENTIALS,
                 retry_after=CREDENTIALS_RETRY_SECONDS,
             )
         raise PermanentError(f"SendGrid refused the email: {message}", code=status)

@@ -15,7 +15,13 @@ import httpx
 
 from common.errors import AmbiguousOutcome, TransientError
 
-__all__ = ["NOT_SENT", "post_once"]
+__all__ = ["CREDENTIALS", "CREDENTIALS_RETRY_SECONDS", "NOT_SENT", "post_once"]
+
+#: The error code of a send refused for the account's credentials (Twilio 401/20003,
+#: SendGrid 401/403): the whole connection's problem, fixed by a person.
+CREDENTIALS = "credentials"
+#: ... so asked again at the longest retry tier.
+CREDENTIALS_RETRY_SECONDS = 1800.0
 
 #: The request was not written whole, so the provider cannot have acted on it.
 NOT_SENT = (

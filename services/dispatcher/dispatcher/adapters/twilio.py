@@ -48,7 +48,7 @@ from pydantic import BaseModel
 from common.contracts import Channel, SendNotification
 from common.errors import PermanentError, TransientError
 from dispatcher.adapters.accounts import TwilioAccount, TwilioAccounts
-from dispatcher.adapters.transport import post_once
+from dispatcher.adapters.transport import CREDENTIALS, CREDENTIALS_RETRY_SECONDS, post_once
 from dispatcher.ports import SendReceipt
 from dispatcher.voice import call_twiml
 
@@ -61,8 +61,7 @@ CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
 _LATER = frozenset({20429, 21611})
 #: 21611: the sender's queue holds more than 10 hours of messages; try again this much later.
 SLOW_DOWN_SECONDS = 600.0
-#: A refused credential (401, 20003) is fixed by a person: ask again at the longest tier.
-CREDENTIALS_RETRY_SECONDS = 1800.0
+
 #: Pages of a lookup read at most (1,000 messages per page): a number that got more since the
 #: claim is not a customer's phone; the lookup then answers "unknown" and is retried later.
 _MAX_PAGES = 5
@@ -169,7 +168,7 @@ class TwilioNotifier:
         if response.status_code == 401 or code == 20003:
             raise TransientError(
                 "Twilio refused the account's credentials (20003): fix them, sends wait",
-                code="credentials",
+                code=CREDENTIALS,
                 retry_after=CREDENTIALS_RETRY_SECONDS,
             )
         if response.status_code == 429 or code in _LATER or response.status_code >= 500:

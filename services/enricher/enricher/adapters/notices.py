@@ -23,6 +23,7 @@ from uuid import UUID
 import asyncpg
 
 from common.contracts import Channel, Message, NotificationSkipped, SendNotification
+from common.contracts.suppressions import address_key_sql
 from enricher.ports import AddressedNotice, Notice, NoticeKey
 
 __all__ = ["DueBatch", "Notice", "NoticeKey", "PostgresNotices", "PostgresPreferences"]
@@ -60,14 +61,6 @@ _UPSERT = """
         WHERE notices.state <> 'cancelled'"""
 
 
-def _address_key_sql(address: str) -> str:
-    """``common.contracts.address_key`` in SQL over the (trimmed) text expression
-    ``address``: lower-cased when an email address, else without blanks; SHA-256 in hex."""
-    return f"""encode(sha256(convert_to(
-              CASE WHEN strpos({address}, '@') > 0 THEN lower({address})
-                   ELSE replace({address}, ' ', '') END, 'UTF8')), 'hex')"""
-
-
 #: A stored command's recipient address, trimmed (``t.address``).
 _RECIPIENT = """CROSS JOIN LATERAL (SELECT btrim(n.message #>> '{recipient,address}',
                                      E' \\t\\n\\r\\f\\x0b') AS address) t"""
@@ -84,7 +77,7 @@ _PENDING_CHAINS_TO = f"""
      AND p.entity = n.entity AND p.document_id = n.document_id AND p.state = 'pending'
     WHERE ($1::text IS NULL OR n.connection_id = $1)
       AND n.message_type = 'SendNotification' AND n.message ->> 'channel' = $2
-      AND {_address_key_sql("t.address")} = $3
+      AND {address_key_sql("t.address")} = $3
     GROUP BY p.connection_id, p.division, p.entity, p.document_id, p.rule"""  # noqa: S608
 
 #: (Both queries are built from constants only: S608 does not apply.)
@@ -100,7 +93,7 @@ _ERASE_RECIPIENTS = f"""
       AND n.connection_id = $1 AND n.message_type = 'SendNotification'
       AND t.address <> $4
       AND (n.message #>> '{{recipient,contact_id}}' = $2
-           OR {_address_key_sql("t.address")} = ANY($3::text[]))"""  # noqa: S608
+           OR {address_key_sql("t.address")} = ANY($3::text[]))"""  # noqa: S608
 
 _CANCEL_PENDING = """
     UPDATE enricher.notices n SET state = 'cancelled', detail = $6, updated_at = now()
