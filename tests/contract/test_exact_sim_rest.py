@@ -211,6 +211,23 @@ async def test_filter_on_guids_with_or_and_parentheses(api):
     assert [r["ID"] for r in main.json()["d"]["results"]] == [seed.contact_id]
 
 
+async def test_an_or_filter_past_the_node_limit_is_refused_with_exacts_400_envelope(api):
+    # 100 nodes by default: 25 "ID eq guid'..'" terms make 4 * 25 - 1 = 99, 26 make 103
+    ids = [api.seed.contact_id] * 26
+    fits = " or ".join(f"ID eq guid'{i}'" for i in ids[:25])
+    too_long = " or ".join(f"ID eq guid'{i}'" for i in ids)
+
+    accepted = await api.get("crm/Contacts", params={"$filter": fits, "$select": "ID"})
+    refused = await api.get("crm/Contacts", params={"$filter": too_long, "$select": "ID"})
+
+    assert accepted.status_code == 200
+    assert [r["ID"] for r in accepted.json()["d"]["results"]] == [api.seed.contact_id]
+    assert refused.status_code == 400
+    assert set(refused.json()) == {"error"}
+    assert set(refused.json()["error"]) == {"code", "message"}
+    assert "node count limit of '100' has been exceeded" in _error_value(refused)
+
+
 async def test_filter_on_numbers_strings_and_datetimes(api):
     invoice = await api.admin.create_invoice(250.0, description="Broodleveringen")
     await api.admin.create_invoice(10.0, description="Croissants")

@@ -55,6 +55,7 @@ class Exact:
     tokens: SimTokens
     urls: list[str] = field(default_factory=list)
     slept: list[float] = field(default_factory=list)
+    governor: RateGovernor | None = None
 
     @property
     def division(self) -> int:
@@ -65,9 +66,11 @@ class Exact:
         self.slept.append(seconds)
         self.sim.state.clock.advance(seconds)
 
-    def client(self, http: httpx.AsyncClient, **governor: Any) -> ExactClient:
-        rules = RateGovernor(clock=self.sim.state.clock.now, sleep=self.advance, **governor)
-        return ExactClient(http, self.tokens, rules)
+    def client(
+        self, http: httpx.AsyncClient, *, max_terms: int = 15, **governor: Any
+    ) -> ExactClient:
+        self.governor = RateGovernor(clock=self.sim.state.clock.now, sleep=self.advance, **governor)
+        return ExactClient(http, self.tokens, self.governor, max_terms=max_terms)
 
 
 @pytest_asyncio.fixture
@@ -111,7 +114,7 @@ async def invoices(exact: Exact, count: int) -> list[str]:
     return [invoice["InvoiceID"] for invoice in created]
 
 
-async def test_150_concurrent_reads_cost_one_request_per_60_keys(exact, http):
+async def test_150_concurrent_reads_cost_one_request_per_15_keys_of_each_60_key_batch(exact, http):
     ids = await invoices(exact, 150)
     reader = BatchingExactReader(exact.client(http), window=0.05, max_batch=60)
     gone = [uuid4() for _ in range(5)]
@@ -128,14 +131,14 @@ async def test_150_concurrent_reads_cost_one_request_per_60_keys(exact, http):
     assert all(row["Status"] == 10 for row in found[:150])
     assert found[150:] == [None] * 5
     calls = await exact.admin.requests(path_contains="SalesInvoices")
-    assert len(calls) == 3
+    assert len(calls) == 4 + 4 + 3  # batches of 60, 60 and 35 keys, 15 terms a filter
     assert all(call["status"] == 200 for call in calls)
 
 
 async def test_keys_beyond_one_url_are_split_below_6000_characters(exact, http):
     ids = await invoices(exact, 150)
     keys = [UUID(i) for i in ids] + [uuid4() for _ in range(150)]
-    rows = await exact.client(http).get_where_in(
+    rows = await exact.client(http, max_terms=1000).get_where_in(
         "default", exact.division, INVOICES, "InvoiceID", keys, ["InvoiceID"]
     )
 
@@ -154,6 +157,53 @@ async def test_more_rows_than_a_page_are_followed_through_next(exact, http):
     assert len(rows) == 70
     assert len(exact.urls) == 2
     assert "skiptoken" in exact.urls[1]
+
+
+async def test_a_filter_refused_for_its_size_is_split_and_counts_once_against_the_budget(
+    exact, http
+):
+    # the simulator refuses trees past 100 nodes: 25 terms pass, 26 do not
+    ids = await invoices(exact, 60)
+    client = exact.client(http, max_terms=60)
+    rows = await client.get_where_in(
+        "default", exact.division, INVOICES, "InvoiceID", [UUID(i) for i in ids], ["InvoiceID"]
+    )
+
+    assert sorted(row["InvoiceID"] for row in rows) == sorted(ids)
+    terms = [url.count("+or+") + url.count("%20or%20") + 1 for url in exact.urls]
+    statuses = [c["status"] for c in await exact.admin.requests(path_contains="SalesInvoices")]
+    # 60 refused; one key alone passes (the size is the problem); 59 -> 30 refused; 15s pass
+    assert list(zip(terms, statuses, strict=True)) == [
+        (60, 400), (1, 200), (30, 400), (15, 200), (15, 200), (15, 200), (14, 200)
+    ]  # fmt: skip
+    assert client.max_terms(INVOICES) == 15
+    assert exact.governor is not None
+    assert exact.governor.errors("default", exact.division, INVOICES) == 1
+
+    # the ceiling holds: the next read of as many keys is refused no more
+    exact.urls.clear()
+    await client.get_where_in(
+        "default", exact.division, INVOICES, "InvoiceID", [UUID(i) for i in ids], ["InvoiceID"]
+    )
+    statuses = [c["status"] for c in await exact.admin.requests(path_contains="SalesInvoices")]
+    assert statuses[7:] == [200, 200, 200, 200]
+    assert exact.governor.errors("default", exact.division, INVOICES) == 1
+
+
+async def test_a_400_that_one_key_alone_also_gets_is_not_split_further(exact, http):
+    ids = await invoices(exact, 10)
+    client = exact.client(http, max_terms=10)
+    with pytest.raises(PermanentError) as caught:
+        await client.get_where_in(
+            "default", exact.division, INVOICES, "InvoiceID", [UUID(i) for i in ids], ["Nope"]
+        )
+
+    assert caught.value.code == 400
+    statuses = [c["status"] for c in await exact.admin.requests(path_contains="SalesInvoices")]
+    assert statuses == [400, 400]  # the batch, then one key alone: no halving ladder
+    assert client.max_terms(INVOICES) == 10
+    assert exact.governor is not None
+    assert exact.governor.errors("default", exact.division, INVOICES) == 1
 
 
 async def test_a_429_is_waited_out_until_the_reset_and_the_read_succeeds(exact, http):

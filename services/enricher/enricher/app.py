@@ -82,6 +82,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             http,
             tokens,
             governor(settings, ExactMetrics.create(registry)),
+            max_terms=settings.enricher_exact_filter_terms,
         )
         exact = BatchingExactReader(
             client,

@@ -144,9 +144,15 @@ class RateGovernor:
         division: int,
         endpoint: str,
         send: Callable[[], Awaitable[R]],
+        *,
+        count_errors: bool = True,
     ) -> R:
         """Send one request under the limits and return its response (any status but a 429
-        that retrying cured). Raises TransientError when the limits say not now."""
+        that retrying cured). Raises TransientError when the limits say not now.
+
+        ``count_errors=False``: a 4xx answer is not added to the endpoint's hourly budget,
+        for a caller that already counted the one refusal it is recovering from (a filter
+        split after a 400) and must not spend the budget twice for it."""
         state = self._divisions.setdefault((connection_id, division), _Division())
         async with state.lock:
             attempt = 0
@@ -168,7 +174,7 @@ class RateGovernor:
                     await self._sleep(wait)
                     state.minutely.remaining = None  # a new window: the next answer tells
                     continue
-                if 400 <= status < 500:  # 429 excepted (above), as Exact counts them
+                if count_errors and 400 <= status < 500:  # 429 excepted (above), as Exact does
                     slot = (endpoint, self._hour())
                     state.errors[slot] = state.errors.get(slot, 0) + 1
                 return response

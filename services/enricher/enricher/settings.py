@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from common.settings import ServiceSettings
 
 __all__ = ["Settings"]
@@ -27,9 +29,14 @@ class Settings(ServiceSettings):
     enricher_prefetch: int = 200
     #: How long a read by key waits for others to share its request; 0 reads every key alone.
     enricher_batch_window_seconds: float = 0.5
-    #: Keys per coalesced read. Exact's standard endpoints answer 60 rows a page, so a batch
-    #: of 60 invoices is one call.
+    #: Keys per coalesced read. Exact's standard endpoints answer 60 rows a page; a batch is
+    #: read in filters of ``enricher_exact_filter_terms`` keys each.
     enricher_batch_max_keys: int = 60
+    #: ``Key eq guid'..'`` terms per ``or`` filter. Exact documents no limit on a filter's
+    #: size; OData stacks refuse large expression trees (ASP.NET Web API OData past 100 nodes,
+    #: about 20 such terms), so the default stays below that. A filter Exact refuses with 400
+    #: is split in halves and read again, and its halves become the ceiling.
+    enricher_exact_filter_terms: int = Field(15, ge=1)
     #: How long a cached account and its contacts are used without asking Exact; 0 disables
     #: the cache. Accounts/Contacts webhooks drop entries sooner.
     enricher_cache_ttl_seconds: float = 3600.0

@@ -57,7 +57,8 @@ def _parse_key(entity: EntitySet, literal: str) -> Any:
 
 def _query(request: web.Request, entity: EntitySet) -> Any:
     try:
-        return parse_query(request.query, entity)
+        limit = request.app[SIMULATOR].settings.filter_node_limit
+        return parse_query(request.query, entity, node_limit=limit or None)
     except QueryError as exc:
         raise ApiError(400, str(exc)) from exc
 

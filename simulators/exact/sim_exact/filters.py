@@ -12,6 +12,14 @@ Grammar (operators and keywords are case-insensitive)::
     function   := trim | tolower | toupper | substringof | startswith | endswith
 
 A parse error or an unknown field raises ``FilterError`` (the API answers 400).
+
+Node count: each comparison, ``and``/``or``/``not``, function call, field and literal is one
+node of the expression tree, so ``InvoiceID eq guid'a' or InvoiceID eq guid'b'`` has 7 (three
+per comparison, one per ``or``). ``parse_filter(..., node_limit=N)`` refuses a larger tree with
+``NodeLimitExceeded``, the way Microsoft's OData stacks refuse one past their ``MaxNodeCount``
+(100 by default in ASP.NET Web API OData). Whether Exact enforces such a limit, and at what
+size, is not documented anywhere we could read; the simulator makes it configurable so that the
+connector is tested against one.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["FilterError", "Predicate", "parse_filter"]
+__all__ = ["FilterError", "NodeLimitExceeded", "Predicate", "parse_filter"]
 
 #: Evaluates a parsed filter against one record.
 Predicate = Callable[[Mapping[str, Any]], Any]
@@ -33,6 +41,17 @@ Predicate = Callable[[Mapping[str, Any]], Any]
 
 class FilterError(ValueError):
     """The ``$filter`` text is not valid for this entity set."""
+
+
+class NodeLimitExceeded(FilterError):
+    """The ``$filter`` expression has more nodes than the configured limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            "The query specified in the URI is not valid. "
+            f"The node count limit of '{limit}' has been exceeded."
+        )
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -136,6 +155,8 @@ class _Parser:
         self._tokens = tokens
         self._at = 0
         self._fields = fields
+        #: nodes of the expression tree built so far
+        self.nodes = 0
 
     def parse(self) -> Predicate:
         expr = self._or()
@@ -164,6 +185,7 @@ class _Parser:
         while self._peek_word() == "or":
             self._at += 1
             parts.append(self._and())
+            self.nodes += 1
         return parts[0] if len(parts) == 1 else (lambda row: any(p(row) for p in parts))
 
     def _and(self) -> Predicate:
@@ -171,11 +193,13 @@ class _Parser:
         while self._peek_word() == "and":
             self._at += 1
             parts.append(self._not())
+            self.nodes += 1
         return parts[0] if len(parts) == 1 else (lambda row: all(p(row) for p in parts))
 
     def _not(self) -> Predicate:
         if self._peek_word() == "not":
             self._at += 1
+            self.nodes += 1
             inner = self._not()
             return lambda row: not inner(row)
         return self._comparison()
@@ -186,6 +210,7 @@ class _Parser:
         if word is None or word not in _COMPARE:
             return left
         self._at += 1
+        self.nodes += 1
         op, right = _COMPARE[word], self._operand()
         return lambda row: _compare(op, left(row), right(row))
 
@@ -196,11 +221,13 @@ class _Parser:
             self._expect(")")
             return inner
         if token.kind == "literal":
+            self.nodes += 1
             value = token.value
             return lambda _row: value
         if token.kind != "name":
             raise FilterError(f"unexpected '{token.value}' in $filter")
         word = str(token.value)
+        self.nodes += 1
         constants = {"true": True, "false": False, "null": None}
         if word.lower() in constants:
             constant = constants[word.lower()]
@@ -228,9 +255,14 @@ class _Parser:
         return lambda row: function(*(arg(row) for arg in args))
 
 
-def parse_filter(text: str, fields: frozenset[str]) -> Predicate:
-    """Parse ``text`` into a predicate over records with the given ``fields``."""
+def parse_filter(text: str, fields: frozenset[str], *, node_limit: int | None = None) -> Predicate:
+    """Parse ``text`` into a predicate over records with the given ``fields``; raises
+    ``NodeLimitExceeded`` when its tree has more than ``node_limit`` nodes."""
     tokens = _tokens(text)
     if not tokens:
         raise FilterError("empty $filter")
-    return _Parser(tokens, fields).parse()
+    parser = _Parser(tokens, fields)
+    predicate = parser.parse()
+    if node_limit is not None and parser.nodes > node_limit:
+        raise NodeLimitExceeded(node_limit)
+    return predicate

@@ -1,6 +1,6 @@
 """OData query options, paging and the JSON envelopes Exact answers with.
 
-- ``$filter`` (see ``filters``), ``$select`` (unknown field -> 400), ``$orderby``, ``$top``,
+- ``$filter`` (see ``filters``; a tree past ``node_limit`` nodes is refused), ``$select`` (unknown field -> 400), ``$orderby``, ``$top``,
   ``$skip``, ``$inlinecount=allpages`` (adds ``__count``), ``$skiptoken``.
 - Pages hold ``page_size`` rows (60, as Exact's standard endpoints). When more rows match,
   ``d.__next`` is the full URL of the next page: the same options plus
@@ -83,7 +83,9 @@ def _parse_skiptoken(text: str, entity: EntitySet) -> Any:
         raise QueryError(f"Invalid $skiptoken: '{text}'") from exc
 
 
-def parse_query(params: Mapping[str, str], entity: EntitySet) -> Query:
+def parse_query(
+    params: Mapping[str, str], entity: EntitySet, *, node_limit: int | None = None
+) -> Query:
     """Validate and parse the ``$`` options of a request against ``entity``'s fields."""
     fields = frozenset(entity.fields)
     select: tuple[str, ...] | None = None
@@ -103,7 +105,7 @@ def parse_query(params: Mapping[str, str], entity: EntitySet) -> Query:
     predicate = None
     if params.get("$filter"):
         try:
-            predicate = parse_filter(params["$filter"], fields)
+            predicate = parse_filter(params["$filter"], fields, node_limit=node_limit)
         except FilterError as exc:
             raise QueryError(str(exc)) from exc
     inlinecount = params.get("$inlinecount", "none")

@@ -41,6 +41,10 @@ class Settings(ServiceSettings):
     #: Simulated seconds per real second; 0 freezes the clock (only ``/_sim/clock`` moves it).
     clock_speed: float = Field(1.0, ge=0, validation_alias=_own("clock_speed"))
     page_size: int = Field(60, ge=1, validation_alias=_own("page_size"))
+    #: Nodes a ``$filter`` expression may have (``filters``: 4 per ``Key eq guid'..' or``
+    #: term); past it the API answers 400 with the node-count message of Microsoft's OData
+    #: stacks, whose default limit is 100. 0 turns the limit off.
+    filter_node_limit: int = Field(100, ge=0, validation_alias=_own("filter_node_limit"))
     #: Exact blocks an endpoint for the rest of the hour after this many error responses.
     error_block: bool = Field(True, validation_alias=_own("error_block"))
     error_block_limit: int = Field(10, ge=1, validation_alias=_own("error_block_limit"))

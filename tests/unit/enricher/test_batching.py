@@ -231,7 +231,7 @@ def test_filters_are_split_so_that_no_url_passes_the_limit_and_every_key_is_aske
     keys = [uuid4() for _ in range(500)]
     select = "InvoiceID,InvoiceNumber,InvoiceTo,InvoiceToContactPerson,Status,Type,AmountFC"
 
-    chunks = list(filter_chunks(base, "InvoiceID", keys, select))
+    chunks = list(filter_chunks(base, "InvoiceID", keys, select, max_terms=1000))
 
     assert len(chunks) > 1
     budget = 6000 - 200  # room for the $skiptoken of a __next link
@@ -244,6 +244,15 @@ def test_filters_are_split_so_that_no_url_passes_the_limit_and_every_key_is_aske
     for chunk, following in itertools.pairwise(chunks):
         grown = chunk + " or " + following.split(" or ")[0]
         assert strict_length(base, grown, select) > budget
+
+
+def test_no_filter_has_more_terms_than_asked_and_every_key_is_asked_once():
+    keys = [uuid4() for _ in range(40)]
+    chunks = list(filter_chunks("http://x/api/v1/1/crm/Accounts", "ID", keys, "ID", max_terms=15))
+
+    assert [len(chunk.split(" or ")) for chunk in chunks] == [15, 15, 10]
+    asked = [term.split("'")[1] for chunk in chunks for term in chunk.split(" or ")]
+    assert asked == [str(key) for key in keys]
 
 
 def test_a_small_batch_is_one_filter():
