@@ -12,6 +12,7 @@ from common.runtime import run_until_stopped
 
 def main() -> None:
     settings = load()  # exits with one line without MLC_AUDITOR_DATA_KEY
+    settings.refuse_unsafe_credentials("auditor")
     configure_logging("auditor", json=settings.log_json, level=settings.log_level)
     run_until_stopped("auditor", functools.partial(app.run, settings))
 

@@ -42,6 +42,10 @@ class Settings(ServiceSettings):
         parse_keys(value)  # ValueError naming the setting, never the key
         return value
 
+    def needed_credentials(self) -> tuple[str, ...]:
+        """The app's client id, which the re-read events of a retry carry as Exact's would."""
+        return ("exact_client_id",)
+
 
 def _problem(exc: ValidationError) -> str:
     """The first problem as one line: ``MLC_<FIELD>``: what is wrong (never the value)."""

@@ -12,6 +12,7 @@ from dispatcher.settings import Settings
 
 def main() -> None:
     settings = Settings()
+    settings.refuse_unsafe_credentials("dispatcher")
     configure_logging("dispatcher", json=settings.log_json, level=settings.log_level)
     run_until_stopped("dispatcher", functools.partial(app.run, settings))
 

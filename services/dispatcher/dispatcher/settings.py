@@ -28,6 +28,22 @@ class Settings(ServiceSettings):
     #: How long a connection's Twilio account choice is cached (set-channels takes effect
     #: within this time).
     dispatcher_credentials_cache_seconds: float = 60.0
+
+    def needed_credentials(self) -> tuple[str, ...]:
+        """The install's own Twilio and SendGrid accounts (REST with an API key when one is
+        configured, else with the auth token) and whom calls and email come from."""
+        twilio_rest = (
+            ("twilio_api_key_secret",) if self.twilio_api_key_sid else ("twilio_auth_token",)
+        )
+        return (
+            "twilio_account_sid",
+            *twilio_rest,
+            "twilio_messaging_service_sid",
+            "twilio_voice_from",
+            "sendgrid_api_key",
+            "email_from",
+        )
+
     #: An email whose send had no answer and of which no SendGrid event arrived within this
     #: time is taken as never received, and sent again (SendGrid has no lookup API).
     dispatcher_email_resolve_seconds: float = 600.0

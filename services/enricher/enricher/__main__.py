@@ -12,6 +12,7 @@ from enricher.settings import Settings
 
 def main() -> None:
     settings = Settings()
+    settings.refuse_unsafe_credentials("enricher")
     configure_logging("enricher", json=settings.log_json, level=settings.log_level)
     run_until_stopped("enricher", functools.partial(app.run, settings))
 

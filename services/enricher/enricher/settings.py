@@ -60,3 +60,7 @@ class Settings(ServiceSettings):
     enricher_reconcile_overlap_seconds: float = 300.0
     #: Reads and notices of up to ``enricher_prefetch`` deliveries share these connections.
     db_pool_max: int = 6
+
+    def needed_credentials(self) -> tuple[str, ...]:
+        """The app's client id, which the events it publishes carry as Exact's would."""
+        return ("exact_client_id",)

@@ -12,6 +12,7 @@ from ingress.settings import Settings
 
 def main() -> None:
     settings = Settings()
+    settings.refuse_unsafe_credentials("ingress")
     configure_logging("ingress", json=settings.log_json, level=settings.log_level)
     factory = loop_factory()
     web.run_app(

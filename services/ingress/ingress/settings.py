@@ -12,6 +12,12 @@ __all__ = ["Settings"]
 
 class Settings(ServiceSettings):
     http_port: int = 8080
+
+    def needed_credentials(self) -> tuple[str, ...]:
+        """What checks the install's own Twilio callbacks and SendGrid events (Exact's
+        webhook secrets come from token-keeper, per connection)."""
+        return ("twilio_account_sid", "twilio_auth_token", "sendgrid_webhook_public_key")
+
     #: Largest webhook body accepted (Exact's are under 1 KiB, Twilio's a few KiB).
     ingress_max_body_bytes: int = 256 * 1024
     #: How long a connection's webhook secret is cached after token-keeper gave it.

@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("command", nargs="?", choices=["serve", "reseal"], default="serve")
     args = parser.parse_args()
     settings = Settings()
+    settings.refuse_unsafe_credentials("token-keeper")
     configure_logging("token-keeper", json=settings.log_json, level=settings.log_level)
     if args.command == "reseal":
         count = asyncio.run(reseal(settings))

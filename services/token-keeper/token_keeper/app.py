@@ -54,7 +54,8 @@ async def run(settings: Settings, stop: asyncio.Event, clock: Clock = _utcnow) -
         )
         await db.migrate(pool, "tokens", "token_keeper")
         store = PostgresConnectionStore(pool, sealer)
-        inserted = await store.ensure(
+        # without MLC_EXACT_REFRESH_TOKEN there is no default connection: `mlc connect` adds one
+        inserted = bool(settings.needed_credentials()) and await store.ensure(
             id=settings.exact_connection_id,
             base_url=settings.exact_base_url,
             client_id=settings.exact_client_id,

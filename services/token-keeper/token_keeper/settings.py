@@ -41,6 +41,20 @@ class Settings(ServiceSettings):
             raise ValueError(f"unknown services {unknown}; known: {list(topology.SERVICES)}")
         return users
 
+    def needed_credentials(self) -> tuple[str, ...]:
+        """With ``MLC_EXACT_REFRESH_TOKEN`` the install's default connection is created from
+        the ``MLC_EXACT_*`` settings, so all of them; without, none (``mlc connect`` adds
+        connections)."""
+        if not self.exact_refresh_token.get_secret_value():
+            return ()
+        return (
+            "exact_client_id",
+            "exact_client_secret",
+            "exact_webhook_secret",
+            "exact_division",
+            "exact_refresh_token",
+        )
+
     def policy(self) -> TokenPolicy:
         return TokenPolicy(
             margin=self.token_keeper_refresh_margin,

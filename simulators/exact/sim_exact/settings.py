@@ -7,6 +7,8 @@ plus its own ``MLC_SIM_EXACT_*`` variables. Each field can also be passed by nam
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -29,6 +31,8 @@ class Settings(ServiceSettings):
     )
 
     http_port: int = 8090
+    #: A simulator is the simulator profile: it accepts the simulators' credentials by default.
+    profile: Literal["production", "simulator"] = "simulator"
 
     #: Base URL the simulator is reached at: used in webhook ``ExactOnlineEndpoint`` values.
     #: When left unset it follows the bound host and port.

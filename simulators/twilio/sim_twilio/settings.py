@@ -21,6 +21,8 @@ class Settings(ServiceSettings):
     """Typed settings; every simulator-only field reads ``MLC_SIM_TWILIO_<NAME>``."""
 
     http_port: int = 8091
+    #: A simulator is the simulator profile: it accepts the simulators' credentials by default.
+    profile: Literal["production", "simulator"] = "simulator"
 
     #: Seconds between the create and each status step (``sent``, then the final status).
     sim_twilio_callback_delay: float = 0.2

@@ -4,6 +4,10 @@ Session fixtures give each test run its own RabbitMQ vhost (``amqp_url``) and it
 (``database_url``), created here and dropped at the end, so a run never sees another run's or
 the demo's messages. Neither is touched by tests that do not ask for them.
 
+The suite runs under the simulator profile (``MLC_PROFILE=simulator``, set at start unless the
+environment sets a profile): every settings object a test builds takes the simulators'
+credentials, as the simulators it talks to do. A test of the production profile says so.
+
 Services wired in-process connect as the test's own user (guest on a developer machine), so
 for the session ``MLC_RPC_USERS`` names that user for every service: a token-keeper started
 in-process answers them. Production's default stays strict (``mlc-<service>`` only), and a
@@ -32,6 +36,11 @@ from common.testing.infra import (
     fresh_database,
     unique,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The simulator profile for every settings object of the run (see the docstring)."""
+    os.environ.setdefault("MLC_PROFILE", "simulator")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ with SIGTERM (then SIGKILL after a grace period), reporting any that did not exi
 As in production, each service connects to RabbitMQ as a user of its own with only its own
 permissions (``<vhost>-<service>``, random passwords, created at ``start`` with the topology
 and deleted at ``stop``), token-keeper answers each RPC only to the services entitled to it
-(``MLC_RPC_USERS``), and only token-keeper gets ``MLC_SECRET_KEY``.
+(``MLC_RPC_USERS``), and only token-keeper gets ``MLC_SECRET_KEY``. Every component runs
+under the simulator profile (``MLC_PROFILE=simulator``).
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class PipelineStack:
             "MLC_AMQP_URL": self.amqp_url_of(name),
             "MLC_DATABASE_URL": self.database_url,
             "MLC_HTTP_PORT": str(self.ports[name]),
+            # the simulators' credentials on both sides, as only the simulator profile allows
+            "MLC_PROFILE": "simulator",
             "MLC_PUBLIC_BASE_URL": ingress,
             "MLC_EXACT_BASE_URL": self.url("sim-exact"),
             "MLC_TWILIO_API_BASE_URL": self.url("sim-twilio"),

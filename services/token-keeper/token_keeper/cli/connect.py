@@ -97,6 +97,10 @@ async def run(settings: Settings, args: argparse.Namespace, say: Say) -> int:
     base_url = (
         args.base_url or (REGIONS[args.region] if args.region else settings.exact_base_url)
     ).rstrip("/")
+    app = ("exact_client_id", "exact_client_secret", "exact_webhook_secret")
+    if problem := settings.model_copy(update={"exact_base_url": base_url}).credentials_problem(app):
+        say(f"mlc connect: {problem}")
+        return 2
     connection_id = args.connection or settings.exact_connection_id
     client_id = settings.exact_client_id
     client_secret = settings.exact_client_secret.get_secret_value()
