@@ -58,12 +58,20 @@ __all__ = [
     "exact_webhook",
     "rate_limited",
     "sendgrid_events",
+    "signed_url",
     "twilio_inbound",
     "twilio_status",
     "twilio_voice_status",
 ]
 
 log = structlog.get_logger("ingress")
+
+
+def signed_url(public_base_url: str, request: web.Request) -> str:
+    """The URL Twilio called, as it signed it: the path and query exactly as sent (``raw_path``;
+    ``path_qs`` would decode a ``%2F`` in ``?connection=`` and break the signature)."""
+    return public_base_url.rstrip("/") + request.raw_path
+
 
 #: A Twilio SID (SM..., MM..., CA...: two letters and 32 hex digits) and a status or event
 #: name (lower-case words and hyphens): anything else would only make odd routing keys.
@@ -284,7 +292,7 @@ async def _signed_twilio_form(
         return _refuse(
             request, "twilio", "connection_without_own_account", 403, connection_id=connection_id
         )
-    url = request.app[SETTINGS].public_base_url.rstrip("/") + request.path_qs
+    url = signed_url(request.app[SETTINGS].public_base_url, request)
     # A header that is not ASCII cannot be a base64 signature (and would not encode).
     if not signature.isascii() or not twilio_verify(account.auth_token, url, params, signature):
         return _refuse(

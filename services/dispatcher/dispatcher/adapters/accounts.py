@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import quote
 
 from common.contracts import ChannelCredentials
 from common.settings import ServiceSettings
@@ -21,6 +22,7 @@ __all__ = [
     "EmailAccounts",
     "TwilioAccount",
     "TwilioAccounts",
+    "with_connection",
 ]
 
 
@@ -41,8 +43,12 @@ class TwilioAccount:
     voice_callback: str = ""
 
 
-def _with_connection(url: str, connection_id: str | None) -> str:
-    return url if connection_id is None else f"{url}?connection={connection_id}"
+def with_connection(url: str, connection_id: str | None) -> str:
+    """``url?connection=<id>``, the id percent-encoded: an id with ``&``, ``#``, ``+`` or a
+    space would otherwise change the URL Twilio calls, and the one it signs."""
+    if connection_id is None:
+        return url
+    return f"{url}?connection={quote(connection_id, safe='')}"
 
 
 class TwilioAccounts:
@@ -74,9 +80,9 @@ class TwilioAccounts:
             sid,
             (sid, own.twilio_auth_token.get_secret_value()),
             own.twilio_messaging_service_sid or self._default.messaging_service_sid,
-            _with_connection(self._callback, connection_id),
+            with_connection(self._callback, connection_id),
             voice_from,
-            _with_connection(self._voice_callback, connection_id),
+            with_connection(self._voice_callback, connection_id),
         )
 
 

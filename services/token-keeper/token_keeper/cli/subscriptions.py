@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -26,7 +27,7 @@ from token_keeper.adapters.store import ConnectionSummary, PostgresConnectionSto
 from token_keeper.cli.exact_api import ExactApi
 from token_keeper.settings import Settings
 
-__all__ = ["TOPICS", "add_arguments", "plan_sync", "run"]
+__all__ = ["TOPICS", "add_arguments", "callback_url", "plan_sync", "run"]
 
 Say = Callable[[str], None]
 
@@ -77,8 +78,9 @@ def plan_sync(
     return delete, [t for t in topics if t not in covered]
 
 
-def _callback(settings: Settings, connection_id: str) -> str:
-    return f"{settings.public_base_url.rstrip('/')}/webhooks/exact/{connection_id}"
+def callback_url(public_base_url: str, connection_id: str) -> str:
+    """Where Exact posts a connection's webhooks; the id is one path segment, percent-encoded."""
+    return f"{public_base_url.rstrip('/')}/webhooks/exact/{quote(connection_id, safe='')}"
 
 
 async def _connections(settings: Settings, only: str | None) -> list[ConnectionSummary]:
@@ -113,7 +115,7 @@ async def run(settings: Settings, args: argparse.Namespace, say: Say) -> int:
                 refused += 1
                 continue
             api = ExactApi(http, token.base_url, token.access_token.get_secret_value())
-            callback = _callback(settings, conn.id)
+            callback = callback_url(settings.public_base_url, conn.id)
             for division in conn.divisions or [conn.division]:
                 path = f"/api/v1/{division}/webhooks/WebhookSubscriptions"
                 existing = await api.rows(path, {"$select": "ID,CallbackURL,Topic"})
