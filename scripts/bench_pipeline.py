@@ -32,7 +32,7 @@ It measures, for each run:
 
     .venv/bin/python scripts/bench_pipeline.py [--invoices 3000] [--customers 100]
         [--concurrency 50 | --rate R] [--repeat 3] [--json FILE] [--markdown]
-        [--env MLC_NAME=VALUE ...] [--profile SERVICE]
+        [--env MLC_NAME=VALUE ...] [--profile SERVICE ...]
 
 There are no assertions: it reports (exit status 1 only when a run did not send every SMS).
 Logs of each run: .mlc/bench-pipeline/run-<n>/<component>.log.
@@ -401,10 +401,11 @@ async def measure(
         idle = _sub(ProcessTable().cpu_seconds(roots), idle_before)
         run.idle_cpu_ms_per_s = {n: round(s * 1000 / args.idle, 1) for n, s in idle.items()}
 
-        profiler = None
+        profilers = []
         if args.profile and (executable := py_spy()):
-            output = logs / f"profile-{args.profile}.{'txt' if args.profile_raw else 'svg'}"
-            profiler = Profiler(executable, stack.processes[args.profile].pid, output)
+            for name in args.profile:
+                output = logs / f"profile-{name}.{'txt' if args.profile_raw else 'svg'}"
+                profilers.append(Profiler(executable, stack.processes[name].pid, output))
 
         mode = f"at {args.rate}/s" if args.rate else f"{args.concurrency} at a time"
         say(f"run {run.number}: posting {len(bodies)} webhooks {mode}")
@@ -436,9 +437,9 @@ async def measure(
         cpu_after = table.cpu_seconds(roots)
         run.harness_cpu_s = round(_harness_cpu() - harness_before, 2)
         run.busy_s = round(time.time() - driven.started, 2)
-        if profiler is not None:
+        for profiler in profilers:
             profiler.stop()
-            say(f"run {run.number}: py-spy flame graph of {args.profile}: {profiler.output}")
+            say(f"run {run.number}: py-spy profile: {profiler.output}")
         await sampler.stop()
         run.pg_connections_max = dict(sampler.most)
         run.pg_connections_end = dict(sampler.last)
@@ -759,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     if args.profile and py_spy() is None:
-        say(f"py-spy is not installed: --profile {args.profile} skipped (pip install py-spy)")
+        say(f"py-spy is not installed: --profile {' '.join(args.profile)} skipped (pip install py-spy)")
     started = time.monotonic()
     runs = asyncio.run(bench(args))
     say(f"{len(runs)} run(s) in {time.monotonic() - started:.0f} s")
@@ -801,8 +802,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=0, help="seconds per run (0: auto)")
     parser.add_argument(
         "--profile",
+        action="append",
         choices=SERVICES + SIMULATORS,
-        help="record this process with py-spy (when installed) into the run's log folder",
+        help="record this process with py-spy (when installed) into the run's log folder "
+        "(repeatable)",
     )
     parser.add_argument(
         "--profile-raw",

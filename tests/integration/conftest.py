@@ -13,7 +13,6 @@ from uuid import UUID, uuid4
 
 import aio_pika
 import asyncpg
-import httpx
 import pytest_asyncio
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
@@ -43,6 +42,7 @@ from dispatcher import handlers as dispatch_handlers
 from dispatcher import outbox
 from dispatcher.adapters.accounts import TwilioAccounts
 from dispatcher.adapters.claims import PostgresClaimStore
+from dispatcher.adapters.http import HttpClient
 from dispatcher.adapters.twilio import TwilioNotifier
 from sim_twilio.client import SimTwilioAdmin
 from sim_twilio.server import serve
@@ -160,7 +160,7 @@ async def bare_stack(private_amqp_url: str, private_database_url: str) -> AsyncI
         )
         async with (
             db.pool(private_database_url) as pool,
-            httpx.AsyncClient(base_url=sim_url, timeout=httpx.Timeout(1.0, connect=1.0)) as http,
+            HttpClient(sim_url, connect_timeout=1.0, read_timeout=1.0) as http,
             SimTwilioAdmin(sim_url) as sim,
         ):
             await db.migrate(pool, "dispatch", "dispatcher")

@@ -394,19 +394,18 @@ async def test_twilios_retry_after_holds_back_every_copy_of_the_command(stack: S
 
 
 async def test_a_connection_refused_is_retried_not_ambiguous(stack: Stack):
-    import httpx
-
     from common.errors import TransientError
     from common.settings import ServiceSettings
     from common.testing.stack import free_port
     from dispatcher.adapters.accounts import TwilioAccounts
+    from dispatcher.adapters.http import HttpClient
     from dispatcher.adapters.twilio import TwilioNotifier
     from dispatcher.handlers import attempt_send
 
     closed = f"http://127.0.0.1:{free_port()}"
     command = stack.command("+31611110010")
     claim = await stack.claims.claim(command)
-    async with httpx.AsyncClient(base_url=closed) as http:
+    async with HttpClient(closed) as http:
         notifier = TwilioNotifier(
             http,
             TwilioAccounts(ServiceSettings(), stack.notifier._accounts._credentials),

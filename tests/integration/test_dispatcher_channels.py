@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 import asyncpg
-import httpx
 import pytest
 import pytest_asyncio
 from pydantic import SecretStr
@@ -33,6 +32,7 @@ from common.settings import ServiceSettings
 from dispatcher import feeds
 from dispatcher.adapters.accounts import EmailAccounts, TwilioAccounts
 from dispatcher.adapters.claims import PostgresClaimStore
+from dispatcher.adapters.http import HttpClient
 from dispatcher.adapters.sendgrid import SendGridNotifier
 from dispatcher.adapters.suppressions import PostgresSuppressions
 from dispatcher.adapters.twilio import TwilioNotifier
@@ -84,7 +84,7 @@ async def pool(private_database_url: str) -> AsyncIterator[asyncpg.Pool]:
         yield pool
 
 
-def email_notifier(url: str, http: httpx.AsyncClient, own: dict[str, ChannelCredentials]):  # type: ignore[no-untyped-def]
+def email_notifier(url: str, http: HttpClient, own: dict[str, ChannelCredentials]):  # type: ignore[no-untyped-def]
     settings = ServiceSettings(sendgrid_api_base_url=url, email_from_name="Zon Billing")
     return SendGridNotifier(http, EmailAccounts(settings, Lookup(own)), resolve_after=600)
 
@@ -92,7 +92,7 @@ def email_notifier(url: str, http: httpx.AsyncClient, own: dict[str, ChannelCred
 async def test_an_email_has_a_text_and_an_escaped_html_part_and_carries_the_notification_id(sim):
     url, admin = sim
     cmd = command("email", "sem@example.org")
-    async with httpx.AsyncClient(base_url=url) as http:
+    async with HttpClient(url) as http:
         receipt = await email_notifier(url, http, {}).send(cmd)
     [mail] = await admin.emails()
     assert receipt.provider_id == mail["message_id"]
@@ -121,7 +121,7 @@ async def test_a_connection_with_its_own_sendgrid_key_and_sender_sends_with_them
             email_reply_to="debiteuren@acme.example",
         )
     }
-    async with httpx.AsyncClient(base_url=url) as http:
+    async with HttpClient(url) as http:
         notifier = email_notifier(url, http, own)
         with pytest.raises(TransientError) as refused:
             await notifier.send(command("email", "a@example.org", connection="acme"))
@@ -139,7 +139,7 @@ async def test_a_connection_with_its_own_sendgrid_key_and_sender_sends_with_them
 
 async def test_sendgrid_500_and_429_are_retried_and_a_400_is_permanent(sim):
     url, admin = sim
-    async with httpx.AsyncClient(base_url=url) as http:
+    async with HttpClient(url) as http:
         notifier = email_notifier(url, http, {})
         await admin.inject(kind="http_500", api="mail", to="x@example.org")
         with pytest.raises(TransientError):
@@ -159,7 +159,7 @@ async def test_a_call_reads_the_message_twice_in_the_recipients_language_with_ma
 ):
     url, admin = sim
     settings = ServiceSettings(twilio_api_base_url=url)
-    async with httpx.AsyncClient(base_url=url) as http:
+    async with HttpClient(url) as http:
         notifier = TwilioNotifier(http, TwilioAccounts(settings, Lookup({})))
         receipt = await notifier.send(command("voice", "+31201234567", language="de"))
     assert receipt.provider_id.startswith("CA")
@@ -200,7 +200,7 @@ async def test_a_suppressed_address_is_skipped_as_opted_out_and_never_sent(sim, 
     )
     settings = ServiceSettings(twilio_api_base_url=url)
     cmd = command("sms", "+31612340001", connection="acme")
-    async with httpx.AsyncClient(base_url=url) as http:
+    async with HttpClient(url) as http:
         notifier = TwilioNotifier(http, TwilioAccounts(settings, Lookup({})))
         await send_notification(cmd, claims=claims, notifier=notifier, suppressions=suppressions)
         await send_notification(cmd, claims=claims, notifier=notifier, suppressions=suppressions)
@@ -236,7 +236,7 @@ async def test_twilio_21610_fails_the_send_and_suppresses_the_number_for_sms_and
     claims = PostgresClaimStore(pool, stale_seconds=60)
     await admin.reject(to="+31612340002", code=21610)
     settings = ServiceSettings(twilio_api_base_url=url)
-    async with httpx.AsyncClient(base_url=url) as http:
+    async with HttpClient(url) as http:
         notifier = TwilioNotifier(http, TwilioAccounts(settings, Lookup({})))
         with pytest.raises(PermanentError):
             await send_notification(
@@ -328,7 +328,7 @@ async def sent_sms(
     """Send one SMS of connection acme through the simulator; its SID."""
     cmd = command("sms", to, connection="acme")
     settings = ServiceSettings(twilio_api_base_url=url)
-    async with httpx.AsyncClient(base_url=url) as http:
+    async with HttpClient(url) as http:
         notifier = TwilioNotifier(http, TwilioAccounts(settings, Lookup({})))
         await send_notification(cmd, claims=claims, notifier=notifier, suppressions=suppressions)
     return str(
@@ -411,7 +411,7 @@ async def test_an_email_event_signed_for_another_connection_suppresses_nothing(p
 async def test_refused_twilio_credentials_make_sends_wait_and_a_full_queue_slows_them(sim):
     url, admin = sim
     wrong = ServiceSettings(twilio_api_base_url=url, twilio_auth_token=SecretStr("wrong"))
-    async with httpx.AsyncClient(base_url=url) as http:
+    async with HttpClient(url) as http:
         notifier = TwilioNotifier(http, TwilioAccounts(wrong, Lookup({})))
         with pytest.raises(TransientError) as refused:
             await notifier.send(command("sms", "+31612340077"))

@@ -3,13 +3,13 @@ Checked at the Twilio simulator and at ingress, which verifies that account's ca
 
 from __future__ import annotations
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
 from common.contracts import ChannelCredentials
 from common.settings import ServiceSettings
 from dispatcher.adapters.accounts import TwilioAccounts
+from dispatcher.adapters.http import HttpClient
 from dispatcher.adapters.twilio import TwilioNotifier
 from sim_twilio.client import SimTwilioAdmin
 from sim_twilio.server import serve
@@ -39,7 +39,7 @@ async def test_each_connection_sends_from_its_own_account_or_the_default():
     settings = ServiceSettings(public_base_url="https://hooks.example.com")
     async with (
         serve(SimSettings(http_port=0)) as url,
-        httpx.AsyncClient(base_url=url) as http,
+        HttpClient(url) as http,
         SimTwilioAdmin(url) as admin,
     ):
         notifier = TwilioNotifier(http, TwilioAccounts(settings, FakeLookup(settings)))

@@ -6,8 +6,6 @@ import asyncio
 import functools
 from contextlib import AsyncExitStack
 
-import httpx
-
 from common import amqp, db, health, runtime, topology
 from common.contracts import (
     ChannelCredentials,
@@ -22,6 +20,7 @@ from dispatcher import feeds, handlers, outbox, resolver
 from dispatcher.adapters.accounts import EmailAccounts, TwilioAccounts
 from dispatcher.adapters.channels import ChannelNotifier
 from dispatcher.adapters.claims import PostgresClaimStore
+from dispatcher.adapters.http import HttpClient
 from dispatcher.adapters.sendgrid import SendGridNotifier
 from dispatcher.adapters.suppressions import PostgresSuppressions
 from dispatcher.adapters.twilio import TwilioNotifier
@@ -46,14 +45,19 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         )
         channel = await connection.channel()
         await topology.declare_for(channel, "dispatcher")
-        timeout = httpx.Timeout(
-            settings.dispatcher_read_timeout, connect=settings.dispatcher_connect_timeout
-        )
         twilio = await stack.enter_async_context(
-            httpx.AsyncClient(base_url=settings.twilio_api_base_url, timeout=timeout)
+            HttpClient(
+                settings.twilio_api_base_url,
+                connect_timeout=settings.dispatcher_connect_timeout,
+                read_timeout=settings.dispatcher_read_timeout,
+            )
         )
         sendgrid = await stack.enter_async_context(
-            httpx.AsyncClient(base_url=settings.sendgrid_api_base_url, timeout=timeout)
+            HttpClient(
+                settings.sendgrid_api_base_url,
+                connect_timeout=settings.dispatcher_connect_timeout,
+                read_timeout=settings.dispatcher_read_timeout,
+            )
         )
         rpc = await RpcClient.open(connection)
         credentials = CachedLookup(

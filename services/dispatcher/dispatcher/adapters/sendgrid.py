@@ -28,13 +28,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from common.contracts import Channel, SendNotification
 from common.contracts.email import NOTIFICATION_ARG
 from common.errors import PermanentError, TransientError
 from dispatcher.adapters.accounts import EmailAccounts
+from dispatcher.adapters.http import HttpClient, Reply
 from dispatcher.adapters.transport import CREDENTIALS, CREDENTIALS_RETRY_SECONDS, post_once
 from dispatcher.ports import SendReceipt
 
@@ -87,7 +87,7 @@ def email_body(
     return body
 
 
-def _reset_after(response: httpx.Response) -> float | None:
+def _reset_after(response: Reply) -> float | None:
     value = response.headers.get("X-RateLimit-Reset", "")
     if not value.isdigit():
         return None
@@ -96,7 +96,7 @@ def _reset_after(response: httpx.Response) -> float | None:
 
 class SendGridNotifier:
     def __init__(
-        self, client: httpx.AsyncClient, accounts: EmailAccounts, *, resolve_after: float
+        self, client: HttpClient, accounts: EmailAccounts, *, resolve_after: float
     ) -> None:
         self._client = client
         self._accounts = accounts
@@ -142,7 +142,7 @@ class SendGridNotifier:
         raise PermanentError("SendGrid cannot be asked for one email's status", code="no_fetch")
 
 
-def _first_error(response: httpx.Response) -> str:
+def _first_error(response: Reply) -> str:
     try:
         errors = response.json().get("errors") or [{}]
         return str(errors[0].get("message", ""))[:200]

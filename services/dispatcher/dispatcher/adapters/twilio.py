@@ -42,12 +42,12 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 from pydantic import BaseModel
 
 from common.contracts import Channel, SendNotification
 from common.errors import PermanentError, TransientError
 from dispatcher.adapters.accounts import TwilioAccount, TwilioAccounts
+from dispatcher.adapters.http import HttpClient, Reply, TransportFailure, basic_auth
 from dispatcher.adapters.transport import CREDENTIALS, CREDENTIALS_RETRY_SECONDS, post_once
 from dispatcher.ports import SendReceipt
 from dispatcher.voice import call_twiml
@@ -72,13 +72,13 @@ class _TwilioError(BaseModel):
     message: str = ""
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: Reply) -> float | None:
     value = response.headers.get("Retry-After", "")
     return float(value) if value.replace(".", "", 1).isdigit() else None
 
 
 class TwilioNotifier:
-    def __init__(self, client: httpx.AsyncClient, accounts: TwilioAccounts) -> None:
+    def __init__(self, client: HttpClient, accounts: TwilioAccounts) -> None:
         self._client = client
         self._accounts = accounts
 
@@ -148,15 +148,11 @@ class TwilioNotifier:
         path = f"/2010-04-01/Accounts/{account.account_sid}/{resource}.json"
         # a list of pairs repeats a key (StatusCallbackEvent), which a dict cannot
         body = urlencode(list(form.items()) if isinstance(form, dict) else form)
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        response = await post_once(
-            self._client,
-            "Twilio",
-            path,
-            content=body,
-            headers=headers,
-            auth=httpx.BasicAuth(*account.auth),
-        )
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": basic_auth(*account.auth),
+        }
+        response = await post_once(self._client, "Twilio", path, content=body, headers=headers)
         if response.status_code == 201:
             payload = response.json()
             return SendReceipt(provider_id=payload["sid"], status=payload.get("status", ""))
@@ -212,7 +208,7 @@ class TwilioNotifier:
     ) -> SendReceipt | None:
         account = await self._accounts.for_connection(connection_id)
         path = f"/2010-04-01/Accounts/{account.account_sid}/{resource}.json"
-        auth = httpx.BasicAuth(*account.auth)
+        auth = {"Authorization": basic_auth(*account.auth)}
         key = resource.lower()
         for query in queries:
             url: str | None = path
@@ -237,8 +233,10 @@ class TwilioNotifier:
         account = await self._accounts.for_connection(connection_id)
         path = f"/2010-04-01/Accounts/{account.account_sid}/{resource}/{provider_id}.json"
         try:
-            response = await self._client.get(path, auth=httpx.BasicAuth(*account.auth))
-        except httpx.TransportError as exc:
+            response = await self._client.get(
+                path, headers={"Authorization": basic_auth(*account.auth)}
+            )
+        except TransportFailure as exc:
             raise TransientError(f"Twilio fetch failed: {type(exc).__name__}") from exc
         if response.status_code == 404:
             raise PermanentError(f"Twilio does not know this {resource[:-1].lower()}", code=20404)
@@ -258,11 +256,11 @@ class TwilioNotifier:
         )
 
     async def _list(
-        self, url: str, params: dict[str, str] | None, auth: httpx.BasicAuth
+        self, url: str, params: dict[str, str] | None, auth: dict[str, str]
     ) -> dict[str, Any]:
         try:
-            response = await self._client.get(url, params=params, auth=auth)
-        except httpx.TransportError as exc:
+            response = await self._client.get(url, params=params, headers=auth)
+        except TransportFailure as exc:
             raise TransientError(f"Twilio lookup failed: {type(exc).__name__}") from exc
         if response.status_code != 200:
             # Any refusal of a lookup (even a 401) only means "not known yet": asked again.
