@@ -1,24 +1,23 @@
-"""The deployment files agree with the code: every Deployment runs a console script that exists,
-probes /readyz and /healthz, requests resources and has a PodDisruptionBudget; compose runs the
-same set; alert rules and the dashboard only query series the code defines."""
+"""The deployment files agree with the code: compose runs every component with a console script;
+alert rules load in Prometheus and, like the dashboard, query only series the code defines; the
+broker's definitions are the topology's. (Kubernetes: test_k8s_*.py.)"""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
-K8S = ROOT / "deploy" / "k8s"
 SERVICES = {"ingress", "enricher", "dispatcher", "auditor", "token-keeper"}
-
-
-def documents(path: Path) -> list[dict]:
-    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+#: A Prometheus duration (``5m``, ``1h30m``).
+DURATION = re.compile(r"([0-9]+(ms|s|m|h|d|w|y))+")
 
 
 def console_scripts() -> set[str]:
@@ -33,45 +32,6 @@ def defined_metrics() -> set[str]:
     for source in [*ROOT.glob("libs/**/*.py"), *ROOT.glob("services/**/*.py")]:
         names |= set(re.findall(r'"(mlc_[a-z_]+)"', source.read_text()))
     return names
-
-
-def kustomize(directory: Path) -> list[dict]:
-    """Resources of a kustomization, following bases (patches are checked to exist only)."""
-    config = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    found: list[dict] = []
-    for resource in config.get("resources", []):
-        target = (directory / resource).resolve()
-        found += kustomize(target) if target.is_dir() else documents(target)
-    for patch in config.get("patches", []):
-        assert (directory / patch["path"]).is_file(), patch
-    return found
-
-
-@pytest.mark.parametrize("overlay", ["simulated", "production"])
-def test_every_deployment_is_probed_sized_and_protected(overlay):
-    resources = kustomize(K8S / "overlays" / overlay)
-    deployments = {d["metadata"]["name"]: d for d in resources if d["kind"] == "Deployment"}
-    budgets = {d["metadata"]["name"] for d in resources if d["kind"] == "PodDisruptionBudget"}
-    assert set(deployments) >= SERVICES
-    assert budgets >= SERVICES
-    scripts = console_scripts()
-    for name, deployment in deployments.items():
-        (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        assert container["command"][0] in scripts, name
-        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
-        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
-        assert container["resources"]["requests"], name
-        port = container["ports"][0]["containerPort"]
-        env = {e["name"]: e.get("value") for e in container["env"]}
-        assert env["MLC_HTTP_PORT"] == str(port), name
-
-
-def test_the_simulated_overlay_points_every_service_at_the_simulators():
-    resources = kustomize(K8S / "overlays" / "simulated")
-    names = {d["metadata"]["name"] for d in resources if d["kind"] == "Deployment"}
-    assert {"sim-exact", "sim-twilio"} <= names
-    patch = yaml.safe_load((K8S / "overlays" / "simulated" / "config.yaml").read_text())
-    assert patch["data"]["MLC_EXACT_BASE_URL"] == "http://sim-exact:8090"
 
 
 def test_compose_runs_each_component_with_a_console_script_and_its_port():
@@ -104,3 +64,46 @@ def test_the_definitions_file_matches_the_topology():
 
     exported = json.loads((ROOT / "deploy/rabbitmq/definitions.json").read_text())
     assert exported == topology.definitions()
+
+
+def test_alert_rules_are_well_formed_and_pass_promtool_where_installed():
+    """The structure Prometheus loads, checked here whatever is installed; where `promtool` is
+    on the PATH (Debian's `prometheus` package), Prometheus's own parser checks the
+    expressions too."""
+    rules = yaml.safe_load(ALERTS.read_text())
+    assert set(rules) == {"groups"}
+    seen: set[str] = set()
+    for group in rules["groups"]:
+        assert set(group) <= {"name", "interval", "rules"}, group.get("name")
+        for rule in group["rules"]:
+            name = rule["alert"]
+            assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, name
+            assert re.fullmatch(r"Mlc[A-Z][A-Za-z]+", name), name
+            assert name not in seen, name
+            seen.add(name)
+            assert rule["labels"]["severity"] in {"page", "warn"}, name
+            assert rule["annotations"]["summary"], name
+            assert DURATION.fullmatch(rule.get("for", "0s")), name
+            expr = rule["expr"]
+            bare = re.sub(r'"(\\.|[^"\\])*"', '""', expr)  # label values may hold brackets
+            for ranged in re.findall(r"\[([^\]]+)\]", bare):
+                assert DURATION.fullmatch(ranged), (name, ranged)
+            for opening, closing in ("()", "{}", "[]"):
+                assert bare.count(opening) == bare.count(closing), (name, opening)
+            # an aggregation keeps only its `by` labels: the summary may name only those
+            kept = re.findall(r"\bby \(([^)]*)\)", expr)
+            named = set(re.findall(r"\$labels\.(\w+)", rule["annotations"]["summary"]))
+            if kept:
+                assert named <= {label.strip() for label in kept[-1].split(",")}, name
+    assert len(seen) >= 10
+    promtool = shutil.which("promtool")
+    if promtool is not None:
+        checked = subprocess.run(
+            [promtool, "check", "rules", str(ALERTS)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert f"SUCCESS: {len(seen)} rules found" in checked.stdout
