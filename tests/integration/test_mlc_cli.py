@@ -177,6 +177,7 @@ async def test_connect_list_ping_and_sync_subscriptions(private_amqp_url, privat
             twilio_messaging_service_sid=settings.twilio_messaging_service_sid,
             sendgrid_api_key=None,
             sendgrid_webhook_public_key=None,
+            clear=[],
         )
         lines.clear()
         assert await connections.run(settings, own, lines.append) == 0

@@ -46,7 +46,7 @@ from common.contracts.base import SCHEMA_VERSION, Message
 from common.errors import AmbiguousOutcome, InvalidMessage, PermanentError, TransientError
 from common.logging import mask_text
 from common.metrics import ConsumerMetrics
-from common.runtime import wait_for_dependency
+from common.runtime import address, wait_for_dependency
 
 __all__ = [
     "Consumer",
@@ -99,7 +99,8 @@ async def connect(
     """A robust connection named after the service (visible in the management UI)."""
     connection = await wait_for_dependency(
         "broker",
-        functools.partial(
+        where=address(url),
+        attempt=functools.partial(
             aio_pika.connect_robust,
             url,
             client_properties={"connection_name": name},

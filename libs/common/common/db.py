@@ -16,7 +16,7 @@ from importlib import resources
 
 import asyncpg
 
-from common.runtime import wait_for_dependency
+from common.runtime import address, wait_for_dependency
 
 __all__ = ["ensure_database", "migrate", "pool"]
 
@@ -43,7 +43,8 @@ async def pool(url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncItera
     """An asyncpg pool with JSON codecs, closed on exit."""
     created = await wait_for_dependency(
         "database",
-        functools.partial(
+        where=address(url),
+        attempt=functools.partial(
             asyncpg.create_pool,
             url,
             min_size=min_size,

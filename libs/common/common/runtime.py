@@ -2,6 +2,8 @@
 cleanly.
 
 - ``run_until_stopped``: ``asyncio.run`` a service's ``run(stop)``; SIGTERM/SIGINT set ``stop``.
+  A service that cannot start (broker or database unreachable, port in use) exits with one
+  line saying what and where (``cannot_start``), never a traceback or a password.
 - ``Supervisor``: runs each background loop (reconciliation, token keep-alive, relays) as a
   task; a loop that raises is logged, counted (``mlc_background_errors_total{loop}``) and
   restarted after a capped, jittered backoff. Readiness fails while a loop keeps failing.
@@ -13,21 +15,27 @@ cleanly.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import random
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 __all__ = [
     "STARTUP_TIMEOUT",
+    "DependencyUnavailable",
     "Drainable",
     "Supervisor",
+    "address",
+    "cannot_start",
     "drain",
     "loop_factory",
     "run_until_stopped",
@@ -42,25 +50,56 @@ T = TypeVar("T")
 #: How long a starting service waits for the broker or the database before it gives up.
 STARTUP_TIMEOUT = 60.0
 
+#: Default ports of the URL schemes a service connects to.
+_DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671, "postgresql": 5432, "postgres": 5432}
+
+
+class DependencyUnavailable(ConnectionError):
+    """The broker or the database did not answer within the startup timeout; the message
+    names which and where (``host:port``), never a user or password."""
+
+
+def address(url: str) -> str:
+    """``host:port`` of a broker or database URL, without its user and password."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # not a number: say nothing rather than echo the URL
+        port = None
+    return f"{parts.hostname or 'localhost'}:{port or _DEFAULT_PORTS.get(parts.scheme, '?')}"
+
+
+def _brief(exc: BaseException) -> str:
+    """An exception as one short line, any ``scheme://user:password@`` cut out."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    text = re.sub(r"(\w+://)[^/@\s]*@", r"\1", text)[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
 
 async def wait_for_dependency(
     name: str,
     attempt: Callable[[], Awaitable[T]],
     *,
+    where: str | None = None,
     retry_on: tuple[type[BaseException], ...] = (OSError, ConnectionError, TimeoutError),
-    timeout: float = STARTUP_TIMEOUT,
+    timeout: float | None = None,
 ) -> T:
     """``attempt()`` until it succeeds, waiting 0.5 s doubling to 5 s between tries, for at most
-    ``timeout`` seconds: a service started while the broker or the database restarts waits for
-    it instead of exiting (and crash-looping) at once."""
-    deadline = time.monotonic() + timeout
+    ``timeout`` seconds (``STARTUP_TIMEOUT``): a service started while the broker or the
+    database restarts waits for it instead of exiting (and crash-looping) at once. Then
+    ``DependencyUnavailable`` naming ``name`` and ``where`` (``address(url)``)."""
+    limit = STARTUP_TIMEOUT if timeout is None else timeout
+    deadline = time.monotonic() + limit
     delay = 0.5
     while True:
         try:
             return await attempt()
         except retry_on as exc:
             if time.monotonic() + delay > deadline:
-                raise
+                at = f" at {where}" if where else ""
+                raise DependencyUnavailable(
+                    f"the {name}{at} did not answer within {limit:g} s ({_brief(exc)})"
+                ) from exc
             log.warning("dependency_unavailable", dependency=name, error=type(exc).__name__)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -87,8 +126,23 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def cannot_start(service: str, exc: OSError) -> SystemExit:
+    """The exit of a service that could not start for ``exc``: logged (``service_failed_to_start``)
+    and returned as a SystemExit whose message is one line, ``mlc-<service>: cannot start:
+    ...``, for the operator's terminal."""
+    if exc.errno == errno.EADDRINUSE:
+        reason = f"the HTTP port is in use ({_brief(exc)}); free it or set MLC_HTTP_PORT"
+    elif isinstance(exc, DependencyUnavailable):
+        reason = str(exc)
+    else:
+        reason = _brief(exc)
+    structlog.get_logger(service).error("service_failed_to_start", error=reason)
+    return SystemExit(f"mlc-{service}: cannot start: {reason}")
+
+
 def run_until_stopped(service: str, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """``asyncio.run`` a service's ``run(stop)`` coroutine; exit 1 with a log line on a crash."""
+    """``asyncio.run`` a service's ``run(stop)`` coroutine; exit 1 with one line
+    (``cannot_start``) when the broker, the database or the port is not there."""
     service_log = structlog.get_logger(service)
 
     async def main() -> None:
@@ -98,9 +152,8 @@ def run_until_stopped(service: str, run: Callable[[asyncio.Event], Awaitable[Non
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(main())
-    except (OSError, ConnectionError) as exc:
-        service_log.error("service_failed_to_start", error=str(exc))
-        raise SystemExit(1) from exc
+    except OSError as exc:  # ConnectionError and DependencyUnavailable included
+        raise cannot_start(service, exc) from None
     service_log.info("service_stopped")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from common.logging import configure_logging
-from common.runtime import loop_factory
+from common.runtime import cannot_start, loop_factory
 from ingress.app import create_app
 from ingress.settings import Settings
 
@@ -15,16 +15,19 @@ def main() -> None:
     settings.refuse_unsafe_credentials("ingress")
     configure_logging("ingress", json=settings.log_json, level=settings.log_level)
     factory = loop_factory()
-    web.run_app(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        access_log=None,
-        # aiohttp stops accepting, then lets requests in flight finish within the grace.
-        shutdown_timeout=settings.shutdown_grace_seconds,
-        print=None,
-        loop=factory() if factory else None,
-    )
+    try:
+        web.run_app(
+            create_app(settings),
+            host=settings.http_host,
+            port=settings.http_port,
+            access_log=None,
+            # aiohttp stops accepting, then lets requests in flight finish within the grace.
+            shutdown_timeout=settings.shutdown_grace_seconds,
+            print=None,
+            loop=factory() if factory else None,
+        )
+    except OSError as exc:  # the broker unreachable, the port in use: one line, no traceback
+        raise cannot_start("ingress", exc) from None
 
 
 if __name__ == "__main__":

@@ -42,12 +42,25 @@ def security_events(registry: CollectorRegistry) -> Counter:
     )
 
 
+async def _sealed_secrets_open(store: PostgresConnectionStore) -> None:
+    """Readiness: not ready while a connection's secrets do not open (a replica started with
+    another key sealed them, or a key was dropped before the reseal)."""
+    if problem := await store.unopenable():
+        raise RuntimeError(problem)
+
+
 async def run(settings: Settings, stop: asyncio.Event, clock: Clock = _utcnow) -> None:
     """Serve token RPCs until ``stop``. ``clock`` is Exact's notion of now (tests that
     accelerate the simulator's clock pass the same one here)."""
     if settings.secret_key is None:
         raise SystemExit("MLC_SECRET_KEY is required: token-keeper seals tokens with it")
-    sealer = Sealer(settings.secret_key)
+    try:
+        sealer = Sealer(settings.secret_key)
+    except ValueError:  # Fernet's message; never the key
+        raise SystemExit(
+            "mlc-token-keeper: cannot start: MLC_SECRET_KEY is not a comma-separated list of "
+            "Fernet keys (32 url-safe base64-encoded bytes each)"
+        ) from None
     async with AsyncExitStack() as stack:
         pool = await stack.enter_async_context(
             db.pool(settings.database_url, max_size=settings.db_pool_max)
@@ -66,6 +79,8 @@ async def run(settings: Settings, stop: asyncio.Event, clock: Clock = _utcnow) -
         )
         if inserted:
             log.info("connection_configured", connection_id=settings.exact_connection_id)
+        if problem := await store.unopenable():
+            raise SystemExit(f"mlc-token-keeper: cannot start: {problem}")
         connection = await stack.enter_async_context(
             amqp.connect(settings.amqp_url, name="token-keeper")
         )
@@ -104,11 +119,12 @@ async def run(settings: Settings, stop: asyncio.Event, clock: Clock = _utcnow) -
             "housekeeping",
             functools.partial(housekeeping.run, settings.token_keeper_housekeeping_seconds),
         )
-        checks = {
+        checks: dict[str, health.Check] = {
             "database": health.database_check(pool),
             "broker": health.broker_check(connection),
             "consumer": consumer.check,
             "background": supervisor.check,
+            "secrets": functools.partial(_sealed_secrets_open, store),
         }
         await health.serve_until(
             stop, health.health_app(checks, registry), settings.http_host, settings.http_port

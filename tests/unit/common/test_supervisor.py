@@ -98,11 +98,14 @@ async def test_a_starting_service_waits_for_a_dependency_that_comes_up_late():
     assert tries == 3
 
 
-async def test_a_dependency_that_never_comes_up_fails_after_the_startup_timeout():
-    from common.runtime import wait_for_dependency
+async def test_a_dependency_that_never_comes_up_fails_after_the_startup_timeout_naming_it():
+    from common.runtime import DependencyUnavailable, wait_for_dependency
 
     async def connect() -> str:
-        raise ConnectionRefusedError("nobody listens")
+        raise ConnectionRefusedError("amqp://mlc-ingress:s3cret@rabbit:5672/ refused")
 
-    with pytest.raises(ConnectionRefusedError):
-        await wait_for_dependency("database", connect, timeout=1)
+    with pytest.raises(DependencyUnavailable) as failed:
+        await wait_for_dependency("broker", connect, where="rabbit:5672", timeout=1)
+    assert str(failed.value).startswith("the broker at rabbit:5672 did not answer within 1 s")
+    assert "s3cret" not in str(failed.value)
+    assert isinstance(failed.value.__cause__, ConnectionRefusedError)

@@ -20,6 +20,15 @@ __all__ = ["ConnectionSummary", "PostgresConnectionStore", "fingerprint"]
 
 _SELECT = "SELECT * FROM tokens.connections WHERE id = $1"
 
+#: A connection's own channel settings, each with whether it is stored sealed.
+CHANNEL_COLUMNS = {
+    "twilio_account_sid": False,
+    "twilio_auth_token": True,
+    "twilio_messaging_service_sid": False,
+    "sendgrid_api_key": True,
+    "sendgrid_webhook_public_key": False,
+}
+
 
 @dataclass(frozen=True)
 class ConnectionSummary:
@@ -99,6 +108,22 @@ class PostgresConnectionStore:
             status=record["status"],
             divisions=tuple(record["divisions"] or (record["division"],)),
         )
+
+    async def unopenable(self) -> str | None:
+        """None when ``MLC_SECRET_KEY`` opens every connection's sealed secrets; else one line
+        naming the first it does not open (a wrong key, or the sealing key dropped before
+        ``mlc-token-keeper reseal``). Every RPC of such a connection would fail, so token-keeper
+        does not start, and is not ready, on it."""
+        for record in await self.db.fetch("SELECT * FROM tokens.connections ORDER BY id"):
+            try:
+                self._open_row(record)
+            except InvalidToken:
+                return (
+                    f"MLC_SECRET_KEY does not open the sealed secrets of connection "
+                    f"{record['id']!r}: a wrong key, or the key they were sealed with was "
+                    "dropped before `mlc-token-keeper reseal` (list it after the new one)"
+                )
+        return None
 
     async def get(self, connection_id: str) -> Connection | None:
         record = await self.db.fetchrow(_SELECT, connection_id)
@@ -224,6 +249,25 @@ class PostgresConnectionStore:
             seal(sendgrid_api_key) if sendgrid_api_key else None,
             sendgrid_webhook_public_key,
         )
+        return bool(status == "UPDATE 1")
+
+    async def change_channel_credentials(
+        self, connection_id: str, changes: dict[str, str | None]
+    ) -> bool:
+        """Change only the channel settings named in ``changes`` (None: back to the install's
+        default); the others keep their value. Keys: ``CHANNEL_COLUMNS``."""
+        unknown = set(changes) - set(CHANNEL_COLUMNS)
+        if unknown:
+            raise ValueError(f"not channel settings: {sorted(unknown)}")
+        names = list(changes)
+        values = [
+            self.sealer.seal(v) if CHANNEL_COLUMNS[n] and v else v for n, v in changes.items()
+        ]
+        columns = [n + "_sealed" if CHANNEL_COLUMNS[n] else n for n in names]
+        assignments = ", ".join(f"{c} = ${i}" for i, c in enumerate(columns, start=2))
+        # the column names come from CHANNEL_COLUMNS only; every value is a parameter
+        sql = f"UPDATE tokens.connections SET {assignments}, updated_at = now() WHERE id = $1"  # noqa: S608
+        status = await self.db.execute(sql, connection_id, *values)
         return bool(status == "UPDATE 1")
 
     async def set_senders(

@@ -27,6 +27,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from common.cli import plugged_commands
+from common.runtime import DependencyUnavailable
 from token_keeper.cli import connect, connections, dlq, ping, subscriptions
 from token_keeper.settings import Settings
 
@@ -69,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         "dlq": dlq.run,
         **{name: command.run for name, command in plugged.items()},
     }
-    return asyncio.run(runners[args.command](settings, args, print))
+    try:
+        return asyncio.run(runners[args.command](settings, args, print))  # type: ignore[arg-type]
+    except DependencyUnavailable as exc:  # the database or the broker: one line, which and where
+        print(f"mlc {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

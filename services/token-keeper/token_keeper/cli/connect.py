@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import secrets
 import sys
 import webbrowser
@@ -116,9 +117,24 @@ async def run(settings: Settings, args: argparse.Namespace, say: Say) -> int:
         }
         return f"{base_url}/api/oauth2/auth?{urlencode(query)}"
 
-    code, redirect_uri = await _receive_code(
-        args.redirect_port, state, authorize, say, not args.no_browser, args.timeout
-    )
+    try:
+        code, redirect_uri = await _receive_code(
+            args.redirect_port, state, authorize, say, not args.no_browser, args.timeout
+        )
+    except TimeoutError:
+        say(
+            f"mlc connect: no consent within {args.timeout:g} s; run it again "
+            "(--timeout gives more time)"
+        )
+        return 1
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        say(
+            f"mlc connect: port {args.redirect_port} is in use; free it (the redirect URI "
+            "registered for the app names this port) or give --redirect-port"
+        )
+        return 1
     async with httpx.AsyncClient(timeout=30) as client:
         answer = await client.post(
             f"{base_url}/api/oauth2/token",

@@ -3,7 +3,8 @@ connection brings its own Twilio/SendGrid accounts; never a secret.
 
 ``mlc connections set-channels ID``: give a connection its own Twilio and SendGrid accounts,
 stored sealed like the Exact secrets. A secret given as ``-`` is asked for without echo, so it
-stays out of the shell history; omitted options fall back to the install's default account.
+stays out of the shell history. Only what is given changes: an omitted option keeps its value,
+and ``--clear twilio|sendgrid`` puts a channel back on the install's default account.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sendgrid-webhook-public-key",
         help="the Signed Event Webhook verification key (base64 DER) of that SendGrid account",
     )
+    parser.add_argument(
+        "--clear",
+        action="append",
+        choices=["twilio", "sendgrid"],
+        default=[],
+        help="set-channels: back to the install's default account for that channel",
+    )
     parser.add_argument("--voice-from", help="set-senders: caller id of calls (E.164)")
     parser.add_argument("--email-from", help="set-senders: From address of email")
     parser.add_argument("--email-from-name", help="set-senders: From name of email")
@@ -63,29 +71,63 @@ async def _set_channels(
     if not args.id:
         say("set-channels needs a connection id")
         return 2
+    changes = _channel_changes(args, say)
+    if changes is None:
+        return 2
+    if not await store.change_channel_credentials(args.id, changes):
+        say(f"no connection {args.id!r}; run `mlc connect --connection {args.id}` first")
+        return 1
+    now = await store.channel_credentials(args.id)
+    own = [
+        name
+        for name, has in (
+            ("Twilio", now is not None and now.has_twilio),
+            ("SendGrid", now is not None and now.sendgrid_api_key),
+        )
+        if has
+    ]
+    uses = " and ".join(own) + " of its own" if own else "the default accounts"
+    say(f"connection {args.id!r} uses {uses}")
+    return 0
+
+
+def _channel_changes(
+    args: argparse.Namespace, say: Callable[[str], None]
+) -> dict[str, str | None] | None:
+    """The channel settings ``set-channels`` was given (the others are kept), or None after
+    saying why the options do not go together."""
     sid, service = args.twilio_account_sid, args.twilio_messaging_service_sid
     token = _secret(args.twilio_auth_token, "Twilio auth token: ")
+    key = _secret(args.sendgrid_api_key, "SendGrid API key: ")
+    webhook_key = args.sendgrid_webhook_public_key
     if bool(sid) != bool(token) or (service and not sid):
         say(
             "give --twilio-account-sid and --twilio-auth-token together (and the Messaging "
             "Service only with them)"
         )
-        return 2
-    found = await store.set_channel_credentials(
-        args.id,
-        twilio_account_sid=sid,
-        twilio_auth_token=token,
-        twilio_messaging_service_sid=service,
-        sendgrid_api_key=_secret(args.sendgrid_api_key, "SendGrid API key: "),
-        sendgrid_webhook_public_key=args.sendgrid_webhook_public_key,
-    )
-    if not found:
-        say(f"no connection {args.id!r}; run `mlc connect --connection {args.id}` first")
-        return 1
-    own = [name for name, value in (("Twilio", sid), ("SendGrid", args.sendgrid_api_key)) if value]
-    uses = " and ".join(own) + " of its own" if own else "the default accounts"
-    say(f"connection {args.id!r} uses {uses}")
-    return 0
+        return None
+    if ("twilio" in args.clear and sid) or ("sendgrid" in args.clear and (key or webhook_key)):
+        say("--clear a channel, or give its account: not both")
+        return None
+    changes: dict[str, str | None] = {}
+    if sid or "twilio" in args.clear:
+        # the Messaging Service goes with its account: set together (unset: the install's)
+        changes.update(
+            twilio_account_sid=sid, twilio_auth_token=token, twilio_messaging_service_sid=service
+        )
+    if "sendgrid" in args.clear:
+        changes.update(sendgrid_api_key=None, sendgrid_webhook_public_key=None)
+    if key:
+        changes["sendgrid_api_key"] = key
+    if webhook_key:
+        changes["sendgrid_webhook_public_key"] = webhook_key
+    if not changes:
+        say(
+            "nothing to change: give --twilio-account-sid/--twilio-auth-token, "
+            "--sendgrid-api-key, --sendgrid-webhook-public-key or --clear twilio|sendgrid"
+        )
+        return None
+    return changes
 
 
 async def _set_senders(
