@@ -39,7 +39,7 @@ from common.contracts.base import stable_id
 from common.errors import PermanentError
 from enricher.audience import Choice, Skip, choose
 from enricher.customers import Customers
-from enricher.documents import DocumentKind, exact_datetime
+from enricher.documents import DocumentKind, exact_date
 from enricher.facts import idempotency_key
 from enricher.ports import (
     ExactReader,
@@ -296,9 +296,9 @@ class Decider:
             number=source.number or "",
             amount=kind.amount(doc),
             currency=str(doc.get(kind.currency_field) or "EUR"),
-            due_date=exact_datetime(doc.get("DueDate")),
-            order_date=exact_datetime(doc.get("OrderDate")),
-            delivery_date=exact_datetime(doc.get("DeliveryDate") or doc.get("ReceiptDate")),
+            due_date=exact_date(doc.get("DueDate")),
+            order_date=exact_date(doc.get("OrderDate")),
+            delivery_date=exact_date(doc.get("DeliveryDate") or doc.get("ReceiptDate")),
             your_ref=doc.get("YourRef"),
         )
         key = idempotency_key(source, rule.notice, recipient.address, channel)

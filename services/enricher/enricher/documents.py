@@ -22,14 +22,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 from uuid import UUID
 
 from enricher.ports import Record
 
-__all__ = ["KINDS", "TOPIC_KINDS", "DocumentKind", "Party", "exact_datetime", "guid"]
+__all__ = [
+    "KINDS",
+    "TOPIC_KINDS",
+    "DocumentKind",
+    "Party",
+    "exact_date",
+    "exact_datetime",
+    "guid",
+]
 
 Party = Literal["customer", "supplier"]
 Fact = Callable[[Record], bool]
@@ -51,6 +59,20 @@ def exact_datetime(value: object) -> datetime | None:
         except ValueError:
             return None
     return None
+
+
+def exact_date(value: object) -> date | None:
+    """The calendar day of a date field (``DueDate``, ``InvoiceDate``...), else None.
+
+    Exact sends a date as ``/Date(ms)/`` at midnight, but whose midnight is not settled: its
+    knowledge base says the values are the company's local (CET) wall time written as if UTC
+    (a due date of 27 March is ``2026-03-27T00:00Z``); a client that reads them as true
+    instants sees local midnight, ``2026-03-26T23:00Z`` (22:00Z in summer). Taking the UTC
+    date of the instant would make the second form a day early. The nearest UTC midnight
+    is the intended day under both readings, for any zone within 12 hours of UTC.
+    """
+    moment = exact_datetime(value)
+    return None if moment is None else (moment + timedelta(hours=12)).date()
 
 
 def _in(name: str, *values: object) -> Fact:

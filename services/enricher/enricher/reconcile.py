@@ -9,6 +9,14 @@ overlap with webhooks harmless. Payments are found on ``cashflow/Receivables``
 Watermarks advance only after the events are published (the caller commits them), so a crash
 repeats a window rather than skipping one; each pass reads from a little before the watermark
 (``overlap``) because ``Modified`` is stamped by Exact's clock, not ours.
+
+Times (docs/exact-dates.md): a ``Modified`` value is kept exactly as Exact wrote it and sent
+back in the same form (``datetime'…'`` without an offset, the digits of its ``/Date(ms)/``
+read as UTC), so the watermark never converts between zones. If Exact writes the company's
+wall time, as its knowledge base says, then the hour the clocks go back (02:00-03:00 on the
+last Sunday of October in Europe/Amsterdam) happens twice, and a change in the second one is
+stamped earlier than changes already read in the first: a watermark in that hour reads from
+its start again, so no change is skipped.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -80,6 +89,25 @@ def _literal(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("datetime'%Y-%m-%dT%H:%M:%S'")
 
 
+def repeated_hour_start(mark: datetime, time_zone: str) -> datetime | None:
+    """When ``mark`` (wall-clock digits of ``time_zone`` written as UTC, Exact's form) falls
+    in an hour the zone's clocks repeat, the start of that hour in the same form, else None."""
+    zone = ZoneInfo(time_zone)
+
+    def repeated(wall: datetime) -> bool:
+        # the earlier reading of a repeated wall time has the larger offset (CEST before CET);
+        # in the hour skipped in spring it is the other way round
+        first, second = wall.replace(tzinfo=zone, fold=0), wall.replace(tzinfo=zone, fold=1)
+        return (first.utcoffset() or timedelta(0)) > (second.utcoffset() or timedelta(0))
+
+    wall = mark.astimezone(UTC).replace(tzinfo=None, second=0, microsecond=0)
+    if not repeated(wall):
+        return None
+    while repeated(wall - timedelta(minutes=1)):
+        wall -= timedelta(minutes=1)
+    return wall.replace(tzinfo=UTC)
+
+
 async def reconcile(
     connection_id: str,
     division: int,
@@ -90,12 +118,14 @@ async def reconcile(
     now: datetime,
     lookback: timedelta,
     overlap: timedelta,
+    time_zone: str = "Europe/Amsterdam",
 ) -> Pass:
     """One pass over every stream; ``watermarks`` holds the last committed ones (or None)."""
     messages: list[Message] = []
     advanced: dict[str, datetime] = {}
     for stream, (resource, key_field, topic) in STREAMS.items():
-        since = (watermarks.get(stream) or now - lookback) - overlap
+        mark = watermarks.get(stream) or now - lookback
+        since = min(mark, repeated_hour_start(mark, time_zone) or mark) - overlap
         modified = f"Modified gt {_literal(since)}"
         if topic is None:
             rows = await exact.get_filtered(
@@ -109,11 +139,11 @@ async def reconcile(
             rows = await exact.get_filtered(
                 connection_id, division, resource, modified, [key_field, "Modified"]
             )
-        previous = newest = watermarks.get(stream)
+        newest = watermarks.get(stream)
         for row in rows:
             changed = _when(row.get("Modified"))
-            if changed and previous and changed <= previous - overlap:
-                # $filter's datetime literal has whole seconds: drop what the mark already had
+            if changed and changed <= since:
+                # $filter's datetime literal has whole seconds: drop what it let through early
                 continue
             if changed and (newest is None or changed > newest):
                 newest = changed
@@ -134,7 +164,7 @@ async def reconcile(
                         source="reconciliation",
                     )
                 )
-        advanced[stream] = newest or since + overlap
+        advanced[stream] = newest or mark
     return Pass(messages, advanced)
 
 

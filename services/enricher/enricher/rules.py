@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from common.contracts import Channel
-from enricher.documents import KINDS, DocumentKind, Party, exact_datetime
+from enricher.documents import KINDS, DocumentKind, Party, exact_date
 
 __all__ = [
     "LANGUAGES",
@@ -75,11 +75,15 @@ class Timing(_Model):
         return self.field is None
 
     def due(self, doc: Mapping[str, Any], now: datetime) -> datetime | None:
-        """The moment the notice is due, or None when the document lacks the date."""
+        """The moment the notice is due, or None when the document lacks the date.
+
+        A date field counts from 00:00 UTC of its day (``exact_date``: the same day whichever
+        midnight Exact wrote), so a DST change never moves it to another day; quiet hours
+        then place the send in the recipient's local window."""
         if self.field is None:
             return now
-        base = exact_datetime(doc.get(self.field))
-        return None if base is None else base + self.offset
+        day = exact_date(doc.get(self.field))
+        return None if day is None else datetime.combine(day, time(0), UTC) + self.offset
 
     def __str__(self) -> str:
         if self.field is None:
