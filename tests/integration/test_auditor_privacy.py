@@ -32,6 +32,7 @@ from common.contracts import (
     EmailEvent,
     ForgetContact,
     InboundSms,
+    NotificationFailed,
     NotificationSent,
     Recipient,
     SendNotification,
@@ -239,6 +240,40 @@ async def test_a_recipient_is_kept_as_keyed_hash_and_mask_and_the_text_sealed_in
     assert trail.data.open(row["content_sealed"]) == c.content
     assert "recipient" not in row
     assert "content" not in row
+
+
+async def test_twilios_error_text_is_kept_and_shown_with_the_number_masked_like_the_recipient(
+    trail: Trail,
+):
+    c = command(MOBILE, number="F21211")
+    await handlers.record_requested(c, trail=trail.store)
+    # Twilio quotes the To it was given; here without "+", which the log masking leaves alone
+    quoted = f"The 'To' number {MOBILE[1:]} is not a valid phone number."
+    failed = NotificationFailed(
+        notification_id=c.notification_id,
+        attempt=1,
+        channel="sms",
+        error_class="permanent",
+        error_code="21211",
+        error=quoted,
+        reason="invalid_number",
+    )
+    assert await trail.store.outcome("m-21211", failed)
+
+    kept = await trail.pool.fetchval(
+        "SELECT error FROM audit.attempts WHERE notification_id = $1", c.notification_id
+    )
+    assert kept == "The 'To' number *********78 is not a valid phone number."
+    # a row kept before this masking is masked when it is read
+    await trail.pool.execute(
+        "UPDATE audit.attempts SET error = $2 WHERE notification_id = $1",
+        c.notification_id,
+        quoted,
+    )
+    (shown,) = await trail.store.document_trail(number="F21211")
+    text = audit_cli.format_trail([shown])
+    assert MOBILE[1:] not in text
+    assert "21211: The 'To' number *********78 is not a valid phone number." in text
 
 
 async def test_a_reveal_opens_the_text_and_still_shows_the_recipient_only_masked(trail: Trail):

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["configure_logging", "mask_event", "mask_text"]
+__all__ = ["configure_logging", "mask_error", "mask_event", "mask_text"]
 
 #: Keys whose values are secrets whatever they hold.
 _SECRET_KEYS = re.compile(r"(secret|token|password|authorization|api_key|hashcode|signature)", re.I)
@@ -22,6 +22,9 @@ _SECRET_KEYS = re.compile(r"(secret|token|password|authorization|api_key|hashcod
 _PHONE = re.compile(r"\+(?:[\s().-]*\d){7,15}")
 #: Email addresses.
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+#: A number of 7-15 digits without ``+``, standing alone (separators allowed): how a vendor's
+#: error quotes a phone number it was given in national or bare international form.
+_BARE_NUMBER = re.compile(r"(?<![\w+*])\d(?:[\s().-]*\d){6,14}(?!\w)")
 #: Bearer tokens in free text.
 _BEARER = re.compile(r"(Bearer\s+)\S+", re.I)
 
@@ -36,6 +39,20 @@ def mask_text(text: str) -> str:
     text = _PHONE.sub(_mask_phone, text)
     text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
     return _BEARER.sub(r"\1***", text)
+
+
+def mask_error(text: str) -> str:
+    """A vendor's error text as the audit trail and the CLI show it: ``mask_text``, then any
+    bare number of 7-15 digits keeps only its last two, as a recipient without ``+`` is shown
+    (Twilio's 21211 quotes the ``To`` it was given: ``The 'To' number 0612345678 is not a
+    valid phone number``). Not for logs in general: Exact's division codes have 7 digits."""
+    masked = mask_text(text)
+    return _BARE_NUMBER.sub(lambda m: _mask_bare(m.group(0)), masked)
+
+
+def _mask_bare(number: str) -> str:
+    digits = re.sub(r"\D", "", number)
+    return "*" * (len(digits) - 2) + digits[-2:]
 
 
 def _mask_value(key: str, value: Any) -> Any:

@@ -9,7 +9,7 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common.logging import configure_logging, mask_text
+from common.logging import configure_logging, mask_error, mask_text
 
 
 def test_log_lines_are_masked_before_rendering(capsys):
@@ -46,3 +46,26 @@ def test_masking_leaves_no_number_behind(digits, sep):
 def test_masking_hides_the_local_part_of_emails(email):
     local, domain = email.split("@")
     assert mask_text(email) == f"{local[0]}***@{domain}"
+
+
+def test_a_vendor_error_quoting_a_number_without_plus_shows_it_masked_like_a_recipient():
+    error = "21211: The 'To' number 31612345678 is not a valid phone number."
+    assert mask_error(error) == "21211: The 'To' number *********78 is not a valid phone number."
+    assert mask_error("'To' number +31 6 12345678 is not a valid mobile number") == (
+        "'To' number +*********78 is not a valid mobile number"
+    )
+
+
+def test_a_vendor_error_keeps_its_codes_sids_links_and_times():
+    error = (
+        "30003 for SM0123456789abcdef0123456789abcdef at 2024-01-05T10:00:00Z, "
+        "see https://www.twilio.com/docs/errors/30003"
+    )
+    assert mask_error(error) == error
+
+
+@given(st.from_regex(r"\A[0-9]{7,15}\Z"), st.sampled_from(["", " ", "(", "number "]))
+def test_no_bare_number_survives_in_a_vendor_error(number: str, before: str):
+    masked = mask_error(f"The 'To' number {before}{number} is not valid")
+    assert number not in masked
+    assert masked.count("*") == len(number) - 2

@@ -18,7 +18,7 @@ import asyncpg
 
 from auditor.personal import ERASED, PersonalData
 from common.contracts import INSTALL_SCOPE
-from common.logging import mask_text
+from common.logging import mask_error, mask_text
 
 __all__ = ["NOTIFICATION_COLUMNS", "SUPPRESSION_COLUMNS", "TrailQueries"]
 
@@ -51,6 +51,15 @@ def _change(row: asyncpg.Record) -> dict[str, Any]:
         if change.get(field):
             change[field] = mask_text(str(change[field]))
     return change
+
+
+def _attempt(row: asyncpg.Record) -> dict[str, Any]:
+    """An attempt as any reader gets it: the provider's error masked once more, for rows kept
+    before ``mask_error`` also masked numbers quoted without ``+``."""
+    attempt = dict(row)
+    if attempt.get("error"):
+        attempt["error"] = mask_error(str(attempt["error"]))
+    return attempt
 
 
 class TrailQueries:
@@ -125,7 +134,7 @@ class TrailQueries:
         for row in rows:
             item = self._shown(row, reveal=reveal)
             item["attempts"] = [
-                dict(a)
+                _attempt(a)
                 for a in await self._db.fetch(
                     """SELECT outcome, attempt, provider_id, error_class, error_code, error,
                           retry_at, requested_by, recorded_at

@@ -35,7 +35,7 @@ from common.contracts import (
     SuppressionChanged,
     TwilioStatus,
 )
-from common.logging import mask_text
+from common.logging import mask_error, mask_text
 
 __all__ = [
     "PostgresTrail",
@@ -83,9 +83,9 @@ def _skip_error(event: NotificationSkipped) -> str:
 
 
 def _masked_error(error: str | None) -> str | None:
-    """A provider's error text masked (Twilio's 21211 quotes the ``To`` number), whatever the
-    producer did: the trail keeps no clear address."""
-    return mask_text(error) if error else error
+    """A provider's error text masked (Twilio's 21211 quotes the ``To`` number, with or without
+    ``+``) like a recipient, whatever the producer did: the trail keeps no clear address."""
+    return mask_error(error) if error else error
 
 
 def channel_label(channel: str | None) -> str:
