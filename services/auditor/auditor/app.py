@@ -18,6 +18,7 @@ from auditor.personal import PersonalData
 from auditor.settings import Settings
 from common import amqp, db, health, runtime, topology
 from common.contracts import NotificationReleased
+from common.groupcommit import GroupCommit
 from common.metrics import ConsumerMetrics, make_registry
 
 __all__ = ["run"]
@@ -38,6 +39,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             statuses=status_counter(registry),
             suppressions=suppression_counter(registry),
             security=security_counter(registry),
+            group=GroupCommit(pool, max_batch=settings.auditor_group_commit_max),
         )
         connection = await stack.enter_async_context(
             amqp.connect(settings.amqp_url, name="auditor")

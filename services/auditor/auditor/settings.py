@@ -35,6 +35,8 @@ class Settings(ServiceSettings):
     auditor_retention_interval_seconds: float = Field(default=86400.0, gt=0)
     #: Deliveries of auditor.events handled at once.
     auditor_prefetch: int = 100
+    #: Most records of concurrent deliveries written in one transaction (1: one each).
+    auditor_group_commit_max: int = Field(default=100, ge=1)
 
     @field_validator("auditor_data_key")
     @classmethod

@@ -8,7 +8,7 @@ is kept only for a notification of the connection whose account signed it (see
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 from uuid import UUID
 
 import asyncpg
@@ -35,6 +35,7 @@ from common.contracts import (
     SuppressionChanged,
     TwilioStatus,
 )
+from common.groupcommit import GroupCommit, Unit
 from common.logging import mask_error, mask_text
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 log = structlog.get_logger("auditor")
+
+T = TypeVar("T")
 
 #: Outcome -> (notification state, rank within one attempt). ``released`` ranks last: it
 #: follows the ``failed`` of the same attempt.
@@ -165,15 +168,27 @@ class PostgresTrail(TrailQueries):
         statuses: Counter | None = None,
         suppressions: Counter | None = None,
         security: Counter | None = None,
+        group: GroupCommit | None = None,
     ) -> None:
         """``data`` holds the auditor's data key: nothing about a person is written without
         it. The counters are optional so that a tool reading or repairing the trail needs no
-        registry; the service passes all four (``outcome_counter`` and its siblings)."""
+        registry; the service passes all four (``outcome_counter`` and its siblings). With
+        ``group`` the records of concurrent deliveries share transactions (the service's
+        consumer); without it each record is its own transaction."""
         super().__init__(db, data)
+        self._group = group
         self._outcomes = outcomes
         self._statuses = statuses
         self._suppressions = suppressions
         self._security = security
+
+    async def _tx(self, unit: Unit[T]) -> T:
+        """Run ``unit`` in a transaction: a shared one when grouping (``GroupCommit``: the
+        unit may run twice, so it only writes; counting and logging come after)."""
+        if self._group is not None:
+            return await self._group.run(unit)
+        async with self._db.acquire() as db, db.transaction():
+            return await unit(db)
 
     def _count(self, outcome: str, reason: str | None, channel: str | None) -> None:
         if self._outcomes is not None:
@@ -188,12 +203,14 @@ class PostgresTrail(TrailQueries):
         (``retry_of``): a corrected recipient makes a new notification, not a new attempt. The
         command names the notification's connection: statuses stored for its message under
         another connection's signature are dropped now (see ``status``)."""
-        async with self._db.acquire() as db, db.transaction():
+
+        async def unit(db: asyncpg.Connection) -> list[asyncpg.Record]:
             row = await self._upsert_requested(db, c)
             if row["created"]:
                 await self._link_retry(db, c)
-            dropped = await self._drop_foreign_statuses(db, c.notification_id, row["provider_id"])
-        self._refused(dropped)
+            return await self._drop_foreign_statuses(db, c.notification_id, row["provider_id"])
+
+        self._refused(await self._tx(unit))
 
     async def _link_retry(self, db: asyncpg.Connection, c: SendNotification) -> None:
         s = c.source
@@ -293,7 +310,10 @@ class PostgresTrail(TrailQueries):
                 if error_class in ("exhausted", "transient", "unexpected")
                 else "provider_error"
             )
-        async with self._db.acquire() as db, db.transaction():
+
+        async def unit(
+            db: asyncpg.Connection,
+        ) -> tuple[bool, str | None, list[asyncpg.Record]]:
             inserted = await db.fetchval(
                 """INSERT INTO audit.attempts (message_id, notification_id, outcome, attempt,
                        provider_id, error_class, error_code, error, retry_at, requested_by)
@@ -311,7 +331,7 @@ class PostgresTrail(TrailQueries):
                 getattr(event, "requested_by", None),
             )
             if inserted is None:
-                return False  # a redelivered event: recorded already
+                return False, None, []  # a redelivered event: recorded already
             channel = await db.fetchval(
                 """INSERT INTO audit.notifications (notification_id, channel) VALUES ($1, $2)
                    ON CONFLICT (notification_id) DO UPDATE SET
@@ -345,6 +365,11 @@ class PostgresTrail(TrailQueries):
                 reason if state == "failed" else None,
                 getattr(event, "error_code", None),
             )
+            return True, channel, dropped
+
+        recorded, channel, dropped = await self._tx(unit)
+        if not recorded:
+            return False
         self._count(outcome, reason, channel)
         self._refused(dropped)
         return True
@@ -442,14 +467,17 @@ class PostgresTrail(TrailQueries):
         the connection it names and dropped once the message turns out to be another
         connection's (``outcome``, ``requested``). Returns False when refused."""
         claimed = getattr(event, "connection_id", None)  # TwilioStatus gains it; kept if extra
-        final, channel = False, None
-        async with self._db.acquire() as db, db.transaction():
+
+        async def unit(db: asyncpg.Connection) -> tuple[str | None, bool, str | None]:
             await _lock_provider(db, event.provider_id)
             owner = await self._foreign_owner(db, event.provider_id, claimed)
-            if owner is None:
-                moved_to = await self._record_status(db, event, claimed)
-                final = moved_to is not None and moved_to >= FINAL_RANK
-                channel = await self._status_channel(db, event) if final else None
+            if owner is not None:
+                return owner, False, None
+            moved_to = await self._record_status(db, event, claimed)
+            final = moved_to is not None and moved_to >= FINAL_RANK
+            return None, final, await self._status_channel(db, event) if final else None
+
+        owner, final, channel = await self._tx(unit)
         if owner is not None:
             self._refuse(event.provider_id, event.status, claimed, owner)
             return False

@@ -1,0 +1,117 @@
+"""GroupCommit: units of database work from concurrent deliveries, committed together.
+
+A consumer with a prefetch window handles many deliveries at once, and each used to run its
+own transaction: a pool acquire, BEGIN, its statements, COMMIT (a WAL flush) and a release.
+``GroupCommit.run`` queues the unit instead; one runner takes every unit queued so far (up to
+``max_batch``) and runs them one after another on one connection in one transaction. Units
+queued while a batch runs form the next batch, so batches grow with the load and a lone
+delivery waits for nobody.
+
+The guarantees stay those of one transaction per unit:
+
+- ``run`` returns only after the batch that holds the unit has committed, so a delivery is
+  acknowledged only once its effect is durable;
+- a unit that raises (or a commit that fails) rolls the batch back, and every unit of it is
+  then run again alone, in its own transaction: only the unit at fault fails, with its own
+  error, and the others commit as if they had never been batched;
+- a unit is a function of the connection only, and may run twice (once in a batch that
+  rolled back): side effects other than its SQL (metrics, logs) belong after ``run``.
+
+Units of one batch run in the order they were queued, so two deliveries about one row are
+applied in arrival order, as one consumer would apply them one by one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+import structlog
+
+__all__ = ["GroupCommit", "Unit"]
+
+T = TypeVar("T")
+
+#: A unit of work: its statements on the connection (an ``asyncpg.Connection``) it is given,
+#: inside a transaction.
+Unit = Callable[[Any], Awaitable[T]]
+
+log = structlog.get_logger("common.groupcommit")
+
+
+class GroupCommit:
+    """Runs units queued by concurrent callers in shared transactions (see the module)."""
+
+    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 100) -> None:
+        self._pool = pool
+        self._max_batch = max_batch
+        self._pending: list[tuple[Unit[Any], asyncio.Future[Any]]] = []
+        self._runner: asyncio.Task[None] | None = None
+        #: Batches committed, and units committed in them (for the metrics and the tests).
+        self.batches = 0
+        self.units = 0
+
+    async def run(self, unit: Unit[T]) -> T:
+        """Run ``unit`` in a transaction shared with the units queued beside it; return its
+        result once that transaction has committed, or raise its own error."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((unit, future))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(
+                self._drain(), name="group-commit"
+            )
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            try:
+                await self._batch(batch)
+            except Exception as exc:  # no connection to be had: every unit of it fails
+                self._fail(batch, exc)
+            except BaseException:  # cancelled (shutdown): the callers see their work stop
+                self._fail(batch, ConnectionError("group commit stopped"))
+                raise
+
+    @staticmethod
+    def _fail(batch: list[tuple[Unit[Any], asyncio.Future[Any]]], exc: Exception) -> None:
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(exc)
+
+    async def _batch(self, batch: list[tuple[Unit[Any], asyncio.Future[Any]]]) -> None:
+        live = [(unit, future) for unit, future in batch if not future.cancelled()]
+        if not live:
+            return
+        async with self._pool.acquire() as db:
+            if len(live) > 1:
+                results: list[Any] = []
+                try:
+                    async with db.transaction():
+                        for unit, _ in live:
+                            results.append(await unit(db))
+                except Exception as exc:
+                    # one unit (or the commit) failed: each is run alone below
+                    log.debug("group_commit_split", units=len(live), error=type(exc).__name__)
+                else:
+                    self.batches += 1
+                    self.units += len(live)
+                    for (_, future), result in zip(live, results, strict=True):
+                        if not future.done():
+                            future.set_result(result)
+                    return
+            for unit, future in live:
+                try:
+                    async with db.transaction():
+                        result = await unit(db)
+                except Exception as exc:
+                    if not future.done():
+                        future.set_exception(exc)
+                else:
+                    self.batches += 1
+                    self.units += 1
+                    if not future.done():
+                        future.set_result(result)

@@ -1,0 +1,85 @@
+"""GroupCommit on a real PostgreSQL: concurrent units share transactions, and a unit that fails
+fails alone while the units batched with it commit."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from common import db
+from common.groupcommit import GroupCommit
+
+pytestmark = pytest.mark.asyncio
+
+
+async def _table(pool: Any) -> None:
+    await pool.execute("CREATE TABLE IF NOT EXISTS gc_rows (id int PRIMARY KEY, note text)")
+
+
+def _insert(row_id: int, note: str = "ok") -> Any:
+    async def unit(conn: Any) -> int:
+        await conn.execute("INSERT INTO gc_rows (id, note) VALUES ($1, $2)", row_id, note)
+        return row_id * 10
+
+    return unit
+
+
+async def test_concurrent_units_commit_in_fewer_transactions_than_units(
+    private_database_url: str,
+) -> None:
+    async with db.pool(private_database_url, max_size=2) as pool:
+        await _table(pool)
+        group = GroupCommit(pool, max_batch=50)
+        results = await asyncio.gather(*(group.run(_insert(i)) for i in range(200)))
+        assert results == [i * 10 for i in range(200)]
+        assert group.units == 200
+        assert group.batches < 200 / 4, f"{group.batches} transactions for 200 units"
+        # what run() returned is committed: another connection sees every row
+        assert await pool.fetchval("SELECT count(*) FROM gc_rows") == 200
+
+
+async def test_a_failing_unit_fails_alone_and_its_batch_mates_commit(
+    private_database_url: str,
+) -> None:
+    async with db.pool(private_database_url, max_size=2) as pool:
+        await _table(pool)
+        await pool.execute("INSERT INTO gc_rows (id, note) VALUES (7, 'taken')")
+        group = GroupCommit(pool, max_batch=50)
+
+        async def fails_after_writing(conn: Any) -> None:
+            await conn.execute("INSERT INTO gc_rows (id, note) VALUES (1000, 'half')")
+            raise ValueError("refused by the unit itself")
+
+        units = [_insert(i) for i in range(20)]  # id 7 breaks a unique key
+        units.insert(10, fails_after_writing)
+        outcomes = await asyncio.gather(*(group.run(u) for u in units), return_exceptions=True)
+
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        assert len(failures) == 2
+        assert any(isinstance(f, ValueError) and "refused" in str(f) for f in failures)
+        assert any("duplicate key" in str(f) for f in failures)
+        rows = dict(await pool.fetch("SELECT id, note FROM gc_rows"))  # type: ignore[arg-type]
+        assert sorted(rows) == sorted(set(range(20)))  # 19 new rows and the earlier 7
+        assert rows[7] == "taken"
+        assert 1000 not in rows  # the failing unit's own write was rolled back
+
+
+async def test_units_of_one_batch_apply_in_the_order_they_were_queued(
+    private_database_url: str,
+) -> None:
+    async with db.pool(private_database_url, max_size=2) as pool:
+        await _table(pool)
+        await pool.execute("INSERT INTO gc_rows (id, note) VALUES (1, '')")
+        group = GroupCommit(pool, max_batch=100)
+
+        def append(letter: str) -> Any:
+            async def unit(conn: Any) -> None:
+                await conn.execute("UPDATE gc_rows SET note = note || $1 WHERE id = 1", letter)
+
+            return unit
+
+        letters = [chr(ord("a") + i % 26) for i in range(60)]
+        await asyncio.gather(*(group.run(append(x)) for x in letters))
+        assert await pool.fetchval("SELECT note FROM gc_rows WHERE id = 1") == "".join(letters)
