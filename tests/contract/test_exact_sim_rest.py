@@ -637,3 +637,136 @@ async def test_issuing_opens_a_receivable_and_paying_settles_it_without_a_webhoo
     assert len(await api.admin.webhooks()) == webhooks_before
     with pytest.raises(httpx.HTTPStatusError):
         await api.admin.pay_invoice(invoice["InvoiceID"])
+
+
+# sync APIs (Exact's KB "Deleted" and "Sync/SyncTimestamp"): Timestamp is a row version that
+# grows with every change, only "Timestamp gt N" may be filtered on, pages of 1,000 follow
+# __next, deletes are in sync/Deleted, SyncTimestamp gives the row version to start from.
+
+
+async def read_all(api: Any, path: str, **params: str) -> tuple[list[dict[str, Any]], int]:
+    """Every row of a sync feed, following ``__next``; (rows, pages)."""
+    response = await api.get(path, params=params)
+    assert response.status_code == 200, response.text
+    rows, pages = list(response.json()["d"]["results"]), 1
+    while next_url := response.json()["d"].get("__next"):
+        response = await api.get(next_url)
+        assert response.status_code == 200, response.text
+        rows += response.json()["d"]["results"]
+        pages += 1
+    return rows, pages
+
+
+async def test_a_first_sync_from_timestamp_1_reads_everything_in_row_version_order():
+    async with exact() as api:
+        for n in range(4):
+            await api.admin.create_account(Name=f"Klant {n}", Country="NL")
+        rows, _ = await read_all(
+            api, "sync/CRM/Accounts", **{"$filter": "Timestamp gt 1", "$select": "ID,Timestamp"}
+        )
+        stamps = [row["Timestamp"] for row in rows]
+
+        assert len(rows) == 5  # the seeded customer and the four above
+        assert stamps == sorted(stamps)
+        assert len(set(stamps)) == len(stamps)
+        assert set(rows[0]) == {"__metadata", "ID", "Timestamp"}
+
+
+async def test_a_change_gets_a_higher_timestamp_and_only_it_is_read_after_the_last_one():
+    async with exact() as api:
+        account = await api.admin.create_account(Name="Groothandel", Country="NL")
+        rows, _ = await read_all(api, "sync/CRM/Accounts", **{"$filter": "Timestamp gt 1"})
+        last = max(row["Timestamp"] for row in rows)
+        before = next(row["Timestamp"] for row in rows if row["ID"] == account["ID"])
+
+        await api.admin.update("Accounts", account["ID"], Name="Groothandel Noord")
+        changed, _ = await read_all(
+            api, "sync/CRM/Accounts", **{"$filter": f"Timestamp gt {last}", "$select": "ID,Name"}
+        )
+        again, _ = await read_all(
+            api, "sync/CRM/Accounts", **{"$filter": f"Timestamp gt {last + 1}"}
+        )
+
+        assert [(r["ID"], r["Name"]) for r in changed] == [(account["ID"], "Groothandel Noord")]
+        assert before < last + 1
+        assert again == []
+
+
+async def test_pages_hold_the_sync_page_size_and_next_reads_the_rest_once():
+    async with exact(sync_page_size=3) as api:
+        account = await api.admin.create_account(Name="Veel contacten", Country="NL")
+        for n in range(7):
+            await api.admin.create_contact(Account=account["ID"], FirstName=f"C{n}")
+        rows, pages = await read_all(
+            api, "sync/CRM/Contacts", **{"$filter": "Timestamp gt 1", "$select": "ID,Account"}
+        )
+
+        assert len(rows) == 9  # the seed's two contacts and seven more
+        assert len({row["ID"] for row in rows}) == 9
+        assert pages == 3
+
+
+async def test_a_filter_on_anything_but_timestamp_is_refused():
+    async with exact() as api:
+        response = await api.get("sync/CRM/Accounts", params={"$filter": "Name eq 'x'"})
+        assert response.status_code == 400
+        assert "Timestamp" in _error_value(response)
+
+
+async def test_a_deleted_contact_is_in_sync_deleted_not_in_the_contacts_feed():
+    async with exact() as api:
+        contact = await api.admin.create_contact(Account=api.seed.account_id, FirstName="Weg")
+        rows, _ = await read_all(api, "sync/CRM/Contacts", **{"$filter": "Timestamp gt 1"})
+        last = max(row["Timestamp"] for row in rows)
+
+        await api.admin.delete("Contacts", contact["ID"])
+        deleted, _ = await read_all(api, "sync/Deleted", **{"$filter": f"Timestamp gt {last}"})
+        contacts, _ = await read_all(api, "sync/CRM/Contacts", **{"$filter": "Timestamp gt 1"})
+
+        assert [(d["EntityKey"], d["EntityType"]) for d in deleted] == [(contact["ID"], 5)]
+        assert deleted[0]["Timestamp"] > last
+        assert contact["ID"] not in {row["ID"] for row in contacts}
+
+
+async def test_sales_invoices_sync_rows_carry_the_invoice_id_and_a_header_line_number():
+    async with exact() as api:
+        invoice = await api.admin.create_invoice(121.0)
+        rows, _ = await read_all(
+            api,
+            "sync/SalesInvoice/SalesInvoices",
+            **{"$filter": "Timestamp gt 1", "$select": "ID,InvoiceID,LineNumber,AmountFC"},
+        )
+        (row,) = [r for r in rows if r["InvoiceID"] == invoice["InvoiceID"]]
+
+        assert (row["ID"], row["LineNumber"], row["AmountFC"]) == (invoice["InvoiceID"], 0, 121.0)
+
+
+async def test_sync_timestamp_gives_the_row_version_of_the_first_change_on_or_after_a_date():
+    async with exact() as api:
+        old = await api.admin.create_invoice(10.0)
+        api.sim.state.clock.advance(300)  # less than the access token's 600 s
+        moment = api.sim.state.clock.now_dt().strftime("%Y-%m-%dT%H:%M:%S")
+        new = await api.admin.create_invoice(20.0)
+        response = await api.get(
+            "read/sync/Sync/SyncTimestamp",
+            params={"modified": f"datetime'{moment}'", "endPoint": "'SalesInvoices'"},
+        )
+        assert response.status_code == 200, response.text
+        (answer,) = response.json()["d"]["results"]
+        start = answer["TimeStampAsBigInt"]
+        rows, _ = await read_all(
+            api, "sync/SalesInvoice/SalesInvoices", **{"$filter": f"Timestamp gt {start - 1}"}
+        )
+
+        assert answer["API"] == "SalesInvoices"
+        assert [r["InvoiceID"] for r in rows] == [new["InvoiceID"]]
+        assert old["InvoiceID"] != new["InvoiceID"]
+
+
+async def test_sync_calls_count_against_the_limits_under_their_own_endpoint():
+    async with exact() as api:
+        response = await api.get("sync/CRM/Contacts", params={"$filter": "Timestamp gt 1"})
+        calls = await api.admin.requests(path_contains="sync/CRM/Contacts")
+
+        assert "x-ratelimit-minutely-remaining" in response.headers
+        assert [c["endpoint"] for c in calls] == ["sync/CRM/Contacts"]

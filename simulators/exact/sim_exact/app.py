@@ -9,7 +9,7 @@ from aiohttp import web
 
 from common.health import add_health_routes
 from common.metrics import make_registry
-from sim_exact import admin, api, control, token_endpoint
+from sim_exact import admin, api, control, sync, token_endpoint
 from sim_exact.calls import CallLog
 from sim_exact.clock import Clock
 from sim_exact.documents import Documents
@@ -87,6 +87,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_webhook_delivery)
     add_health_routes(app, {}, sim.registry)
     token_endpoint.add_routes(app)
+    sync.add_routes(app)  # before api's: /sync/Deleted would match its generic route
     api.add_routes(app)
     admin.add_routes(app)
     control.add_routes(app)

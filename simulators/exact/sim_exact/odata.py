@@ -1,7 +1,8 @@
 """OData query options, paging and the JSON envelopes Exact answers with.
 
-- ``$filter`` (see ``filters``; a tree past ``node_limit`` nodes is refused), ``$select`` (unknown field -> 400), ``$orderby``, ``$top``,
-  ``$skip``, ``$inlinecount=allpages`` (adds ``__count``), ``$skiptoken``.
+- ``$filter`` (see ``filters``; a tree past ``node_limit`` nodes is refused), ``$select``
+  (unknown field -> 400), ``$orderby``, ``$top``, ``$skip``, ``$inlinecount=allpages`` (adds
+  ``__count``), ``$skiptoken``.
 - Pages hold ``page_size`` rows (60, as Exact's standard endpoints). When more rows match,
   ``d.__next`` is the full URL of the next page: the same options plus
   ``$skiptoken=guid'<key of the last row>'`` (rows are in key order unless ``$orderby`` says

@@ -34,6 +34,9 @@ __all__ = ["CHAIN", "Target", "api_pipeline", "classify"]
 CHAIN = web.RequestKey("chain", Chain)
 
 _V1_DIVISION = re.compile(r"^/api/v1/(\d+)/([^/]+)/([A-Za-z]+)")
+_V1_SYNC = re.compile(
+    r"^/api/v1/(\d+)/(sync/Deleted|read/sync/Sync/SyncTimestamp|sync/[A-Za-z]+/[A-Za-z]+)$"
+)
 _MAINTENANCE = (
     "<html><head><title>Exact Online</title></head><body><h1>Service unavailable</h1>"
     "<p>Exact Online is temporarily unavailable due to maintenance.</p></body></html>"
@@ -55,6 +58,9 @@ def classify(path: str) -> Target:
         return Target("oauth", path.removeprefix("/api/"))
     if path == "/api/v1/current/Me":
         return Target("rest", "current/Me")
+    sync = _V1_SYNC.match(path)
+    if sync:
+        return Target("rest", sync.group(2), int(sync.group(1)))
     match = _V1_DIVISION.match(path)
     if match:
         endpoint = f"{match.group(2)}/{match.group(3)}"

@@ -45,6 +45,8 @@ class Settings(ServiceSettings):
     #: Simulated seconds per real second; 0 freezes the clock (only ``/_sim/clock`` moves it).
     clock_speed: float = Field(1.0, ge=0, validation_alias=_own("clock_speed"))
     page_size: int = Field(60, ge=1, validation_alias=_own("page_size"))
+    #: Rows per page of the sync APIs (``sync/...``), 1,000 as Exact's.
+    sync_page_size: int = Field(1000, ge=1, validation_alias=_own("sync_page_size"))
     #: Nodes a ``$filter`` expression may have (``filters``: 4 per ``Key eq guid'..' or``
     #: term); past it the API answers 400 with the node-count message of Microsoft's OData
     #: stacks, whose default limit is 100. 0 turns the limit off.

@@ -3,6 +3,10 @@
 Every insert, update and delete of a record calls the listeners with
 ``(division, entity_set, key, action)`` where action is ``"Update"`` or ``"Delete"``. Exact has
 no ``Create`` action: creating a record fires ``Update`` (reference section 1.4).
+
+Every insert and update also gives the record a new row version (the sync APIs'
+``Timestamp``): a per-division counter higher than any before it, with no relation to a time;
+a delete is kept with its own row version for ``sync/Deleted``.
 """
 
 from __future__ import annotations
@@ -73,6 +77,12 @@ class Store:
         self._clock = clock
         self._data: dict[int, dict[str, dict[Any, Row]]] = {}
         self.listeners: list[Listener] = []
+        #: division -> the last row version handed out
+        self._stamps: dict[int, int] = {}
+        #: (division, entity path) -> key -> row version
+        self._versions: dict[tuple[int, str], dict[Any, int]] = {}
+        #: division -> (row version, entity set, key, deleted at) of each delete
+        self._deleted: dict[int, list[tuple[int, EntitySet, Any, datetime]]] = {}
 
     # divisions -----------------------------------------------------------------------------
 
@@ -125,6 +135,9 @@ class Store:
         if row[entity.key] in table:
             raise ValueError(f"{entity.name} {row[entity.key]} already exists")
         table[row[entity.key]] = row
+        self._versions.setdefault((division, entity.path), {})[row[entity.key]] = self._stamp(
+            division
+        )
         if notify:
             self._changed(division, entity, row[entity.key], "Update")
         return row
@@ -137,17 +150,41 @@ class Store:
         changes.pop("Division", None)
         row.update(changes)
         row["Modified"] = self._clock.now_dt()
+        self._versions.setdefault((division, entity.path), {})[row[entity.key]] = self._stamp(
+            division
+        )
         self._changed(division, entity, row[entity.key], "Update")
         return row
 
     def delete(self, division: int, entity: EntitySet, key: Any) -> Row:
         """Remove a record and fire ``Delete``; ``KeyError`` when it does not exist."""
         row = self._table(division, entity).pop(self._key(entity, key))
+        self._versions.get((division, entity.path), {}).pop(row[entity.key], None)
+        self._deleted.setdefault(division, []).append(
+            (self._stamp(division), entity, row[entity.key], self._clock.now_dt())
+        )
         self._changed(division, entity, row[entity.key], "Delete")
         return row
 
     def clear(self) -> None:
         self._data.clear()
+        self._stamps.clear()
+        self._versions.clear()
+        self._deleted.clear()
+
+    # row versions (sync APIs) ----------------------------------------------------------------
+
+    def version(self, division: int, entity: EntitySet, key: Any) -> int:
+        """The row version of a record (0 for a record stored before versions existed)."""
+        return self._versions.get((division, entity.path), {}).get(key, 0)
+
+    def deletions(self, division: int) -> list[tuple[int, EntitySet, Any, datetime]]:
+        """Every delete in ``division``: (row version, entity set, key, when)."""
+        return list(self._deleted.get(division, ()))
+
+    def _stamp(self, division: int) -> int:
+        self._stamps[division] = self._stamps.get(division, 1) + 1
+        return self._stamps[division]
 
     # internals -----------------------------------------------------------------------------
 
