@@ -33,6 +33,8 @@ from k8s_render import (
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 #: Where a process writes its temporary files, on a read-only root filesystem.
 TMP = "/tmp"  # noqa: S108 (a path in the container, not a file this test writes)
+#: Where the postgres image looks for its first-start scripts.
+INITDB = "/docker-entrypoint-initdb.d"
 #: Schema owners: service -> (schema, package), from the code (``db.migrate`` calls).
 SCHEMA_OWNERS = ("enricher", "dispatcher", "auditor", "token-keeper")
 
@@ -251,6 +253,25 @@ def test_each_service_connects_to_the_broker_and_database_as_its_own_user(simula
     assert len(passwords) == len(SERVICES)
 
 
+def test_the_simulated_database_creates_the_roles_once_with_its_own_script(simulated):
+    database = named(simulated, "StatefulSet", "postgres")
+    (container,) = pod_spec(database)["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    (init,) = [v for v in pod_spec(database)["volumes"] if v["name"] == mounts[INITDB]]
+    assert unhashed(init["configMap"]["name"]) == "postgres-init"
+    assert init["configMap"]["defaultMode"] & 0o555 == 0o555  # executed, not sourced
+    script = generated(simulated, "ConfigMap", "postgres-init")["data"]["init-roles.sh"]
+    assert script.startswith("#!/bin/sh")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["POSTGRES_DB"] == "mlc"
+    assert env["PGDATA"].startswith(mounts_of(container, "data") + "/")
+
+
+def mounts_of(container: dict, volume: str) -> str:
+    (path,) = [m["mountPath"] for m in container["volumeMounts"] if m["name"] == volume]
+    return path
+
+
 def test_the_simulated_broker_loads_the_definitions_and_runs_start_sh(simulated):
     broker = named(simulated, "StatefulSet", "rabbitmq")
     (container,) = pod_spec(broker)["containers"]
@@ -446,3 +467,21 @@ def test_the_ingress_exposes_only_the_webhook_paths_over_tls(production):
         for entry in rule["http"]["paths"]:
             assert entry["backend"]["service"]["name"] == "ingress"
             assert entry["backend"]["service"]["port"]["number"] in ingress_port
+
+
+def test_every_image_is_named_with_a_tag_and_the_project_runs_one_image(overlay):
+    images = {c["image"] for w in of_kind(overlay, *WORKLOADS) for c in containers(w)}
+    for image in images:
+        name, _, tag = image.rpartition(":")
+        assert name, image
+        assert "/" not in tag, image
+        assert tag not in ("", "latest"), image
+    project = {
+        c["image"]
+        for w in of_kind(overlay, *WORKLOADS)
+        for c in containers(w)
+        if c.get("command", [""])[0].startswith("mlc-")
+        or c.get("command", [])[:2] == ["python", "/opt/mlc/migrate.py"]
+    }
+    assert len(project) == 1, project
+    assert project <= images
