@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 import yaml
+from common.runtime import STARTUP_TIMEOUT
 from k8s_render import (
     K8S,
     ROOT,
@@ -335,7 +336,11 @@ def test_every_service_is_probed_on_its_health_endpoints(overlay):
         assert env["MLC_HTTP_PORT"] == str(port), name
         assert env["MLC_HTTP_HOST"] == "0.0.0.0", name
         if name in SERVICES:
-            assert container["startupProbe"]["httpGet"]["path"] == "/healthz", name
+            startup = container["startupProbe"]
+            assert startup["httpGet"]["path"] == "/healthz", name
+            # a service serves HTTP only once the database and the broker answered, each
+            # waited for up to STARTUP_TIMEOUT: the probe must not kill it sooner
+            assert startup["periodSeconds"] * startup["failureThreshold"] > 2 * STARTUP_TIMEOUT
             annotations = deployment["spec"]["template"]["metadata"]["annotations"]
             assert annotations["prometheus.io/port"] == str(port), name
             assert annotations["prometheus.io/path"] == "/metrics", name
