@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 import yaml
-from common.runtime import STARTUP_TIMEOUT
 from k8s_render import (
     K8S,
     ROOT,
@@ -28,6 +27,8 @@ from k8s_render import (
     secret_data,
     unhashed,
 )
+
+from common.runtime import STARTUP_TIMEOUT
 
 #: The oldest and the newest Kubernetes the manifests are checked against (strict: an unknown
 #: or misspelt field fails, as `kubectl apply --validate=strict` would).
