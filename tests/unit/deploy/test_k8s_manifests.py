@@ -475,6 +475,13 @@ def test_the_ingress_exposes_only_the_webhook_paths_over_tls(production):
             assert entry["backend"]["service"]["port"]["number"] in ingress_port
 
 
+def test_everything_the_overlays_create_is_labelled_as_part_of_the_install(overlay):
+    # `kubectl get,delete ... -l app.kubernetes.io/part-of=ml-connector` finds all of it
+    for obj in overlay:
+        labels = obj["metadata"].get("labels", {})
+        assert labels.get("app.kubernetes.io/part-of") == "ml-connector", obj["metadata"]["name"]
+
+
 def test_every_image_is_named_with_a_tag_and_the_project_runs_one_image(overlay):
     images = {c["image"] for w in of_kind(overlay, *WORKLOADS) for c in containers(w)}
     for image in images:
