@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import asyncpg
 import structlog
 
-__all__ = ["GroupCommit", "Unit"]
+__all__ = ["GroupCommit", "Unit", "in_transaction"]
 
 T = TypeVar("T")
 
@@ -115,3 +115,12 @@ class GroupCommit:
                     self.units += 1
                     if not future.done():
                         future.set_result(result)
+
+
+async def in_transaction(pool: asyncpg.Pool, unit: Unit[T], group: GroupCommit | None) -> T:
+    """Run ``unit`` in a transaction: a shared one through ``group`` when there is one (the
+    unit may then run twice: it only writes, counting and logging come after), else its own."""
+    if group is not None:
+        return await group.run(unit)
+    async with pool.acquire() as db, db.transaction():
+        return await unit(db)

@@ -14,6 +14,7 @@ from common.contracts import (
     ReleaseNotification,
     SendNotification,
 )
+from common.groupcommit import GroupCommit
 from common.metrics import ConsumerMetrics, make_registry
 from common.rpc import CachedLookup, RpcClient
 from dispatcher import feeds, handlers, outbox, resolver
@@ -74,6 +75,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             stale_seconds=settings.dispatcher_claim_stale_seconds,
             resolve_after_seconds=settings.dispatcher_resolve_after_seconds,
             wake=wake,
+            group=GroupCommit(pool, max_batch=settings.dispatcher_group_commit_max),
         )
         twilio_notifier = TwilioNotifier(twilio, TwilioAccounts(settings, credentials))
         notifier = ChannelNotifier(

@@ -53,4 +53,7 @@ class Settings(ServiceSettings):
     #: Deliveries of dispatcher.sends handled at once: sends wait on Twilio/SendGrid (~0.1-0.5 s
     #: each), so throughput is about prefetch / provider latency.
     dispatcher_prefetch: int = 200
+    #: Most claims or settles of concurrent deliveries written in one transaction (1: one
+    #: each); each send still starts only after its own claim committed.
+    dispatcher_group_commit_max: int = 100
     db_pool_max: int = 8

@@ -35,7 +35,7 @@ from common.contracts import (
     SuppressionChanged,
     TwilioStatus,
 )
-from common.groupcommit import GroupCommit, Unit
+from common.groupcommit import GroupCommit, Unit, in_transaction
 from common.logging import mask_error, mask_text
 
 __all__ = [
@@ -183,12 +183,7 @@ class PostgresTrail(TrailQueries):
         self._security = security
 
     async def _tx(self, unit: Unit[T]) -> T:
-        """Run ``unit`` in a transaction: a shared one when grouping (``GroupCommit``: the
-        unit may run twice, so it only writes; counting and logging come after)."""
-        if self._group is not None:
-            return await self._group.run(unit)
-        async with self._db.acquire() as db, db.transaction():
-            return await unit(db)
+        return await in_transaction(self._db, unit, self._group)
 
     def _count(self, outcome: str, reason: str | None, channel: str | None) -> None:
         if self._outcomes is not None:

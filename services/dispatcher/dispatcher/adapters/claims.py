@@ -15,6 +15,7 @@ import asyncpg
 
 from common.contracts import Message, NotificationReleased, NotificationSent, SendNotification
 from common.contracts.suppressions import address_key_sql
+from common.groupcommit import GroupCommit, in_transaction
 from dispatcher.ports import Claim, Unsettled
 
 __all__ = ["PostgresClaimStore", "queue_event"]
@@ -44,8 +45,12 @@ class PostgresClaimStore:
         stale_seconds: float,
         resolve_after_seconds: float | None = None,
         wake: asyncio.Event | None = None,
+        group: GroupCommit | None = None,
     ) -> None:
+        """With ``group``, the claims and settles of concurrent deliveries share transactions
+        (``GroupCommit``; each call still returns only after its own change committed)."""
         self._db = db
+        self._group = group
         self._stale = stale_seconds
         self._resolve_after = (
             stale_seconds if resolve_after_seconds is None else (resolve_after_seconds)
@@ -61,9 +66,10 @@ class PostgresClaimStore:
         """Take the claim unless someone holds or used it, or its ``retry_at`` is ahead. One
         statement decides between replicas and copies: the unique key."""
         key = command.idempotency_key
-        async with self._db.acquire() as db:
-            # One statement, atomic on its own: the common case (a new key) costs one round
-            # trip; only a key someone holds needs the locked look below.
+
+        async def unit(db: asyncpg.Connection) -> Claim:
+            # One statement: the common case (a new key) costs one round trip; only a key
+            # someone holds needs the locked look below.
             row = await db.fetchrow(
                 """INSERT INTO dispatch.claims (idempotency_key, notification_id, channel, state,
                        command)
@@ -84,28 +90,30 @@ class PostgresClaimStore:
                 return Claim("claimed", row["attempts"], budget_used=_used(row))
             return await self._held(db, key)
 
+        return await in_transaction(self._db, unit, self._group)
+
     async def _held(self, db: asyncpg.Connection, key: str) -> Claim:
-        """Why a key could not be claimed: its holder's state, read under the row lock."""
-        async with db.transaction():
-            held = await db.fetchrow(
-                """SELECT state, attempts, budget_from, provider_id,
-                          now() - claimed_at > make_interval(secs => $2) AS stale,
-                          extract(epoch FROM retry_at - now())::float8 AS wait
-                   FROM dispatch.claims WHERE idempotency_key = $1 FOR UPDATE""",
-                key,
-                self._stale,
+        """Why a key could not be claimed: its holder's state, read under the row lock (inside
+        the claim's transaction)."""
+        held = await db.fetchrow(
+            """SELECT state, attempts, budget_from, provider_id,
+                      now() - claimed_at > make_interval(secs => $2) AS stale,
+                      extract(epoch FROM retry_at - now())::float8 AS wait
+               FROM dispatch.claims WHERE idempotency_key = $1 FOR UPDATE""",
+            key,
+            self._stale,
+        )
+        state, attempts, used = held["state"], held["attempts"], _used(held)
+        if state == "sending":
+            return Claim("stale" if held["stale"] else "in_flight", attempts, budget_used=used)
+        if state == "released":
+            return Claim(
+                "deferred",
+                attempts,
+                budget_used=used,
+                retry_after=max(held["wait"] or 0.0, 0.0),
             )
-            state, attempts, used = held["state"], held["attempts"], _used(held)
-            if state == "sending":
-                return Claim("stale" if held["stale"] else "in_flight", attempts, budget_used=used)
-            if state == "released":
-                return Claim(
-                    "deferred",
-                    attempts,
-                    budget_used=used,
-                    retry_after=max(held["wait"] or 0.0, 0.0),
-                )
-            return Claim(state, attempts, held["provider_id"], budget_used=used)
+        return Claim(state, attempts, held["provider_id"], budget_used=used)
 
     async def settle(
         self,
@@ -119,25 +127,28 @@ class PostgresClaimStore:
         retry_at: datetime | None = None,
         correlation_id: str | None = None,
     ) -> None:
-        # The claim's change and its event in one statement: atomic without a transaction
-        # block, and one round trip instead of four.
-        await self._db.execute(
-            """WITH changed AS (
+        # The claim's change and its event in one statement, one round trip instead of four.
+        await in_transaction(
+            self._db,
+            lambda db: db.execute(
+                """WITH changed AS (
                    UPDATE dispatch.claims SET state = $2,
                        provider_id = coalesce($3, provider_id), error_code = $4, reason = $5,
                        retry_at = $6, updated_at = now()
                    WHERE idempotency_key = $1)
                INSERT INTO dispatch.outbox (message_type, body, correlation_id)
                VALUES ($7, $8::text::jsonb, $9)""",
-            key,
-            state,
-            provider_id,
-            error_code,
-            reason,
-            retry_at,
-            event.key(),
-            event.model_dump_json(),
-            correlation_id,
+                key,
+                state,
+                provider_id,
+                error_code,
+                reason,
+                retry_at,
+                event.key(),
+                event.model_dump_json(),
+                correlation_id,
+            ),
+            self._group,
         )
         self._queued()
 
