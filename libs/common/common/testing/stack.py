@@ -35,7 +35,7 @@ from common.testing.infra import (
     topology_definitions,
 )
 
-__all__ = ["COMPONENTS", "PipelineStack", "free_port"]
+__all__ = ["COMPONENTS", "PipelineStack", "free_port", "port_taken"]
 
 #: (name, console script), in start order: simulators, then token-keeper (others ask it).
 COMPONENTS = (
@@ -64,6 +64,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_taken(port: int) -> bool:
+    """Something listens on 127.0.0.1:``port``."""
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @dataclass
@@ -162,7 +168,14 @@ class PipelineStack:
         return BrokerAdmin.for_url(self.amqp_url)
 
     async def start_one(self, name: str, *, timeout: float = 60.0) -> None:
-        """Start one component (appending to its log) and wait until it is ready."""
+        """Start one component (appending to its log) and wait until it is ready. A port
+        something else already listens on is refused first: ``/readyz`` would be answered by
+        that other process (a component left over from an earlier run, with its own state)."""
+        if port_taken(self.ports[name]):
+            raise RuntimeError(
+                f"{name}: port {self.ports[name]} is already in use (a component left over "
+                "from an earlier run?); stop what listens there"
+            )
         self.log_dir.mkdir(parents=True, exist_ok=True)
         script = dict(COMPONENTS)[name]
         with (self.log_dir / f"{name}.log").open("ab") as log:
