@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import asyncpg
 import structlog
 
-__all__ = ["GroupCommit", "Unit", "in_transaction"]
+__all__ = ["GroupCommit", "Unit", "execute", "in_transaction"]
 
 T = TypeVar("T")
 
@@ -124,3 +124,11 @@ async def in_transaction(pool: asyncpg.Pool, unit: Unit[T], group: GroupCommit |
         return await group.run(unit)
     async with pool.acquire() as db, db.transaction():
         return await unit(db)
+
+
+async def execute(pool: asyncpg.Pool, group: GroupCommit | None, query: str, *args: Any) -> str:
+    """One statement: in a shared transaction through ``group``, else on its own (autocommit,
+    atomic by itself)."""
+    if group is not None:
+        return await group.run(lambda db: db.execute(query, *args))
+    return await pool.execute(query, *args)  # type: ignore[no-any-return]

@@ -13,6 +13,7 @@ import structlog
 
 from common import amqp, db, health, runtime, topology
 from common.contracts import ExactWebhookReceived, PaymentReceived
+from common.groupcommit import GroupCommit
 from common.metrics import ConsumerMetrics, make_registry
 from common.rpc import RpcClient
 from enricher import handlers, privacy, suppressions
@@ -95,7 +96,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             if settings.enricher_cache_ttl_seconds > 0
             else DisabledCustomerCache()
         )
-        notices = PostgresNotices(pool)
+        notices = PostgresNotices(pool, group=GroupCommit(pool))
         notice_metrics = NoticeMetrics.create(registry)
         decider = Decider(
             exact=exact,

@@ -15,7 +15,7 @@ import asyncpg
 
 from common.contracts import Message, NotificationReleased, NotificationSent, SendNotification
 from common.contracts.suppressions import address_key_sql
-from common.groupcommit import GroupCommit, in_transaction
+from common.groupcommit import GroupCommit, execute, in_transaction
 from dispatcher.ports import Claim, Unsettled
 
 __all__ = ["PostgresClaimStore", "queue_event"]
@@ -128,27 +128,25 @@ class PostgresClaimStore:
         correlation_id: str | None = None,
     ) -> None:
         # The claim's change and its event in one statement, one round trip instead of four.
-        await in_transaction(
+        await execute(
             self._db,
-            lambda db: db.execute(
-                """WITH changed AS (
+            self._group,
+            """WITH changed AS (
                    UPDATE dispatch.claims SET state = $2,
                        provider_id = coalesce($3, provider_id), error_code = $4, reason = $5,
                        retry_at = $6, updated_at = now()
                    WHERE idempotency_key = $1)
                INSERT INTO dispatch.outbox (message_type, body, correlation_id)
                VALUES ($7, $8::text::jsonb, $9)""",
-                key,
-                state,
-                provider_id,
-                error_code,
-                reason,
-                retry_at,
-                event.key(),
-                event.model_dump_json(),
-                correlation_id,
-            ),
-            self._group,
+            key,
+            state,
+            provider_id,
+            error_code,
+            reason,
+            retry_at,
+            event.key(),
+            event.model_dump_json(),
+            correlation_id,
         )
         self._queued()
 

@@ -24,6 +24,7 @@ import asyncpg
 
 from common.contracts import Channel, Message, NotificationSkipped, SendNotification
 from common.contracts.suppressions import address_key_sql
+from common.groupcommit import GroupCommit, execute
 from enricher.ports import AddressedNotice, Notice, NoticeKey
 
 __all__ = ["DueBatch", "Notice", "NoticeKey", "PostgresNotices", "PostgresPreferences"]
@@ -146,8 +147,11 @@ class DueBatch:
 
 
 class PostgresNotices:
-    def __init__(self, db: asyncpg.Pool) -> None:
+    def __init__(self, db: asyncpg.Pool, *, group: GroupCommit | None = None) -> None:
+        """With ``group`` the decisions of concurrent deliveries are stored in shared
+        transactions (``record`` still returns only after its own commit)."""
         self._db = db
+        self._group = group
 
     async def get(self, key: NoticeKey) -> Notice | None:
         row = await self._db.fetchrow(
@@ -186,7 +190,9 @@ class PostgresNotices:
     ) -> None:
         """Store the decision (never over a cancelled one)."""
         kind, body = _message(message)
-        await self._db.execute(
+        await execute(
+            self._db,
+            self._group,
             _UPSERT,
             key.connection_id,
             key.division,
