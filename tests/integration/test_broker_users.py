@@ -74,7 +74,7 @@ class Broker:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def broker(infra: Infra, database_url: str) -> AsyncIterator[Broker]:
+async def broker(infra: Infra, module_database_url: str) -> AsyncIterator[Broker]:
     vhost = unique("mlc-users")
     base = create_vhost(infra, vhost)
     users = create_service_users(infra.admin(), base)
@@ -84,7 +84,7 @@ async def broker(infra: Infra, database_url: str) -> AsyncIterator[Broker]:
         async with exact_running(ExactSimSettings(http_port=0)) as exact:
             settings = KeeperSettings(
                 amqp_url=users.urls["token-keeper"],
-                database_url=database_url,
+                database_url=module_database_url,
                 secret_key=generate_key(),
                 http_port=port,
                 exact_base_url=exact.url,

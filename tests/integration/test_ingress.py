@@ -58,7 +58,7 @@ def content(**changes: object) -> dict:
 
 
 @pytest_asyncio.fixture
-async def ingress(infra: Infra, database_url: str) -> AsyncIterator[tuple[TestClient, str]]:
+async def ingress(infra: Infra, module_database_url: str) -> AsyncIterator[tuple[TestClient, str]]:
     vhost = unique("mlc-ingress")
     amqp_url = create_vhost(infra, vhost)
     stop = asyncio.Event()
@@ -66,7 +66,7 @@ async def ingress(infra: Infra, database_url: str) -> AsyncIterator[tuple[TestCl
         run_token_keeper(
             TokenKeeperSettings(
                 amqp_url=amqp_url,
-                database_url=database_url,
+                database_url=module_database_url,
                 secret_key=SEALING_KEY,
                 http_port=0,
                 exact_connection_id="ingress-test",
@@ -175,10 +175,10 @@ async def test_twilio_status_callbacks_are_verified_against_the_public_url(ingre
     await connection.close()
 
 
-async def test_a_connections_own_twilio_account_signs_its_callbacks(ingress, database_url):
+async def test_a_connections_own_twilio_account_signs_its_callbacks(ingress, module_database_url):
     client, amqp_url = ingress
     own_token = "acme-own-twilio-auth-token"
-    async with db.pool(database_url) as pool:
+    async with db.pool(module_database_url) as pool:
         store = PostgresConnectionStore(pool, Sealer(SEALING_KEY))
         assert await store.set_channel_credentials(
             "ingress-test",
@@ -357,7 +357,9 @@ async def test_signed_sendgrid_posts_that_are_not_event_arrays_are_refused(ingre
         assert answer.status == (400 if raw.startswith(b"{not") else 422), raw
 
 
-async def test_a_connections_own_sendgrid_key_verifies_its_event_posts(ingress, database_url):
+async def test_a_connections_own_sendgrid_key_verifies_its_event_posts(
+    ingress, module_database_url
+):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -374,7 +376,7 @@ async def test_a_connections_own_sendgrid_key_verifies_its_event_posts(ingress, 
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     ).decode()
-    async with db.pool(database_url) as pool:
+    async with db.pool(module_database_url) as pool:
         store = PostgresConnectionStore(pool, Sealer(SEALING_KEY))
         assert await store.set_channel_credentials(
             "ingress-test",

@@ -64,8 +64,8 @@ class Running:
     probe: aio_pika.abc.AbstractQueue
 
 
-async def register_own_connection(database_url: str) -> None:
-    async with db.pool(database_url) as pool:
+async def register_own_connection(module_database_url: str) -> None:
+    async with db.pool(module_database_url) as pool:
         await db.migrate(pool, "tokens", "token_keeper")
         store = PostgresConnectionStore(pool, Sealer(SEALING_KEY))
         await store.ensure(
@@ -88,17 +88,17 @@ async def register_own_connection(database_url: str) -> None:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def running(infra: Infra, database_url: str) -> AsyncIterator[Running]:
+async def running(infra: Infra, module_database_url: str) -> AsyncIterator[Running]:
     """ingress on a TCP port with a vhost of its own, and a probe bound to ``#``."""
     vhost = unique("mlc-fuzz")
     amqp_url = create_vhost(infra, vhost)
-    await register_own_connection(database_url)
+    await register_own_connection(module_database_url)
     stop = asyncio.Event()
     keeper = asyncio.create_task(
         run_token_keeper(
             TokenKeeperSettings(
                 amqp_url=amqp_url,
-                database_url=database_url,
+                database_url=module_database_url,
                 secret_key=SEALING_KEY,
                 http_port=0,
                 exact_connection_id=EXACT_CONNECTION,

@@ -113,7 +113,7 @@ async def start_ingress(amqp_url: str, **changes: Any) -> TestClient:
 
 
 @pytest_asyncio.fixture
-async def tenants(infra: Infra, database_url: str) -> AsyncIterator[Tenants]:
+async def tenants(infra: Infra, module_database_url: str) -> AsyncIterator[Tenants]:
     vhost = unique("mlc-tenants")
     amqp_url = create_vhost(infra, vhost)
     suffix = uuid.uuid4().hex[:8]
@@ -121,7 +121,7 @@ async def tenants(infra: Infra, database_url: str) -> AsyncIterator[Tenants]:
     a = Company(f"tenant-a-{suffix}", "AC" + "a" * 32, "a-own-auth-token", pem_a)
     b = Company(f"tenant-b-{suffix}", "AC" + "b" * 32, "b-own-auth-token")
     c = Company(f"tenant-c-{suffix}")
-    async with db.pool(database_url) as pool:
+    async with db.pool(module_database_url) as pool:
         await db.migrate(pool, "tokens", "token_keeper")
         store = PostgresConnectionStore(pool, Sealer(SEALING_KEY))
         for company, public in ((a, public_a), (b, None), (c, None)):
@@ -131,7 +131,7 @@ async def tenants(infra: Infra, database_url: str) -> AsyncIterator[Tenants]:
         run_token_keeper(
             TokenKeeperSettings(
                 amqp_url=amqp_url,
-                database_url=database_url,
+                database_url=module_database_url,
                 secret_key=SEALING_KEY,
                 http_port=0,
                 exact_connection_id=f"tenants-exact-{suffix}",

@@ -88,6 +88,15 @@ async def database_url(infra: Infra) -> AsyncIterator[str]:
     await drop_database(infra, name)
 
 
+@pytest_asyncio.fixture(scope="module")
+async def module_database_url(infra: Infra) -> AsyncIterator[str]:
+    """A database of this test module's own: for a module whose token-keeper seals with a key
+    of its own (token-keeper does not start on secrets another key sealed)."""
+    name = unique("mlc_test").replace("-", "_")
+    yield await fresh_database(infra, name)
+    await drop_database(infra, name)
+
+
 @pytest.fixture
 def private_amqp_url(infra: Infra) -> Iterator[str]:
     """A vhost of this test's own, for tests whose consumers must not meet the pipeline's."""
