@@ -422,19 +422,6 @@ def test_each_kubernetes_service_reads_only_its_own_secret():
         assert secrets == [f"ml-connector-{d['metadata']['name']}"], d["metadata"]["name"]
 
 
-def test_only_token_keepers_kubernetes_secret_holds_the_secret_key():
-    for d in _k8s_documents():
-        values = {**d.get("data", {}), **d.get("stringData", {})}
-        if d["kind"] == "ConfigMap":
-            assert "MLC_AMQP_URL" not in values
-            assert "MLC_SECRET_KEY" not in values
-        if d["kind"] == "Secret" and "MLC_SECRET_KEY" in values:
-            assert d["metadata"]["name"] == "ml-connector-token-keeper"
-        if d["kind"] == "Secret" and "MLC_AMQP_URL" in values:
-            service = d["metadata"]["name"].removeprefix("ml-connector-")
-            assert values["MLC_AMQP_URL"].startswith(f"amqp://mlc-{service}:")
-
-
 def test_definitions_with_passwords_from_env_carry_only_matching_hashes(monkeypatch, capsys):
     passwords = {s: f"pw-{s}-{uuid.uuid4().hex}" for s in topology.SERVICES}
     for service, password in passwords.items():

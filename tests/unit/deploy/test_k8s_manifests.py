@@ -155,6 +155,23 @@ def test_the_simulated_secrets_hold_only_keys_production_documents(simulated):
     assert set().union(*documented.values()) <= secret_settings()
 
 
+def test_only_token_keepers_secret_holds_the_secret_key(simulated, production):
+    holders = [
+        unhashed(secret["metadata"]["name"])
+        for secret in of_kind(simulated, "Secret")
+        if "MLC_SECRET_KEY" in secret_data(secret)
+    ]
+    assert holders == ["ml-connector-token-keeper"]
+    assert "MLC_SECRET_KEY" in documented_secrets()["ml-connector-token-keeper"]
+    assert not [
+        name
+        for name, keys in documented_secrets().items()
+        if "MLC_SECRET_KEY" in keys and name != "ml-connector-token-keeper"
+    ]
+    for config_map in of_kind(simulated, "ConfigMap") + of_kind(production, "ConfigMap"):
+        assert not {"MLC_SECRET_KEY", "MLC_AMQP_URL"} & set(config_map.get("data", {}))
+
+
 def test_production_settings_leave_every_install_specific_value_to_set(production):
     config = generated(production, "ConfigMap", "ml-connector-config")["data"]
     env = (K8S / "overlays" / "production" / "config.env").read_text()
