@@ -26,11 +26,12 @@ from enricher.batching import BatchingExactReader
 from enricher.customers import Customers
 from enricher.decisions import Decider, NoticeMetrics
 from enricher.governor import ExactMetrics, RateGovernor
-from enricher.ports import CustomerCache
+from enricher.ports import CustomerCache, ExactBulkReader
 from enricher.reconcile import Reconciler
 from enricher.rulebook import RuleBook
 from enricher.schedule import Scheduler
 from enricher.settings import Settings
+from enricher.sync import SyncReader
 from enricher.texts import Texts
 
 log = structlog.get_logger("enricher")
@@ -85,8 +86,17 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             governor(settings, ExactMetrics.create(registry)),
             max_terms=settings.enricher_exact_filter_terms,
         )
+        bulk: ExactBulkReader = client
+        if settings.enricher_exact_sync:
+            bulk = SyncReader(
+                client,
+                client,
+                lookback=timedelta(seconds=settings.enricher_exact_sync_lookback_seconds),
+                max_age=timedelta(seconds=settings.enricher_exact_sync_max_age_seconds),
+                max_rows=settings.enricher_exact_sync_max_rows,
+            )
         exact = BatchingExactReader(
-            client,
+            bulk,
             window=settings.enricher_batch_window_seconds,
             max_batch=settings.enricher_batch_max_keys,
         )

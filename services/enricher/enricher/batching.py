@@ -11,8 +11,10 @@ contacts) by key; ``BatchLoader`` (the DataLoader pattern) holds the keys that a
 
 ``BatchingExactReader`` is the ``ExactReader`` the handlers get: one loader per (connection,
 division, resource, field, select), each fetching through ``ExactBulkReader.get_where_in``
-(``$filter=InvoiceID eq guid'a' or InvoiceID eq guid'b' ...``). A window of 0 reads every key
-on its own, as if there were no batching.
+(``$filter=InvoiceID eq guid'a' or InvoiceID eq guid'b' ...``, or a sync API: ``sync``). A
+window of 0 reads every key on its own, as if there were no batching. A batch asks for the
+latest ``changed_before`` of its loads (a call without one means: as of the call), so every
+load gets a state at least as new as it asked for.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -143,6 +146,8 @@ class BatchingExactReader:
         self._max_batch = max_batch
         self._sleep = sleep
         self._loaders: dict[_Group, BatchLoader[UUID, list[Record]]] = {}
+        #: group -> key -> the latest ``changed_before`` its pending loads asked for (None: now)
+        self._needs: dict[_Group, dict[UUID, datetime | None]] = {}
 
     async def get_one(
         self,
@@ -152,8 +157,13 @@ class BatchingExactReader:
         key_field: str,
         key: UUID,
         select: list[str],
+        *,
+        changed_before: datetime | None = None,
     ) -> Record | None:
-        rows = await self._loader(connection_id, division, resource, key_field, select).load(key)
+        loader = self._loader(
+            connection_id, division, resource, key_field, select, key, changed_before
+        )
+        rows = await loader.load(key)
         return rows[0] if rows else None
 
     async def get_all(
@@ -164,9 +174,22 @@ class BatchingExactReader:
         field: str,
         value: UUID,
         select: list[str],
+        *,
+        changed_before: datetime | None = None,
     ) -> list[Record]:
-        rows = await self._loader(connection_id, division, resource, field, select).load(value)
+        loader = self._loader(
+            connection_id, division, resource, field, select, value, changed_before
+        )
+        rows = await loader.load(value)
         return list(rows or [])
+
+    def _need(self, group: _Group, keys: list[UUID]) -> datetime | None:
+        """The latest ``changed_before`` the keys of one batch asked for (None: now)."""
+        asked = self._needs.get(group, {})
+        needs = [asked.pop(key, None) for key in keys]
+        if not needs or any(need is None for need in needs):
+            return None
+        return max(need for need in needs if need is not None)
 
     async def aclose(self) -> None:
         for loader in list(self._loaders.values()):
@@ -174,17 +197,38 @@ class BatchingExactReader:
                 await loader.aclose()
 
     def _loader(
-        self, connection_id: str, division: int, resource: str, field: str, select: Sequence[str]
+        self,
+        connection_id: str,
+        division: int,
+        resource: str,
+        field: str,
+        select: Sequence[str],
+        key: UUID,
+        changed_before: datetime | None,
     ) -> BatchLoader[UUID, list[Record]]:
         # The field is selected too: it is how each row finds the key that asked for it.
         columns = tuple(dict.fromkeys([field, *select]))
         group: _Group = (connection_id, division, resource, field, columns)
+        asked = self._needs.setdefault(group, {})
+        if key in asked and (asked[key] is None or changed_before is None):
+            asked[key] = None  # one load asks for "as of now": the key does
+        else:
+            earlier = asked.get(key)
+            asked[key] = (
+                max(changed_before, earlier) if earlier and changed_before else changed_before
+            )
         loader = self._loaders.get(group)
         if loader is None:
 
             async def fetch(keys: list[UUID]) -> Mapping[UUID, list[Record]]:
                 rows = await self._bulk.get_where_in(
-                    connection_id, division, resource, field, keys, list(columns)
+                    connection_id,
+                    division,
+                    resource,
+                    field,
+                    keys,
+                    list(columns),
+                    changed_before=self._need(group, keys),
                 )
                 by_key: dict[UUID, list[Record]] = {}
                 for row in rows:

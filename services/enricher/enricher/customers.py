@@ -13,6 +13,7 @@ shows up when the entry's TTL runs out.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from uuid import UUID
 
 from enricher.audience import CONTACT_FIELDS
@@ -33,6 +34,8 @@ ACCOUNT_FIELDS = [
 
 #: (connection, division, account)
 _Key = tuple[str, int, UUID]
+#: ``changed_before`` of an entry no webhook dropped: any read within the reader's age will do
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Customers:
@@ -60,8 +63,9 @@ class Customers:
         # shield: one caller giving up must not cancel the read the others wait for
         customer, cached = await asyncio.shield(task)
         if cached and contact_person is not None and not customer.has_contact(contact_person):
+            # the document names a contact the entry lacks: new since, so read as of now
             generation = (await self._cache.get(*key)).generation
-            customer = await self._read(key, generation)
+            customer = await self._read(key, generation, None)
         return customer
 
     def _forget(self, key: _Key, done: asyncio.Task[tuple[Customer, bool]]) -> None:
@@ -75,18 +79,33 @@ class Customers:
         lookup = await self._cache.get(*key)
         if lookup.customer is not None:
             return lookup.customer, True
-        return await self._read(key, lookup.generation), False
+        since = lookup.invalidated_at or _NEVER
+        return await self._read(key, lookup.generation, since), False
 
-    async def _read(self, key: _Key, generation: int) -> Customer:
+    async def _read(self, key: _Key, generation: int, changed_before: datetime | None) -> Customer:
         """Read from Exact and cache, unless invalidated since ``generation`` (taken before the
-        read, so that a change during the read is never overwritten by what it read)."""
+        read, so that a change during the read is never overwritten by what it read). The
+        read reflects every change made before ``changed_before`` (the webhook that dropped
+        the entry; None: now)."""
         connection_id, division, account_id = key
         account, contacts = await asyncio.gather(
             self._exact.get_one(
-                connection_id, division, "crm/Accounts", "ID", account_id, ACCOUNT_FIELDS
+                connection_id,
+                division,
+                "crm/Accounts",
+                "ID",
+                account_id,
+                ACCOUNT_FIELDS,
+                changed_before=changed_before,
             ),
             self._exact.get_all(
-                connection_id, division, "crm/Contacts", "Account", account_id, CONTACT_FIELDS
+                connection_id,
+                division,
+                "crm/Contacts",
+                "Account",
+                account_id,
+                CONTACT_FIELDS,
+                changed_before=changed_before,
             ),
         )
         customer = Customer(account, contacts)

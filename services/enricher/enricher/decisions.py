@@ -116,15 +116,28 @@ class Decider:
     # events ----------------------------------------------------------------------------------
 
     async def document_changed(
-        self, connection_id: str, division: int, kind: DocumentKind, document_id: UUID
+        self,
+        connection_id: str,
+        division: int,
+        kind: DocumentKind,
+        document_id: UUID,
+        *,
+        changed_before: datetime | None = None,
     ) -> list[Message]:
-        """Apply every enabled rule of the document's current facts."""
+        """Apply every enabled rule of the document's current facts (as of a read that
+        reflects every change made before ``changed_before``: the webhook's arrival)."""
         policy = self.rulebook.for_connection(connection_id)
         if not any(r.enabled and kind.entity in r.entity for r in policy.rules):
             log.info("no_rule", entity=kind.entity)
             return []
         doc = await self.exact.get_one(
-            connection_id, division, kind.resource, kind.key, document_id, kind.select
+            connection_id,
+            division,
+            kind.resource,
+            kind.key,
+            document_id,
+            kind.select,
+            changed_before=changed_before,
         )
         if doc is None:
             log.info("record_gone", entity=kind.entity)

@@ -53,7 +53,9 @@ async def handle_exact_event(
     if action == "delete":
         await decider.document_deleted(event.connection_id, event.division, kind, event.key_id)
         return []
-    return await decider.document_changed(event.connection_id, event.division, kind, event.key_id)
+    return await decider.document_changed(
+        event.connection_id, event.division, kind, event.key_id, changed_before=event.received_at
+    )
 
 
 async def payment_received(event: PaymentReceived, *, decider: Decider) -> list[Message]:

@@ -45,8 +45,11 @@ class ExactReader(Protocol):
         key_field: str,
         key: UUID,
         select: list[str],
+        *,
+        changed_before: datetime | None = None,
     ) -> Record | None:
-        """The record whose ``key_field`` is ``key``, or None when it no longer exists."""
+        """The record whose ``key_field`` is ``key``, or None when it no longer exists; it
+        reflects every change made before ``changed_before`` (None: before now)."""
         ...
 
     async def get_all(
@@ -57,8 +60,11 @@ class ExactReader(Protocol):
         field: str,
         value: UUID,
         select: list[str],
+        *,
+        changed_before: datetime | None = None,
     ) -> list[Record]:
-        """Every record whose guid ``field`` equals ``value`` (all pages)."""
+        """Every record whose guid ``field`` equals ``value`` (all pages), reflecting every
+        change made before ``changed_before`` (None: before now)."""
         ...
 
 
@@ -73,8 +79,11 @@ class ExactBulkReader(Protocol):
         field: str,
         values: Sequence[UUID],
         select: list[str],
+        *,
+        changed_before: datetime | None = None,
     ) -> list[Record]:
-        """Every record whose ``field`` is one of ``values`` (all pages, any order)."""
+        """Every record whose ``field`` is one of ``values`` (all pages, any order), as it
+        is after every change made before ``changed_before`` (None: before now)."""
         ...
 
 
@@ -109,6 +118,9 @@ class CacheLookup:
 
     customer: Customer | None
     generation: int = 0
+    #: When a webhook last dropped the entry (None: never): a read to refill it must
+    #: reflect that change.
+    invalidated_at: datetime | None = None
 
 
 class CustomerCache(Protocol):

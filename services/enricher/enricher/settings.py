@@ -37,6 +37,16 @@ class Settings(ServiceSettings):
     #: about 20 such terms), so the default stays below that. A filter Exact refuses with 400
     #: is split in halves and read again, and its halves become the ceiling.
     enricher_exact_filter_terms: int = Field(15, ge=1)
+    #: Read accounts, contacts and sales invoices through Exact's sync APIs (``enricher.sync``):
+    #: a burst costs a call per 1,000 changed rows instead of one per filter of keys.
+    enricher_exact_sync: bool = True
+    #: How far back a sales invoice table starts (``SyncTimestamp``); older keys go by key.
+    enricher_exact_sync_lookback_seconds: float = 3600.0
+    #: Rows a sync table may read without a new catch-up for this long, unless a webhook
+    #: says the record changed since.
+    enricher_exact_sync_max_age_seconds: float = 300.0
+    #: Accounts or contacts of a division past which they are not mirrored (memory).
+    enricher_exact_sync_max_rows: int = 100_000
     #: How long a cached account and its contacts are used without asking Exact; 0 disables
     #: the cache. Accounts/Contacts webhooks drop entries sooner.
     enricher_cache_ttl_seconds: float = 3600.0

@@ -159,7 +159,7 @@ class FakeBulk:
         self.requests: list[tuple[str, str, list[UUID], list[str]]] = []
 
     async def get_where_in(  # type: ignore[no-untyped-def]
-        self, connection_id, division, resource, field, values: Sequence[UUID], select
+        self, connection_id, division, resource, field, values: Sequence[UUID], select, **kw
     ):
         self.requests.append((resource, field, list(values), select))
         wanted = {str(v) for v in values}

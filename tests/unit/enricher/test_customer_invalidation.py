@@ -27,11 +27,15 @@ class CountingExact:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    async def get_one(self, connection_id, division, resource, key_field, key, select):  # type: ignore[no-untyped-def]
+    async def get_one(
+        self, connection_id, division, resource, key_field, key, select, changed_before=None
+    ):  # type: ignore[no-untyped-def]
         self.calls.append(resource)
         return {"ID": str(key), "Name": "Bakkerij", "MainContact": str(CONTACT)}
 
-    async def get_all(self, connection_id, division, resource, field, value, select):  # type: ignore[no-untyped-def]
+    async def get_all(
+        self, connection_id, division, resource, field, value, select, changed_before=None
+    ):  # type: ignore[no-untyped-def]
         self.calls.append(resource)
         return [{"ID": str(CONTACT), "Account": str(value), "Mobile": "+31612345678"}]
 
@@ -97,7 +101,7 @@ async def test_a_webhook_for_a_contact_never_cached_leaves_other_entries_alone(c
 
 async def test_a_vanished_account_is_not_cached(cache):
     class Gone(CountingExact):
-        async def get_one(self, *args):  # type: ignore[no-untyped-def]
+        async def get_one(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             self.calls.append(args[2])
 
     exact = Gone()
@@ -114,13 +118,13 @@ class GatedExact(CountingExact):
         self.gate = asyncio.Event()
         self.error = error
 
-    async def get_one(self, *args):  # type: ignore[no-untyped-def]
+    async def get_one(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         await self.gate.wait()
         if self.error is not None:
             raise self.error
         return await super().get_one(*args)
 
-    async def get_all(self, *args):  # type: ignore[no-untyped-def]
+    async def get_all(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         await self.gate.wait()
         return await super().get_all(*args)
 

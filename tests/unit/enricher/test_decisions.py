@@ -62,13 +62,17 @@ class FakeExact:
         self.open_items: dict[str, bool] = {}
         self.reads: list[str] = []
 
-    async def get_one(self, connection_id, division, resource, key_field, key, select):  # type: ignore[no-untyped-def]
+    async def get_one(
+        self, connection_id, division, resource, key_field, key, select, changed_before=None
+    ):  # type: ignore[no-untyped-def]
         self.reads.append(resource)
         if resource == "crm/Accounts":
             return self.accounts.get(str(key))
         return self.docs.get(str(key))
 
-    async def get_all(self, connection_id, division, resource, field, value, select):  # type: ignore[no-untyped-def]
+    async def get_all(
+        self, connection_id, division, resource, field, value, select, changed_before=None
+    ):  # type: ignore[no-untyped-def]
         self.reads.append(resource)
         if resource == "crm/Contacts":
             return self.contacts.get(str(value), [])

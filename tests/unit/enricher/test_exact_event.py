@@ -21,7 +21,9 @@ class FakeExact:
         self.invoice, self.contacts = invoice, contacts
         self.calls: list[str] = []
 
-    async def get_one(self, connection_id, division, resource, key_field, key, select):  # type: ignore[no-untyped-def]
+    async def get_one(
+        self, connection_id, division, resource, key_field, key, select, changed_before=None
+    ):  # type: ignore[no-untyped-def]
         self.calls.append(resource)
         if resource.endswith("SalesInvoices"):
             return self.invoice
@@ -33,7 +35,9 @@ class FakeExact:
             "Language": "NL",
         }
 
-    async def get_all(self, connection_id, division, resource, field, value, select):  # type: ignore[no-untyped-def]
+    async def get_all(
+        self, connection_id, division, resource, field, value, select, changed_before=None
+    ):  # type: ignore[no-untyped-def]
         assert (resource, field, value) == ("crm/Contacts", "Account", ACCOUNT)
         self.calls.append(resource)
         return self.contacts

@@ -33,7 +33,7 @@ class PostgresCustomerCache:
 
     async def get(self, connection_id: str, division: int, account_id: UUID) -> CacheLookup:
         row = await self._db.fetchrow(
-            """SELECT a.record, a.generation,
+            """SELECT a.record, a.generation, a.invalidated_at,
                       a.fetched_at > now() - make_interval(secs => $4) AS fresh,
                       coalesce((SELECT jsonb_agg(c.record ORDER BY c.contact_id)
                                 FROM enricher.contacts c
@@ -50,8 +50,9 @@ class PostgresCustomerCache:
         if row is None:
             return CacheLookup(None, 0)
         if row["record"] is None or not row["fresh"]:
-            return CacheLookup(None, row["generation"])
-        return CacheLookup(Customer(row["record"], list(row["contacts"])), row["generation"])
+            return CacheLookup(None, row["generation"], row["invalidated_at"])
+        customer = Customer(row["record"], list(row["contacts"]))
+        return CacheLookup(customer, row["generation"], row["invalidated_at"])
 
     async def put(
         self,
