@@ -281,6 +281,16 @@ async def test_a_filtered_read_goes_through_the_governor_and_every_page(exact, h
     assert len(exact.urls) == 2
 
 
+@dataclass
+class Working:
+    """token-keeper's answer to ``connections.list``."""
+
+    connections: list[tuple[str, list[int]]]
+
+    async def active(self) -> list[tuple[str, list[int]]]:
+        return self.connections
+
+
 class MemoryWatermarks:
     """Watermarks kept in memory (the Postgres adapter has its own test)."""
 
@@ -311,10 +321,9 @@ async def test_reconciliation_finds_a_missed_issue_and_a_payment_once(exact, htt
         published.append(message)
 
     reconciler = Reconciler(
-        connections=["default"],
+        connections=Working([("default", [exact.division])]),
         client_id="c",
         exact=exact.client(http),
-        tokens=exact.tokens,
         watermarks=MemoryWatermarks(),
         publish=publish,
         lookback=timedelta(days=1),
@@ -354,10 +363,9 @@ async def test_a_quiet_division_is_not_published_again_on_every_pass(exact, http
         published.append(message)
 
     reconciler = Reconciler(
-        connections=["default"],
+        connections=Working([("default", [exact.division])]),
         client_id="c",
         exact=exact.client(http),
-        tokens=exact.tokens,
         watermarks=MemoryWatermarks(),
         publish=publish,
         lookback=timedelta(days=1),

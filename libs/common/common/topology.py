@@ -202,6 +202,8 @@ RPC_CALLERS: dict[str, tuple[str, ...]] = {
     "token.refresh": ("enricher",),
     "webhook-secret.get": ("ingress",),
     "channel-credentials.get": ("ingress", "dispatcher"),
+    #: reconciliation's connections and divisions
+    "connections.list": ("enricher",),
 }
 
 #: What each service publishes on the topic exchanges (binding-key syntax: ``*`` one word,

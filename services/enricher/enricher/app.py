@@ -20,7 +20,7 @@ from enricher import handlers, privacy, suppressions
 from enricher.adapters.cache import DisabledCustomerCache, PostgresCustomerCache
 from enricher.adapters.exact import ExactClient
 from enricher.adapters.notices import PostgresNotices, PostgresPreferences
-from enricher.adapters.tokens import RpcTokenSource
+from enricher.adapters.tokens import RpcConnections, RpcTokenSource
 from enricher.adapters.watermarks import PostgresWatermarks
 from enricher.batching import BatchingExactReader
 from enricher.customers import Customers
@@ -155,10 +155,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         )
         if settings.enricher_reconcile_seconds > 0:
             reconciler = Reconciler(
-                connections=settings.enricher_reconcile_connections,
+                connections=RpcConnections(rpc),
                 client_id=settings.exact_client_id,
                 exact=client,
-                tokens=tokens,
                 watermarks=PostgresWatermarks(pool),
                 publish=publisher.publish,
                 lookback=timedelta(seconds=settings.enricher_reconcile_lookback_seconds),

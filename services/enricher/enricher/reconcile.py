@@ -36,7 +36,7 @@ import structlog
 
 from common.contracts import ExactWebhookReceived, Message, PaymentReceived
 from common.errors import MlcError
-from enricher.ports import Record, TokenSource
+from enricher.ports import Record
 
 __all__ = ["STREAMS", "FilteredReader", "Pass", "Reconciler", "reconcile"]
 
@@ -199,14 +199,21 @@ class Publish(Protocol):
     async def __call__(self, message: Message) -> None: ...
 
 
+class ConnectionSource(Protocol):
+    async def active(self) -> list[tuple[str, list[int]]]:
+        """The connections to reconcile, each with the divisions it serves (token-keeper's
+        ``connections.list``: only connections that work)."""
+        ...
+
+
 @dataclass
 class Reconciler:
-    """Runs ``reconcile`` on a schedule for each connection and each of its divisions."""
+    """Runs ``reconcile`` on a schedule for each connection token-keeper knows to work, and
+    each of its divisions."""
 
-    connections: Sequence[str]
+    connections: ConnectionSource
     client_id: str
     exact: FilteredReader
-    tokens: TokenSource
     watermarks: Watermarks
     publish: Publish
     lookback: timedelta
@@ -227,15 +234,8 @@ class Reconciler:
     async def run_once(self, now: datetime | None = None) -> int:
         """One pass everywhere; returns the number of messages published."""
         published = 0
-        for connection_id in self.connections:
-            try:
-                token = await self.tokens.get(connection_id)
-            except MlcError as exc:
-                log.warning(
-                    "reconcile_skipped", connection_id=connection_id, error_class=exc.error_class
-                )
-                continue
-            for division in token.divisions or [token.division]:
+        for connection_id, divisions in await self.connections.active():
+            for division in divisions:
                 try:
                     published += await self._division(connection_id, division, now)
                 except MlcError as exc:  # one division's trouble must not stop the others

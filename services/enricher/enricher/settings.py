@@ -60,10 +60,9 @@ class Settings(ServiceSettings):
     #: Longest wait within one read for a rate-limit reset; longer resets become a retry.
     enricher_exact_max_wait_seconds: float = 65.0
     #: Seconds between reconciliation passes (catch-up of missed webhooks, payment
-    #: detection); 0 turns them off.
+    #: detection) over every connection token-keeper has working, each with its divisions;
+    #: 0 turns them off.
     enricher_reconcile_seconds: float = 300.0
-    #: Connections to reconcile (each with every division it serves).
-    enricher_reconcile_connections: list[str] = ["default"]
     #: How far back the first pass of a division reads.
     enricher_reconcile_lookback_seconds: float = 24 * 3600
     #: Each pass rereads this much before its watermark: Modified is stamped by Exact's clock.

@@ -103,6 +103,9 @@ async def run(settings: Settings, stop: asyncio.Event, clock: Clock = _utcnow) -
             handlers.ChannelCredentialsGet.routing_key: functools.partial(
                 handlers.get_channel_credentials, store=store
             ),
+            handlers.ConnectionsList.routing_key: functools.partial(
+                handlers.list_connections, store=store
+            ),
         }
         registry = make_registry()
         consumer = await serve_rpc(

@@ -25,8 +25,11 @@ from pydantic import SecretStr
 
 from common.contracts import (
     AccessToken,
+    ActiveConnection,
     ChannelCredentials,
     ChannelCredentialsGet,
+    Connections,
+    ConnectionsList,
     TokenGet,
     TokenRefresh,
     WebhookSecret,
@@ -44,6 +47,7 @@ __all__ = [
     "get_token",
     "get_webhook_secret",
     "keep_alive",
+    "list_connections",
     "refresh_token",
 ]
 
@@ -242,8 +246,20 @@ async def get_channel_credentials(
     return credentials
 
 
+async def list_connections(request: ConnectionsList, *, store: ConnectionStore) -> Connections:
+    """The connections reconciliation goes over: those that work, with their divisions (one
+    waiting for a new consent has no token to read with)."""
+    return Connections(
+        connections=[
+            ActiveConnection(connection_id=cid, divisions=divisions)
+            for cid, divisions in await store.active()
+        ]
+    )
+
+
 #: RPC routing key -> (request model, handler); ports are bound in app.py.
 HANDLERS = {
+    ConnectionsList.routing_key: (ConnectionsList, list_connections),
     ChannelCredentialsGet.routing_key: (ChannelCredentialsGet, get_channel_credentials),
     TokenGet.routing_key: (TokenGet, get_token),
     TokenRefresh.routing_key: (TokenRefresh, refresh_token),

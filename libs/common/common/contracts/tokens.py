@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, ClassVar
 
-from pydantic import PlainSerializer, SecretStr
+from pydantic import BaseModel, PlainSerializer, SecretStr
 
 from common.contracts.base import Message
 
 __all__ = [
     "AccessToken",
+    "ActiveConnection",
     "ChannelCredentials",
     "ChannelCredentialsGet",
+    "Connections",
+    "ConnectionsList",
     "RpcError",
     "TokenGet",
     "TokenRefresh",
@@ -80,6 +83,26 @@ class ChannelCredentials(Message):
     @property
     def has_twilio(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+
+class ConnectionsList(Message):
+    """Ask for the connections that work (status active) and the divisions each serves."""
+
+    routing_key: ClassVar[str] = "connections.list"
+    exchange: ClassVar[str] = "mlc.rpc"
+
+
+class ActiveConnection(BaseModel):
+    connection_id: str
+    divisions: list[int]
+
+
+class Connections(Message):
+    """Reply to ``connections.list``: no secret, only ids and division codes."""
+
+    routing_key: ClassVar[str] = "connections.reply"
+    exchange: ClassVar[str] = ""
+    connections: list[ActiveConnection] = []
 
 
 class AccessToken(Message):

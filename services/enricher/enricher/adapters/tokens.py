@@ -1,14 +1,15 @@
-"""RpcTokenSource: access tokens from token-keeper, cached until shortly before expiry."""
+"""RpcTokenSource: access tokens from token-keeper, cached until shortly before expiry;
+RpcConnections: the connections (and their divisions) token-keeper has working."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from common.contracts import AccessToken, TokenGet, TokenRefresh
+from common.contracts import AccessToken, Connections, ConnectionsList, TokenGet, TokenRefresh
 from common.rpc import RpcClient
 
-__all__ = ["RpcTokenSource"]
+__all__ = ["RpcConnections", "RpcTokenSource"]
 
 #: Stop using a cached token this long before it expires (token-keeper refreshes at ~25 s).
 _EARLY = timedelta(seconds=20)
@@ -39,3 +40,14 @@ class RpcTokenSource:
             )
             self._cache[connection_id] = token
             return token
+
+
+class RpcConnections:
+    """Implements ``reconcile.ConnectionSource`` over token-keeper's ``connections.list``."""
+
+    def __init__(self, rpc: RpcClient) -> None:
+        self._rpc = rpc
+
+    async def active(self) -> list[tuple[str, list[int]]]:
+        reply = await self._rpc.call(ConnectionsList(), Connections)
+        return [(c.connection_id, list(c.divisions)) for c in reply.connections]

@@ -140,6 +140,13 @@ class PostgresConnectionStore:
             record = await db.fetchrow(_SELECT, connection_id)
             yield _Session(self, db, self.open_row(record) if record else None)
 
+    async def active(self) -> list[tuple[str, list[int]]]:
+        rows = await self.db.fetch(
+            "SELECT id, division, divisions FROM tokens.connections "
+            "WHERE status = 'active' ORDER BY id"
+        )
+        return [(r["id"], list(r["divisions"] or [r["division"]])) for r in rows]
+
     async def summaries(self) -> list[ConnectionSummary]:
         rows = await self.db.fetch(
             "SELECT id, base_url, status, division, divisions, refreshed_at, refresh_count, "
