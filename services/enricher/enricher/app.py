@@ -20,12 +20,13 @@ from enricher import handlers, privacy, suppressions
 from enricher.adapters.cache import DisabledCustomerCache, PostgresCustomerCache
 from enricher.adapters.exact import ExactClient
 from enricher.adapters.notices import PostgresNotices, PostgresPreferences
+from enricher.adapters.ratelimits import PostgresRateLimits
 from enricher.adapters.tokens import RpcConnections, RpcTokenSource
 from enricher.adapters.watermarks import PostgresWatermarks
 from enricher.batching import BatchingExactReader
 from enricher.customers import Customers
 from enricher.decisions import Decider, NoticeMetrics
-from enricher.governor import ExactMetrics, RateGovernor
+from enricher.governor import ExactMetrics, RateGovernor, RateLimitStore
 from enricher.ports import CustomerCache, ExactBulkReader
 from enricher.reconcile import Reconciler
 from enricher.rulebook import RuleBook
@@ -39,9 +40,10 @@ log = structlog.get_logger("enricher")
 __all__ = ["run"]
 
 
-def governor(settings: Settings, metrics: ExactMetrics) -> RateGovernor:
+def governor(settings: Settings, metrics: ExactMetrics, store: RateLimitStore) -> RateGovernor:
     return RateGovernor(
         metrics=metrics,
+        store=store,
         minutely_reserve=settings.enricher_exact_minutely_reserve,
         error_budget=settings.enricher_exact_error_budget,
         rate_limit_retries=settings.enricher_exact_rate_limit_retries,
@@ -83,7 +85,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         client = ExactClient(
             http,
             tokens,
-            governor(settings, ExactMetrics.create(registry)),
+            governor(
+                settings,
+                ExactMetrics.create(registry),
+                # one budget and one turn per division for every replica; a turn outlasts a
+                # call (the HTTP timeout applies per phase: connect, send, read)
+                PostgresRateLimits(pool, lease=2 * settings.enricher_exact_timeout),
+            ),
             max_terms=settings.enricher_exact_filter_terms,
         )
         bulk: ExactBulkReader = client

@@ -16,15 +16,19 @@ through ``call``::
       ├─ other 4xx ─▶ count against the endpoint's hourly budget
       └─ return the response (the caller classifies it)
 
-Only one process's calls are serialised and counted here; the headers carry what other
-callers used, which is why the pacing follows them rather than a local count.
+The turn to call, the windows last read and the error counts live in a ``RateLimitStore``:
+``LocalRateLimits`` (this process only, the default) or ``PostgresRateLimits``
+(``enricher.adapters.ratelimits``), which every replica shares, so two replicas spend one
+error budget and pace on one division's windows. The headers carry what other callers used,
+which is why the pacing follows them rather than a local count.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -32,7 +36,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from common.errors import TransientError
 
-__all__ = ["ExactMetrics", "RateGovernor", "Response"]
+__all__ = [
+    "ExactMetrics",
+    "LocalRateLimits",
+    "RateGovernor",
+    "RateLimitStore",
+    "Response",
+    "Turn",
+    "Window",
+    "Windows",
+]
 
 _MINUTE = 60.0
 _HOUR = 3600.0
@@ -78,7 +91,9 @@ class ExactMetrics:
 
 
 @dataclass
-class _Window:
+class Window:
+    """One of Exact's windows as its last answer told: calls left and when it resets."""
+
     remaining: int | None = None
     reset: float | None = None  # epoch seconds
 
@@ -90,12 +105,73 @@ class _Window:
 
 
 @dataclass
-class _Division:
+class Windows:
+    """A division's two windows (per app and division, as Exact counts)."""
+
+    minutely: Window = field(default_factory=Window)
+    daily: Window = field(default_factory=Window)
+
+
+class Turn(Protocol):
+    """The right to call one division, held until the block that took it ends. Changes to
+    ``windows`` made in the block are kept when it ends."""
+
+    @property
+    def windows(self) -> Windows: ...
+
+    async def keep(self, seconds: float) -> None:
+        """Hold the turn ``seconds`` longer than a call alone would (before a wait in it)."""
+
+
+class RateLimitStore(Protocol):
+    """Where the governor keeps each division's turn, windows and hourly error counts.
+    ``hour`` is the hour number since the epoch (UTC)."""
+
+    def turn(self, connection_id: str, division: int) -> AbstractAsyncContextManager[Turn]:
+        """Wait for the division's turn (one call at a time) and hold it in the block."""
+        ...
+
+    async def errors(self, connection_id: str, division: int, endpoint: str, hour: int) -> int:
+        """Error responses counted for ``endpoint`` in ``hour``."""
+        ...
+
+    async def add_error(self, connection_id: str, division: int, endpoint: str, hour: int) -> int:
+        """Count one more error response; returns the hour's count including it."""
+        ...
+
+
+@dataclass
+class _LocalTurn:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    minutely: _Window = field(default_factory=_Window)
-    daily: _Window = field(default_factory=_Window)
-    #: (endpoint, hour number) -> error responses counted
-    errors: dict[tuple[str, int], int] = field(default_factory=dict)
+    windows: Windows = field(default_factory=Windows)
+
+    async def keep(self, seconds: float) -> None:
+        """A lock held by a live task needs no renewal."""
+
+
+class LocalRateLimits:
+    """This process's calls only: a lock and counters in memory. Enough for one replica;
+    replicas that share a key need ``PostgresRateLimits``."""
+
+    def __init__(self) -> None:
+        self._turns: dict[tuple[str, int], _LocalTurn] = {}
+        #: (connection, division, endpoint) -> (hour, errors counted in it)
+        self._errors: dict[tuple[str, int, str], tuple[int, int]] = {}
+
+    @asynccontextmanager
+    async def turn(self, connection_id: str, division: int) -> AsyncIterator[Turn]:
+        state = self._turns.setdefault((connection_id, division), _LocalTurn())
+        async with state.lock:
+            yield state
+
+    async def errors(self, connection_id: str, division: int, endpoint: str, hour: int) -> int:
+        counted_hour, count = self._errors.get((connection_id, division, endpoint), (hour, 0))
+        return count if counted_hour == hour else 0
+
+    async def add_error(self, connection_id: str, division: int, endpoint: str, hour: int) -> int:
+        count = await self.errors(connection_id, division, endpoint, hour) + 1
+        self._errors[(connection_id, division, endpoint)] = (hour, count)
+        return count
 
 
 def _header(headers: Mapping[str, str], name: str) -> int | None:
@@ -109,7 +185,7 @@ class RateGovernor:
     """Paces and counts Exact calls; see the module docstring for the rules.
 
     ``clock`` (epoch seconds) and ``sleep`` are injectable so the rules can be tested without
-    waiting.
+    waiting. ``store`` shares the limits between replicas (default: this process's only).
     """
 
     def __init__(
@@ -124,6 +200,7 @@ class RateGovernor:
         reset_margin: float = 1.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        store: RateLimitStore | None = None,
     ) -> None:
         self._metrics = metrics
         self._minutely_reserve = minutely_reserve
@@ -136,7 +213,9 @@ class RateGovernor:
         self._margin = reset_margin
         self._clock = clock
         self._sleep = sleep
-        self._divisions: dict[tuple[str, int], _Division] = {}
+        self._store: RateLimitStore = store if store is not None else LocalRateLimits()
+        #: (connection, division, endpoint) -> (hour, errors) as last read or counted here
+        self._seen: dict[tuple[str, int, str], tuple[int, int]] = {}
 
     async def call(
         self,
@@ -153,11 +232,11 @@ class RateGovernor:
         ``count_errors=False``: a 4xx answer is not added to the endpoint's hourly budget,
         for a caller that already counted the one refusal it is recovering from (a filter
         split after a 400) and must not spend the budget twice for it."""
-        state = self._divisions.setdefault((connection_id, division), _Division())
-        async with state.lock:
+        async with self._store.turn(connection_id, division) as turn:
+            state = turn.windows
             attempt = 0
             while True:
-                await self._before(state, endpoint)
+                await self._before(connection_id, division, turn, endpoint)
                 try:
                     response = await send()
                 except Exception:
@@ -171,40 +250,46 @@ class RateGovernor:
                     wait = self._wait_after_429(state)
                     if attempt > self._retries or wait > self._max_wait:
                         raise TransientError("Exact rate limit", code=429, retry_after=wait)
+                    await turn.keep(wait)
                     await self._sleep(wait)
                     state.minutely.remaining = None  # a new window: the next answer tells
                     continue
                 if count_errors and 400 <= status < 500:  # 429 excepted (above), as Exact does
-                    slot = (endpoint, self._hour())
-                    state.errors[slot] = state.errors.get(slot, 0) + 1
+                    hour = self._hour()
+                    counted = await self._store.add_error(connection_id, division, endpoint, hour)
+                    self._seen[(connection_id, division, endpoint)] = (hour, counted)
                 return response
 
     def errors(self, connection_id: str, division: int, endpoint: str) -> int:
-        """Error responses counted for ``endpoint`` in the current hour."""
-        state = self._divisions.get((connection_id, division))
-        return state.errors.get((endpoint, self._hour()), 0) if state else 0
+        """Error responses counted for ``endpoint`` in the current hour, as this governor last
+        read or counted them (other replicas' count only once this one has asked the store)."""
+        hour, count = self._seen.get((connection_id, division, endpoint), (self._hour(), 0))
+        return count if hour == self._hour() else 0
 
-    async def _before(self, state: _Division, endpoint: str) -> None:
+    async def _before(self, connection_id: str, division: int, turn: Turn, endpoint: str) -> None:
         now = self._clock()
         hour = self._hour()
-        if state.errors.get((endpoint, hour), 0) >= self._error_budget:
+        errors = await self._store.errors(connection_id, division, endpoint, hour)
+        self._seen[(connection_id, division, endpoint)] = (hour, errors)
+        if errors >= self._error_budget:
             # One more error could get the key blocked for an hour, for every endpoint user.
             raise TransientError(
                 f"Exact error budget of {endpoint} used up for this hour",
                 code="error_budget",
                 retry_after=(hour + 1) * _HOUR - now,
             )
-        if any(slot[1] != hour for slot in state.errors):
-            state.errors = {slot: n for slot, n in state.errors.items() if slot[1] == hour}
+        state = turn.windows
         daily = state.daily.until_reset(now, self._daily_reserve)
         if daily is not None:
             raise TransientError("Exact daily limit reached", code=429, retry_after=daily)
         minutely = state.minutely.until_reset(now, self._minutely_reserve)
         if minutely is not None:
-            await self._sleep(min(minutely, _MINUTE) + self._margin)
+            wait = min(minutely, _MINUTE) + self._margin
+            await turn.keep(wait)
+            await self._sleep(wait)
             state.minutely.remaining = None  # a new window: the next answer tells
 
-    def _observe(self, connection_id: str, state: _Division, headers: Mapping[str, str]) -> None:
+    def _observe(self, connection_id: str, state: Windows, headers: Mapping[str, str]) -> None:
         for window, prefix in ((state.minutely, "Minutely-"), (state.daily, "")):
             remaining = _header(headers, f"X-RateLimit-{prefix}Remaining")
             reset = _header(headers, f"X-RateLimit-{prefix}Reset")
@@ -216,7 +301,7 @@ class RateGovernor:
                 name = "minutely" if prefix else "daily"
                 self._metrics.remaining.labels(connection=connection_id, window=name).set(remaining)
 
-    def _wait_after_429(self, state: _Division) -> float:
+    def _wait_after_429(self, state: Windows) -> float:
         """Seconds until the exhausted window resets, as far as the headers tell."""
         now = self._clock()
         daily = state.daily
