@@ -1,6 +1,6 @@
 """The common mistakes end in one line that says what and where, not a traceback: the broker or
 the database unreachable, the HTTP port taken, a wrong MLC_SECRET_KEY, a consent that never
-came; and ``mlc connections set-channels`` changes only what it is given."""
+came; and ``mlc connections set-channels`` and ``set-senders`` change only what they are given."""
 
 from __future__ import annotations
 
@@ -262,3 +262,66 @@ async def test_set_channels_with_nothing_to_change_changes_nothing(
     settings = Settings(database_url=private_database_url, secret_key=key)
     assert await connections.run(settings, _set_channels("acme"), lines.append) == 2
     assert lines[-1].startswith("nothing to change")
+
+
+def _set_senders(connection: str, **given: object) -> argparse.Namespace:
+    options = {"voice_from": None, "email_from": None, "email_from_name": None}
+    options |= {"email_reply_to": None, "clear": []}
+    return argparse.Namespace(action="set-senders", id=connection, **{**options, **given})
+
+
+async def test_set_senders_changes_only_the_options_it_is_given(
+    pool: asyncpg.Pool, private_database_url: str
+) -> None:
+    key = generate_key()
+    store = PostgresConnectionStore(pool, Sealer(key))
+    await store.ensure(
+        id="acme", base_url="http://exact", client_id="client", division=1, **SECRETS
+    )
+    settings = Settings(database_url=private_database_url, secret_key=key)
+    lines: list[str] = []
+    run = functools.partial(connections.run, settings, say=lines.append)
+    email = _set_senders("acme", email_from="billing@acme.example", email_from_name="Acme")
+    assert await run(email) == 0
+    assert await run(_set_senders("acme", voice_from="+31201234567")) == 0
+    assert lines[-1] == (
+        "connection 'acme' has voice-from, email-from, email-from-name of its own; "
+        "the others are the install's"
+    )
+    both = await store.channel_credentials("acme")
+    assert both is not None
+    assert (both.twilio_voice_from, both.email_from, both.email_from_name) == (
+        "+31201234567",
+        "billing@acme.example",
+        "Acme",
+    )
+
+    assert await run(_set_senders("acme", clear=["email-from-name"])) == 0
+    after = await store.channel_credentials("acme")
+    assert after is not None
+    assert after.email_from_name is None
+    assert (after.twilio_voice_from, after.email_from) == ("+31201234567", "billing@acme.example")
+
+
+async def test_set_senders_with_nothing_to_change_changes_nothing(
+    pool: asyncpg.Pool, private_database_url: str
+) -> None:
+    key = generate_key()
+    store = PostgresConnectionStore(pool, Sealer(key))
+    await store.ensure(
+        id="acme", base_url="http://exact", client_id="client", division=1, **SECRETS
+    )
+    settings = Settings(database_url=private_database_url, secret_key=key)
+    lines: list[str] = []
+    run = functools.partial(connections.run, settings, say=lines.append)
+    assert await run(_set_senders("acme", voice_from="+31201234567")) == 0
+    assert await run(_set_senders("acme")) == 2
+    assert lines[-1].startswith("nothing to change")
+    # a sender option to clear and to set at once, or a channel to clear: refused, unchanged
+    both = _set_senders("acme", voice_from="+31209999999", clear=["voice-from"])
+    assert await run(both) == 2
+    assert lines[-1] == "--clear voice-from, or give --voice-from: not both"
+    assert await run(_set_senders("acme", clear=["twilio"])) == 2
+    kept = await store.channel_credentials("acme")
+    assert kept is not None
+    assert kept.twilio_voice_from == "+31201234567"

@@ -28,6 +28,8 @@ CHANNEL_COLUMNS = {
     "sendgrid_api_key": True,
     "sendgrid_webhook_public_key": False,
 }
+#: Who a connection's calls and email come from (None: the install's sender); none is secret.
+SENDER_COLUMNS = ("twilio_voice_from", "email_from", "email_from_name", "email_reply_to")
 
 
 @dataclass(frozen=True)
@@ -277,26 +279,16 @@ class PostgresConnectionStore:
         status = await self.db.execute(sql, connection_id, *values)
         return bool(status == "UPDATE 1")
 
-    async def set_senders(
-        self,
-        connection_id: str,
-        *,
-        twilio_voice_from: str | None,
-        email_from: str | None,
-        email_from_name: str | None,
-        email_reply_to: str | None,
-    ) -> bool:
-        """Who the connection's calls and email come from (None: the install's sender)."""
-        status = await self.db.execute(
-            """UPDATE tokens.connections SET twilio_voice_from = $2, email_from = $3,
-                   email_from_name = $4, email_reply_to = $5, updated_at = now()
-               WHERE id = $1""",
-            connection_id,
-            twilio_voice_from,
-            email_from,
-            email_from_name,
-            email_reply_to,
-        )
+    async def change_senders(self, connection_id: str, changes: dict[str, str | None]) -> bool:
+        """Change only the senders named in ``changes`` (None: back to the install's sender);
+        the others keep their value. Keys: ``SENDER_COLUMNS``."""
+        unknown = set(changes) - set(SENDER_COLUMNS)
+        if unknown or not changes:
+            raise ValueError(f"not sender settings: {sorted(unknown) or 'none given'}")
+        assignments = ", ".join(f"{c} = ${i}" for i, c in enumerate(changes, start=2))
+        # the column names come from SENDER_COLUMNS only; every value is a parameter
+        sql = f"UPDATE tokens.connections SET {assignments}, updated_at = now() WHERE id = $1"  # noqa: S608
+        status = await self.db.execute(sql, connection_id, *changes.values())
         return bool(status == "UPDATE 1")
 
     async def channel_credentials(self, connection_id: str) -> ChannelCredentials | None:

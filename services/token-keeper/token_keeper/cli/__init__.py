@@ -5,6 +5,7 @@
     mlc connect [--region nl|be|uk|de|fr|es|us | --base-url URL] [--division N ...]
     mlc connections list
     mlc connections set-channels ID [--twilio-account-sid SID --twilio-auth-token - ...]
+    mlc connections set-senders ID [--voice-from +31... --email-from ADDRESS ...] [--clear OPTION]
     mlc ping
     mlc subscriptions list|sync|delete [--connection ID]
     mlc audit show <document> | failed [--since T] [--reason R]

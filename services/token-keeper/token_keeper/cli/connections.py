@@ -5,6 +5,10 @@ connection brings its own Twilio/SendGrid accounts; never a secret.
 stored sealed like the Exact secrets. A secret given as ``-`` is asked for without echo, so it
 stays out of the shell history. Only what is given changes: an omitted option keeps its value,
 and ``--clear twilio|sendgrid`` puts a channel back on the install's default account.
+
+``mlc connections set-senders ID``: the caller id of the connection's calls and the From,
+From name and Reply-To of its email. The same rule: only what is given changes, and
+``--clear voice-from|email-from|email-from-name|email-reply-to`` goes back to the install's.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from common import db
 from common.crypto import Sealer
-from token_keeper.adapters.store import PostgresConnectionStore
+from token_keeper.adapters.store import SENDER_COLUMNS, PostgresConnectionStore
 from token_keeper.cli.exact_api import region_of
 from token_keeper.settings import Settings
 
@@ -24,6 +28,16 @@ __all__ = ["run"]
 
 #: Exact lets an unused refresh token live this long.
 REFRESH_TOKEN_LIFE = timedelta(days=30)
+#: What ``--clear`` takes back to the install's, per action.
+CHANNELS = ("twilio", "sendgrid")
+#: ``set-senders`` option (and ``--clear`` value) -> column
+SENDERS = dict(
+    zip(
+        ("voice-from", "email-from", "email-from-name", "email-reply-to"),
+        SENDER_COLUMNS,
+        strict=True,
+    )
+)
 
 
 def _age(since: datetime | None, now: datetime) -> str:
@@ -51,9 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--clear",
         action="append",
-        choices=["twilio", "sendgrid"],
+        choices=[*CHANNELS, *SENDERS],
         default=[],
-        help="set-channels: back to the install's default account for that channel",
+        help="set-channels: twilio|sendgrid back to the install's default account; "
+        "set-senders: a sender option back to the install's sender",
     )
     parser.add_argument("--voice-from", help="set-senders: caller id of calls (E.164)")
     parser.add_argument("--email-from", help="set-senders: From address of email")
@@ -96,6 +111,10 @@ def _channel_changes(
 ) -> dict[str, str | None] | None:
     """The channel settings ``set-channels`` was given (the others are kept), or None after
     saying why the options do not go together."""
+    others = [c for c in args.clear if c not in CHANNELS]
+    if others:
+        say(f"set-channels clears twilio or sendgrid, not {', '.join(others)}")
+        return None
     sid, service = args.twilio_account_sid, args.twilio_messaging_service_sid
     token = _secret(args.twilio_auth_token, "Twilio auth token: ")
     key = _secret(args.sendgrid_api_key, "SendGrid API key: ")
@@ -136,26 +155,60 @@ async def _set_senders(
     if not args.id:
         say("set-senders needs a connection id")
         return 2
-    voice = args.voice_from
-    if voice and not voice.startswith("+"):
-        say("--voice-from is an E.164 number (+31...)")
+    changes = _sender_changes(args, say)
+    if changes is None:
         return 2
-    bad = [a for a in (args.email_from, args.email_reply_to) if a and "@" not in a]
-    if bad:
-        say("--email-from and --email-reply-to are email addresses")
-        return 2
-    found = await store.set_senders(
-        args.id,
-        twilio_voice_from=voice,
-        email_from=args.email_from,
-        email_from_name=args.email_from_name,
-        email_reply_to=args.email_reply_to,
-    )
-    if not found:
+    if not await store.change_senders(args.id, changes):
         say(f"no connection {args.id!r}; run `mlc connect --connection {args.id}` first")
         return 1
-    say(f"connection {args.id!r} senders set (unset ones use the install's)")
+    now = await store.channel_credentials(args.id)
+    own = [
+        option
+        for option, column in SENDERS.items()
+        if now is not None and getattr(now, column) is not None
+    ]
+    mine = ", ".join(own) + " of its own" if own else "no sender of its own"
+    say(f"connection {args.id!r} has {mine}; the others are the install's")
     return 0
+
+
+def _sender_changes(
+    args: argparse.Namespace, say: Callable[[str], None]
+) -> dict[str, str | None] | None:
+    """The senders ``set-senders`` was given (the others are kept), or None after saying why
+    they cannot be used."""
+    given = {
+        option: value
+        for option in SENDERS
+        if (value := getattr(args, option.replace("-", "_"))) is not None
+    }
+    channels = [c for c in args.clear if c in CHANNELS]
+    if channels:
+        say(f"set-senders clears sender options, not {', '.join(channels)} (set-channels does)")
+        return None
+    both = [option for option in args.clear if option in given]
+    if both:
+        say(f"--clear {both[0]}, or give --{both[0]}: not both")
+        return None
+    voice = given.get("voice-from")
+    if voice is not None and not voice.startswith("+"):
+        say("--voice-from is an E.164 number (+31...)")
+        return None
+    if any(
+        a is not None and "@" not in a
+        for a in (given.get("email-from"), given.get("email-reply-to"))
+    ):
+        say("--email-from and --email-reply-to are email addresses")
+        return None
+    changes: dict[str, str | None] = {SENDERS[o]: v for o, v in given.items()}
+    changes.update({SENDERS[o]: None for o in args.clear})
+    if not changes:
+        say(
+            "nothing to change: give --voice-from, --email-from, --email-from-name, "
+            "--email-reply-to or --clear one of them"
+        )
+        return None
+    return changes
 
 
 async def run(settings: Settings, args: argparse.Namespace, say: Callable[[str], None]) -> int:
