@@ -1,6 +1,7 @@
 """The common mistakes end in one line that says what and where, not a traceback: the broker or
-the database unreachable, the HTTP port taken, a wrong MLC_SECRET_KEY, a consent that never
-came; and ``mlc connections set-channels`` and ``set-senders`` change only what they are given."""
+the database unreachable, a database refusing its user or password, the HTTP port taken, a
+wrong MLC_SECRET_KEY, a consent that never came; and ``mlc connections set-channels`` and
+``set-senders`` change only what they are given."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import functools
 import socket
 from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -18,8 +20,9 @@ import pytest_asyncio
 from common import amqp, db, health, runtime
 from common.crypto import Sealer, generate_key
 from common.metrics import make_registry
-from common.runtime import DependencyUnavailable
+from common.runtime import DependencyRefused, DependencyUnavailable
 from common.testing import eventually
+from common.testing.postgres import PrivatePostgres
 from common.testing.stack import free_port
 from token_keeper import app as token_keeper
 from token_keeper.adapters.store import PostgresConnectionStore
@@ -61,6 +64,54 @@ async def test_an_unreachable_database_is_named_with_its_address_and_not_its_pas
             pass
     assert str(failed.value).startswith(f"the database at 127.0.0.1:{port} did not answer")
     assert "s3cret" not in str(failed.value)
+
+
+@pytest.fixture
+def password_postgres() -> Iterator[PrivatePostgres]:
+    """A cluster of this test's own that asks for a password, as a production server does (the
+    shared one trusts every local connection)."""
+    cluster = PrivatePostgres(password="right-password").start()
+    try:
+        yield cluster
+    finally:
+        cluster.cleanup()
+
+
+def test_a_database_that_refuses_the_password_stops_the_service_with_one_line(
+    password_postgres: PrivatePostgres,
+) -> None:
+    port = password_postgres.port
+    url = f"postgresql://postgres:wrong-s3cret@127.0.0.1:{port}/postgres"
+
+    async def run(stop: asyncio.Event) -> None:
+        async with db.pool(url):
+            await stop.wait()
+
+    with pytest.raises(SystemExit) as exited:
+        runtime.run_until_stopped("auditor", run)
+    assert str(exited.value.code) == (
+        f"mlc-auditor: cannot start: the database at 127.0.0.1:{port} refused user 'postgres' "
+        "(wrong password); check the user and password in MLC_DATABASE_URL"
+    )
+
+    async def right_password_opens() -> int:
+        async with db.pool(password_postgres.url(), max_size=1) as pool:
+            return int(await pool.fetchval("SELECT 1"))
+
+    assert asyncio.run(right_password_opens()) == 1  # it was the password, not the server
+
+
+async def test_a_database_user_that_does_not_exist_is_named_in_one_line(database_url: str) -> None:
+    parts = urlsplit(database_url)
+    where = f"{parts.hostname}:{parts.port or 5432}"
+    url = urlunsplit(parts._replace(netloc=f"mlc-nobody:pw-s3cret@{where}"))
+    with pytest.raises(DependencyRefused) as refused:
+        async with db.pool(url):
+            pass
+    assert str(refused.value) == (
+        f"the database at {where} refused user 'mlc-nobody' (role \"mlc-nobody\" does not "
+        "exist); check the user and password in MLC_DATABASE_URL"
+    )
 
 
 @pytest.mark.usefixtures("short_startup")

@@ -13,10 +13,11 @@ import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
-from common.runtime import address, wait_for_dependency
+from common.runtime import DependencyRefused, address, wait_for_dependency
 
 __all__ = ["ensure_database", "migrate", "pool"]
 
@@ -40,24 +41,42 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
 
 @asynccontextmanager
 async def pool(url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncIterator[asyncpg.Pool]:
-    """An asyncpg pool with JSON codecs, closed on exit."""
-    created = await wait_for_dependency(
-        "database",
-        where=address(url),
-        attempt=functools.partial(
-            asyncpg.create_pool,
-            url,
-            min_size=min_size,
-            max_size=max_size,
-            init=_init_connection,
-            connection_class=_Connection,
-        ),
-        retry_on=(OSError, ConnectionError, TimeoutError, asyncpg.CannotConnectNowError),
-    )
+    """An asyncpg pool with JSON codecs, closed on exit. ``DependencyUnavailable`` when the
+    database does not answer, ``DependencyRefused`` when it refuses the user or password."""
+    try:
+        created = await wait_for_dependency(
+            "database",
+            where=address(url),
+            attempt=functools.partial(
+                asyncpg.create_pool,
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                init=_init_connection,
+                connection_class=_Connection,
+            ),
+            retry_on=(OSError, ConnectionError, TimeoutError, asyncpg.CannotConnectNowError),
+        )
+    except asyncpg.InvalidAuthorizationSpecificationError as exc:  # InvalidPasswordError too
+        raise _refused(url, exc) from None
     try:
         yield created
     finally:
         await created.close()
+
+
+def _refused(url: str, exc: asyncpg.InvalidAuthorizationSpecificationError) -> DependencyRefused:
+    """One line naming the database's address and the user, never the password: asyncpg's
+    own message is the server's, which names the user only."""
+    user = unquote(urlsplit(url).username or "") or "(the default user)"
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        why = "wrong password"
+    else:  # an unknown role, a pg_hba.conf without an entry for this host or user...
+        why = (str(exc).strip().splitlines() or ["not allowed"])[0][:200]
+    return DependencyRefused(
+        f"the database at {address(url)} refused user {user!r} ({why}); "
+        "check the user and password in MLC_DATABASE_URL"
+    )
 
 
 async def ensure_database(url: str) -> bool:

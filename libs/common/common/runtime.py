@@ -2,8 +2,9 @@
 cleanly.
 
 - ``run_until_stopped``: ``asyncio.run`` a service's ``run(stop)``; SIGTERM/SIGINT set ``stop``.
-  A service that cannot start (broker or database unreachable, port in use) exits with one
-  line saying what and where (``cannot_start``), never a traceback or a password.
+  A service that cannot start (broker or database unreachable, a database that refuses its
+  user or password, port in use) exits with one line saying what and where
+  (``cannot_start``), never a traceback or a password.
 - ``Supervisor``: runs each background loop (reconciliation, token keep-alive, relays) as a
   task; a loop that raises is logged, counted (``mlc_background_errors_total{loop}``) and
   restarted after a capped, jittered backoff. Readiness fails while a loop keeps failing.
@@ -31,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 __all__ = [
     "STARTUP_TIMEOUT",
+    "DependencyRefused",
     "DependencyUnavailable",
     "Drainable",
     "Supervisor",
@@ -57,6 +59,12 @@ _DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671, "postgresql": 5432, "postgres": 5
 class DependencyUnavailable(ConnectionError):
     """The broker or the database did not answer within the startup timeout; the message
     names which and where (``host:port``), never a user or password."""
+
+
+class DependencyRefused(ConnectionError):
+    """The broker or the database answered but refused the credentials (a wrong password, a
+    user it does not know); retrying cannot help. The message names which, where and the
+    user, never the password."""
 
 
 def address(url: str) -> str:
@@ -132,7 +140,7 @@ def cannot_start(service: str, exc: OSError) -> SystemExit:
     ...``, for the operator's terminal."""
     if exc.errno == errno.EADDRINUSE:
         reason = f"the HTTP port is in use ({_brief(exc)}); free it or set MLC_HTTP_PORT"
-    elif isinstance(exc, DependencyUnavailable):
+    elif isinstance(exc, DependencyUnavailable | DependencyRefused):
         reason = str(exc)
     else:
         reason = _brief(exc)

@@ -30,10 +30,14 @@ def _bin_dir() -> Path | None:
 
 
 class PrivatePostgres:
-    def __init__(self, base: Path | None = None) -> None:
+    """``password``: connections over TCP must give it (SCRAM), as a production server asks;
+    unset, every connection is trusted."""
+
+    def __init__(self, base: Path | None = None, *, password: str | None = None) -> None:
         self.dir = Path(base or tempfile.mkdtemp(prefix="mlc-postgres-"))
         self.data = self.dir / "data"
         self.port = free_port()
+        self.password = password
         self._bin = _bin_dir()
 
     @staticmethod
@@ -41,7 +45,8 @@ class PrivatePostgres:
         return _bin_dir() is not None
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        login = f"postgres:{self.password}" if self.password else "postgres"
+        return f"postgresql://{login}@127.0.0.1:{self.port}/{database}"
 
     def _run(self, *args: str) -> None:
         if self._bin is None:
@@ -53,10 +58,17 @@ class PrivatePostgres:
 
     def start(self) -> PrivatePostgres:
         if not self.data.exists():
-            if os.geteuid() == 0:
-                user = pwd.getpwnam("postgres")
-                os.chown(self.dir, user.pw_uid, user.pw_gid)
-            self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust")
+            owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+            if owner is not None:
+                os.chown(self.dir, owner.pw_uid, owner.pw_gid)
+            auth = ["-A", "trust"]
+            if self.password is not None:
+                secret = self.dir / "pwfile"
+                secret.write_text(self.password + "\n")
+                if owner is not None:
+                    os.chown(secret, owner.pw_uid, owner.pw_gid)
+                auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={secret}"]
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", *auth)
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
         self._run(
             "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w",
