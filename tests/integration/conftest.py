@@ -24,11 +24,10 @@ from auditor import handlers as audit_handlers
 from auditor.adapters.trail import PostgresTrail, outcome_counter, security_counter
 from auditor.personal import PersonalData
 from common import db, topology
-from common.amqp import Publisher, Routes, bind, run_consumer
+from common.amqp import Publisher, Routes, run_consumer
 from common.contracts import (
     ChannelCredentials,
     CheckDeliveryStatus,
-    NotificationReleased,
     Recipient,
     ReleaseNotification,
     SendNotification,
@@ -207,13 +206,7 @@ async def bare_stack(private_amqp_url: str, private_database_url: str) -> AsyncI
                     functools.partial(dispatch_handlers.check_status, notifier=notifier),
                 ),
             }
-            audit_routes = dict(bind(audit_handlers.HANDLERS, trail=trail))
-            audit_routes[NotificationReleased.routing_key] = (
-                NotificationReleased,
-                functools.partial(
-                    audit_handlers.record_released, trail=trail, client_id=settings.exact_client_id
-                ),
-            )
+            audit_routes = audit_handlers.routes(trail=trail, client_id=settings.exact_client_id)
             await run_consumer(
                 await broker.channel(),
                 "dispatcher.sends",

@@ -33,7 +33,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aio_pika
 import structlog
@@ -53,12 +53,12 @@ __all__ = [
     "Handler",
     "Publisher",
     "Routes",
-    "bind",
     "broker_connected",
     "connect",
     "consumer_attached",
     "decode",
     "login",
+    "route",
     "run_consumer",
 ]
 
@@ -68,17 +68,20 @@ log = structlog.get_logger("common.amqp")
 Handler = Callable[[Any], Awaitable[Sequence[Message] | None]]
 
 #: What a queue's consumer reacts to: message type (the routing key, or a prefix ending in ".")
-#: -> (model, handler). The map at the bottom of each service's handlers.py.
+#: -> (model, handler). Each service builds its own in handlers.py (``routes``), with ``route``.
 Routes = Mapping[str, tuple[type[BaseModel], Handler]]
 
 
-def bind(routes: Routes, **ports: Any) -> Routes:
-    """The same routes with every handler given ``ports`` (for services whose handlers all take
-    the same ports; handlers with different ports are bound one by one in app.py)."""
-    return {
-        key: (model, functools.partial(handler, **ports))
-        for key, (model, handler) in routes.items()
-    }
+M = TypeVar("M", bound=BaseModel)
+
+
+def route(
+    model: type[M], handler: Callable[[M], Awaitable[Sequence[Message] | None]]
+) -> tuple[type[BaseModel], Handler]:
+    """One entry of a ``Routes`` map, checked: ``handler`` (its ports bound with
+    ``functools.partial``, which the type checker checks by name) takes what ``model``
+    decodes to."""
+    return model, handler
 
 
 #: Headers a parked message carries; a retried copy drops them (their presence means "replayed").

@@ -28,7 +28,7 @@ class Command:
     status)."""
 
     help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
+    add_arguments: Callable[[argparse.ArgumentParser], object]
     run: Callable[[Any, argparse.Namespace, Say], Awaitable[int]]
 
 

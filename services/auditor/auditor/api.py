@@ -60,7 +60,7 @@ __all__ = [
 
 TRAIL = web.AppKey("trail", PostgresTrail)
 PUBLISHER = web.AppKey("publisher", Publisher)
-ADMIN_TOKEN = web.AppKey("admin_token", SecretStr | None)  # type: ignore[arg-type]
+ADMIN_TOKEN: web.AppKey[SecretStr | None] = web.AppKey("admin_token")
 #: Optional: an app without it has no read-only token (the admin token still reads).
 READ_TOKEN: web.AppKey[SecretStr | None] = web.AppKey("read_token")
 CLIENT_ID = web.AppKey("client_id", str)

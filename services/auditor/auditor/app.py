@@ -17,7 +17,6 @@ from auditor.adapters.trail import (
 from auditor.personal import PersonalData
 from auditor.settings import Settings
 from common import amqp, db, health, runtime, topology
-from common.contracts import NotificationReleased
 from common.groupcommit import GroupCommit
 from common.metrics import ConsumerMetrics, make_registry
 
@@ -46,15 +45,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         )
         channel = await connection.channel()
         await topology.declare_for(channel, "auditor")
-        # Every handler that needs only the trail (suppression.* included) comes from HANDLERS.
-        routes = dict(amqp.bind(handlers.HANDLERS, trail=trail))
-        released = NotificationReleased.routing_key
-        routes[released] = (
-            NotificationReleased,
-            functools.partial(
-                handlers.record_released, trail=trail, client_id=settings.exact_client_id
-            ),
-        )
+        routes = handlers.routes(trail=trail, client_id=settings.exact_client_id)
         publisher = await amqp.Publisher.open(connection)
         consumer = await amqp.run_consumer(
             channel,

@@ -14,10 +14,12 @@ kept as history, linked to the notification that taught them when one did.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 
 import structlog
 
 from auditor.adapters.trail import PostgresTrail
+from common.amqp import Routes, route
 from common.contracts import (
     EmailEvent,
     ExactWebhookReceived,
@@ -38,7 +40,6 @@ from common.contracts import (
 from common.logging import mask_text
 
 __all__ = [
-    "HANDLERS",
     "record_email_event",
     "record_forget",
     "record_inbound",
@@ -49,6 +50,7 @@ __all__ = [
     "record_status",
     "record_suppression",
     "reread_event",
+    "routes",
 ]
 
 log = structlog.get_logger("auditor")
@@ -152,18 +154,27 @@ async def record_forget(event: ForgetContact, *, trail: PostgresTrail) -> list[M
     return []
 
 
-#: Message type (or prefix ending in ".") -> (model, handler); ports are bound in app.py.
-HANDLERS = {
-    "notification.send.": (SendNotification, record_requested),
-    NotificationSent.routing_key: (NotificationSent, record_outcome),
-    NotificationFailed.routing_key: (NotificationFailed, record_outcome),
-    NotificationAmbiguous.routing_key: (NotificationAmbiguous, record_outcome),
-    NotificationDeferred.routing_key: (NotificationDeferred, record_outcome),
-    NotificationReleased.routing_key: (NotificationReleased, record_released),
-    NotificationSkipped.routing_key: (NotificationSkipped, record_skipped),
-    "twilio.status.": (TwilioStatus, record_status),
-    "email.event.": (EmailEvent, record_email_event),
-    "twilio.inbound.": (InboundSms, record_inbound),
-    "suppression.": (SuppressionChanged, record_suppression),  # .added / .lifted
-    ForgetContact.routing_key: (ForgetContact, record_forget),
-}
+def routes(*, trail: PostgresTrail, client_id: str) -> Routes:
+    """Message type (or prefix ending in ".") -> (model, handler), each handler's ports bound
+    here, where the type checker sees them."""
+    outcome = partial(record_outcome, trail=trail)
+    return {
+        "notification.send.": route(SendNotification, partial(record_requested, trail=trail)),
+        NotificationSent.routing_key: route(NotificationSent, outcome),
+        NotificationFailed.routing_key: route(NotificationFailed, outcome),
+        NotificationAmbiguous.routing_key: route(NotificationAmbiguous, outcome),
+        NotificationDeferred.routing_key: route(NotificationDeferred, outcome),
+        NotificationReleased.routing_key: route(
+            NotificationReleased,
+            partial(record_released, trail=trail, client_id=client_id),
+        ),
+        NotificationSkipped.routing_key: route(
+            NotificationSkipped, partial(record_skipped, trail=trail)
+        ),
+        "twilio.status.": route(TwilioStatus, partial(record_status, trail=trail)),
+        "email.event.": route(EmailEvent, partial(record_email_event, trail=trail)),
+        "twilio.inbound.": route(InboundSms, partial(record_inbound, trail=trail)),
+        # .added / .lifted
+        "suppression.": route(SuppressionChanged, partial(record_suppression, trail=trail)),
+        ForgetContact.routing_key: route(ForgetContact, partial(record_forget, trail=trail)),
+    }

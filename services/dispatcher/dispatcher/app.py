@@ -10,9 +10,6 @@ from common import amqp, db, health, runtime, topology
 from common.contracts import (
     ChannelCredentials,
     ChannelCredentialsGet,
-    CheckDeliveryStatus,
-    ReleaseNotification,
-    SendNotification,
 )
 from common.groupcommit import GroupCommit
 from common.metrics import ConsumerMetrics, make_registry
@@ -92,20 +89,12 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             credentials_refused=dispatch_metrics.credentials_refused,
         )
         suppressions = PostgresSuppressions(pool, wake=wake)
-        send = functools.partial(
-            handlers.send_notification,
+        routes = handlers.routes(
             claims=claims,
             notifier=notifier,
             max_attempts=settings.dispatcher_max_attempts,
             suppressions=suppressions,
         )
-        release = functools.partial(handlers.release_notification, claims=claims)
-        check = functools.partial(handlers.check_status, notifier=notifier)
-        routes: amqp.Routes = {
-            "notification.send.": (SendNotification, send),
-            ReleaseNotification.routing_key: (ReleaseNotification, release),
-            CheckDeliveryStatus.routing_key: (CheckDeliveryStatus, check),
-        }
         publisher = await amqp.Publisher.open(connection)
         consumer_metrics = ConsumerMetrics.create(registry)
         consumer = await amqp.run_consumer(
@@ -119,7 +108,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         feed_consumer = await amqp.run_consumer(
             await connection.channel(),
             "dispatcher.suppressions",
-            amqp.bind(feeds.HANDLERS, suppressions=suppressions, claims=claims),
+            feeds.routes(suppressions=suppressions, claims=claims),
             publisher=publisher,
             metrics=consumer_metrics,
         )

@@ -35,8 +35,11 @@ reached SendGrid: its claim is settled sent, and never sent again.
 
 from __future__ import annotations
 
+from functools import partial
+
 import structlog
 
+from common.amqp import Routes, route
 from common.contracts import (
     INSTALL_SCOPE,
     EmailEvent,
@@ -51,7 +54,7 @@ from common.logging import mask_text
 from dispatcher.handlers import PHONE_CHANNELS
 from dispatcher.ports import ClaimStore, SuppressionList
 
-__all__ = ["HANDLERS", "on_email_event", "on_forget", "on_inbound", "on_message_status"]
+__all__ = ["on_email_event", "on_forget", "on_inbound", "on_message_status", "routes"]
 
 log = structlog.get_logger("dispatcher.feeds")
 
@@ -190,10 +193,20 @@ async def on_forget(
     return []
 
 
-#: Message type (or prefix ending in ".") -> (model, handler); ports are bound in app.py.
-HANDLERS = {
-    "twilio.inbound.": (InboundSms, on_inbound),
-    "twilio.status.": (TwilioStatus, on_message_status),
-    "email.event.": (EmailEvent, on_email_event),
-    ForgetContact.routing_key: (ForgetContact, on_forget),
-}
+def routes(*, suppressions: SuppressionList, claims: ClaimStore) -> Routes:
+    """Message type (or prefix ending in ".") -> (model, handler), ports bound here where the
+    type checker sees them."""
+    return {
+        "twilio.inbound.": route(
+            InboundSms, partial(on_inbound, suppressions=suppressions, claims=claims)
+        ),
+        "twilio.status.": route(
+            TwilioStatus, partial(on_message_status, suppressions=suppressions, claims=claims)
+        ),
+        "email.event.": route(
+            EmailEvent, partial(on_email_event, suppressions=suppressions, claims=claims)
+        ),
+        ForgetContact.routing_key: route(
+            ForgetContact, partial(on_forget, suppressions=suppressions, claims=claims)
+        ),
+    }

@@ -21,9 +21,11 @@ together and relayed from the outbox, so the handlers return no messages themsel
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import structlog
 
+from common.amqp import Routes, route
 from common.contracts import (
     CheckDeliveryStatus,
     Message,
@@ -43,12 +45,12 @@ from dispatcher.ports import Claim, ClaimStore, Notifier, SuppressionList
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
-    "HANDLERS",
     "PHONE_CHANNELS",
     "attempt_send",
     "check_status",
     "failure_reason",
     "release_notification",
+    "routes",
     "send_notification",
 ]
 
@@ -282,9 +284,28 @@ async def check_status(command: CheckDeliveryStatus, *, notifier: Notifier) -> l
     ]
 
 
-#: Message type (or prefix ending in ".") -> (model, handler); ports are bound in app.py.
-HANDLERS = {
-    "notification.send.": (SendNotification, send_notification),
-    ReleaseNotification.routing_key: (ReleaseNotification, release_notification),
-    CheckDeliveryStatus.routing_key: (CheckDeliveryStatus, check_status),
-}
+def routes(
+    *,
+    claims: ClaimStore,
+    notifier: Notifier,
+    max_attempts: int,
+    suppressions: SuppressionList,
+) -> Routes:
+    """Message type (or prefix ending in ".") -> (model, handler), ports bound here where the
+    type checker sees them."""
+    send = partial(
+        send_notification,
+        claims=claims,
+        notifier=notifier,
+        max_attempts=max_attempts,
+        suppressions=suppressions,
+    )
+    return {
+        "notification.send.": route(SendNotification, send),
+        ReleaseNotification.routing_key: route(
+            ReleaseNotification, partial(release_notification, claims=claims)
+        ),
+        CheckDeliveryStatus.routing_key: route(
+            CheckDeliveryStatus, partial(check_status, notifier=notifier)
+        ),
+    }

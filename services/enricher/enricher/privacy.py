@@ -43,7 +43,7 @@ async def addresses_of(db: asyncpg.Pool, connection_id: str, contact_id: UUID) -
     found: list[str] = []
     for row in rows:
         for channel in ("email", "sms", "voice"):
-            address = address_for(row["record"], channel, "NL")  # type: ignore[arg-type]
+            address = address_for(row["record"], channel, "NL")
             if address and address not in found:
                 found.append(address)
     return found

@@ -99,18 +99,18 @@ class SimState:
         self.faults = FaultBook()
         #: Numbers that texted a STOP keyword (Twilio's default opt-out handling).
         self.opted_out: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
         #: Set at shutdown so that responses held back by a ``timeout`` fault are released.
         self.released = asyncio.Event()
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def spawn(self, coro: Coroutine[Any, Any, object]) -> asyncio.Task[object]:
         """Run ``coro`` in the background, tracked so reset and shutdown can cancel it."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._finished)
         return task
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, task: asyncio.Task[object]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             _log.error("background_task_failed", exc_info=task.exception())

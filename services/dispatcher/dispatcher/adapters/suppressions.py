@@ -135,7 +135,7 @@ class PostgresSuppressions:
         self, *, connection_id: str | None = None, limit: int = 100
     ) -> list[asyncpg.Record]:
         """The newest suppressions first (masked addresses only), for ``mlc suppressions``."""
-        return await self._db.fetch(
+        rows: list[asyncpg.Record] = await self._db.fetch(
             """SELECT connection_id, channel, address_masked, reason, source, created_by,
                       created_at
                FROM dispatch.suppressions
@@ -144,6 +144,7 @@ class PostgresSuppressions:
             connection_id,
             limit,
         )
+        return rows
 
     def _queued(self, count: int) -> None:
         if count and self._wake is not None:
