@@ -36,6 +36,7 @@ __all__ = [
     "Party",
     "exact_date",
     "exact_datetime",
+    "exact_day_start",
     "guid",
 ]
 
@@ -61,18 +62,31 @@ def exact_datetime(value: object) -> datetime | None:
     return None
 
 
-def exact_date(value: object) -> date | None:
-    """The calendar day of a date field (``DueDate``, ``InvoiceDate``...), else None.
+def exact_day_start(value: object) -> datetime | None:
+    """Where a date field's day starts, as an aware UTC datetime; else None.
 
     Exact sends a date as ``/Date(ms)/`` at midnight, but whose midnight is not settled: its
     knowledge base says the values are the company's local (CET) wall time written as if UTC
     (a due date of 27 March is ``2026-03-27T00:00Z``); a client that reads them as true
     instants sees local midnight, ``2026-03-26T23:00Z`` (22:00Z in summer). Taking the UTC
-    date of the instant would make the second form a day early. The nearest UTC midnight
-    is the intended day under both readings, for any zone within 12 hours of UTC.
+    date of the instant would make the second form a day early. So a value on a whole hour
+    is a day: the nearest UTC midnight, the intended day under both readings for any zone
+    within 12 hours of UTC. A value with minutes or seconds is an instant and stays one.
     """
     moment = exact_datetime(value)
-    return None if moment is None else (moment + timedelta(hours=12)).date()
+    if moment is None:
+        return None
+    if moment.minute or moment.second or moment.microsecond:
+        return moment
+    day = (moment + timedelta(hours=12)).date()
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def exact_date(value: object) -> date | None:
+    """The calendar day of a date field (``DueDate``, ``InvoiceDate``...), else None
+    (``exact_day_start``: the same day whichever midnight Exact wrote)."""
+    start = exact_day_start(value)
+    return None if start is None else start.date()
 
 
 def _in(name: str, *values: object) -> Fact:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from common.contracts import Channel
-from enricher.documents import KINDS, DocumentKind, Party, exact_date
+from enricher.documents import KINDS, DocumentKind, Party, exact_day_start
 
 __all__ = [
     "LANGUAGES",
@@ -77,13 +77,13 @@ class Timing(_Model):
     def due(self, doc: Mapping[str, Any], now: datetime) -> datetime | None:
         """The moment the notice is due, or None when the document lacks the date.
 
-        A date field counts from 00:00 UTC of its day (``exact_date``: the same day whichever
-        midnight Exact wrote), so a DST change never moves it to another day; quiet hours
-        then place the send in the recipient's local window."""
+        A date field counts from the start of its day (``exact_day_start``: the same day
+        whichever midnight Exact wrote), so a DST change never moves it to another day;
+        quiet hours then place the send in the recipient's local window."""
         if self.field is None:
             return now
-        day = exact_date(doc.get(self.field))
-        return None if day is None else datetime.combine(day, time(0), UTC) + self.offset
+        start = exact_day_start(doc.get(self.field))
+        return None if start is None else start + self.offset
 
     def __str__(self) -> str:
         if self.field is None:

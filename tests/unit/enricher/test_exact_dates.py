@@ -132,3 +132,11 @@ async def test_a_watermark_on_an_ordinary_night_reads_back_only_the_overlap():
     assert exact.filters["salesinvoice/SalesInvoices"] == (
         "Modified gt datetime'2026-10-18T02:45:00'"
     )
+
+
+def test_a_value_with_a_time_of_day_is_an_instant_not_rounded_to_a_day():
+    written = utc(2026, 3, 26, 23, 30, 12)  # not on a whole hour: not a date-only value
+    due = Timing.parse("DueDate + 3 days").due({"DueDate": ms(written)}, utc(2026, 3, 1))
+
+    assert exact_date(ms(written)) == date(2026, 3, 26)
+    assert due == written + timedelta(days=3)
