@@ -30,7 +30,14 @@ import yaml
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from common import amqp, topology
-from common.contracts import AccessToken, TokenGet, WebhookSecret, WebhookSecretGet
+from common.contracts import (
+    AccessToken,
+    Connections,
+    ConnectionsList,
+    TokenGet,
+    WebhookSecret,
+    WebhookSecretGet,
+)
 from common.crypto import generate_key
 from common.errors import PermanentError
 from common.rpc import RpcClient
@@ -115,7 +122,9 @@ async def _leave(message: AbstractIncomingMessage) -> None:
     await message.nack(requeue=True)
 
 
-async def ask(url: str, request: TokenGet | WebhookSecretGet, reply: type) -> object:
+async def ask(
+    url: str, request: TokenGet | WebhookSecretGet | ConnectionsList, reply: type
+) -> object:
     async with amqp.connect(url, name="test-broker-users") as connection:
         rpc = await RpcClient.open(connection, timeout=10)
         return await rpc.call(request, reply)
@@ -162,6 +171,15 @@ async def test_the_webhook_secret_is_answered_to_ingress_but_not_to_the_dispatch
     assert isinstance(secret, WebhookSecret)
     with pytest.raises(PermanentError) as refusal:
         await ask(broker.url("dispatcher"), request, WebhookSecret)
+    assert refusal.value.code == "forbidden"
+
+
+async def test_the_enricher_lists_the_working_connections_through_the_broker(broker: Broker):
+    listed = await ask(broker.url("enricher"), ConnectionsList(), Connections)
+    assert isinstance(listed, Connections)
+    assert broker.connection_id in {c.connection_id for c in listed.connections}
+    with pytest.raises(PermanentError) as refusal:
+        await ask(broker.url("ingress"), ConnectionsList(), Connections)
     assert refusal.value.code == "forbidden"
 
 
@@ -337,6 +355,7 @@ def test_the_rpc_table_names_only_the_services_that_need_each_secret():
         "token.refresh": {"mlc-enricher"},
         "webhook-secret.get": {"mlc-ingress"},
         "channel-credentials.get": {"mlc-ingress", "mlc-dispatcher"},
+        "connections.list": {"mlc-enricher"},
     }
     served = {key for _, key in topology.QUEUES["token-keeper.rpc"].bindings}
     assert set(allowed) == served

@@ -186,6 +186,7 @@ QUEUES: dict[str, QueueSpec] = {
             (RPC, "token.refresh"),
             (RPC, "webhook-secret.get"),
             (RPC, "channel-credentials.get"),
+            (RPC, "connections.list"),
         ),
         retries=False,
     ),
