@@ -6,8 +6,8 @@ PY := .venv/bin/python
 
 help:
 	@echo "make demo    run the whole pipeline against the built-in simulators (Ctrl-C stops)"
-	@echo "make test    install everything and run the whole test suite"
-	@echo "make check   formatting, lint, types and tests"
+	@echo "make test    install everything; check formatting, lint and strict types; run every test"
+	@echo "make check   the same, and the Twilio fixtures against their OpenAPI description"
 
 venv:
 	@./scripts/bootstrap.sh
@@ -32,7 +32,8 @@ chaos: venv
 chaos-long: venv
 	@$(PY) scripts/chaos.py --invoices 10000 --customers 1000 --batch 200 --json .mlc/chaos-long.json
 
-test: services
+# The whole check a change must pass: formatting, lint, strict types of every package, tests.
+test: services lint typecheck
 	@$(PY) -m pytest -q
 
 lint: venv
@@ -40,9 +41,9 @@ lint: venv
 	@$(PY) -m ruff check .
 
 typecheck: venv
-	@$(PY) -m mypy libs/common/common
+	@$(PY) -m mypy
 
-check: lint typecheck fixtures-check test
+check: fixtures-check test
 
 # Compares the committed Twilio fixtures with the OpenAPI description they were derived from,
 # where that description is at hand (../shared/twilio-oai).

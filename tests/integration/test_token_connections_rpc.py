@@ -14,7 +14,7 @@ from common.contracts import ConnectionsList
 from common.crypto import Sealer, generate_key
 from common.testing.infra import unique
 from token_keeper.adapters.store import PostgresConnectionStore
-from token_keeper.handlers import HANDLERS, list_connections
+from token_keeper.handlers import list_connections
 
 pytestmark = pytest.mark.integration
 
@@ -48,4 +48,4 @@ async def test_only_working_connections_are_listed_with_every_division(pool: asy
 
 def test_only_the_enricher_may_ask_for_the_connections():
     assert topology.RPC_CALLERS["connections.list"] == ("enricher",)
-    assert HANDLERS["connections.list"][0] is ConnectionsList
+    assert ConnectionsList.routing_key == "connections.list"

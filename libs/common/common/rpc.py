@@ -32,7 +32,7 @@ from common.contracts.base import Message
 from common.contracts.tokens import RpcError
 from common.errors import MlcError, PermanentError, TransientError
 
-__all__ = ["CachedLookup", "RpcAuthorization", "RpcClient", "serve_rpc"]
+__all__ = ["CachedLookup", "RpcAuthorization", "RpcClient", "RpcRoutes", "rpc_route", "serve_rpc"]
 
 log = structlog.get_logger("common.rpc")
 
@@ -41,6 +41,17 @@ R = TypeVar("R", bound=BaseModel)
 
 #: RPC routing key -> the AMQP users allowed to ask it. A key missing from it is asked by nobody.
 RpcAuthorization = Mapping[str, Collection[str]]
+
+#: RPC routing key -> (request model, handler answering it).
+RpcRoutes = dict[str, tuple[type[BaseModel], Callable[[Any], Awaitable[Message]]]]
+
+
+def rpc_route(
+    model: type[R], handler: Callable[[R], Awaitable[Message]]
+) -> tuple[type[BaseModel], Callable[[Any], Awaitable[Message]]]:
+    """One entry of ``RpcRoutes``, checked: ``handler`` (its ports bound with
+    ``functools.partial``, checked by name) answers what ``model`` decodes to."""
+    return model, handler
 
 
 class RpcClient:
@@ -224,7 +235,7 @@ async def _answer(
 
 async def serve_rpc(
     channel: AbstractChannel,
-    handlers: dict[str, tuple[type[BaseModel], Callable[[Any], Awaitable[Message]]]],
+    handlers: RpcRoutes,
     publisher: Publisher,
     *,
     allowed: RpcAuthorization,

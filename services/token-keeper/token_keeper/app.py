@@ -90,27 +90,10 @@ async def run(settings: Settings, stop: asyncio.Event, clock: Clock = _utcnow) -
         endpoint = ExactTokenEndpoint(client)
         publisher = await amqp.Publisher.open(connection)
         policy = settings.policy()
-        bound = {
-            handlers.TokenGet.routing_key: functools.partial(
-                handlers.get_token, store=store, endpoint=endpoint, policy=policy, clock=clock
-            ),
-            handlers.TokenRefresh.routing_key: functools.partial(
-                handlers.refresh_token, store=store, endpoint=endpoint, policy=policy, clock=clock
-            ),
-            handlers.WebhookSecretGet.routing_key: functools.partial(
-                handlers.get_webhook_secret, store=store
-            ),
-            handlers.ChannelCredentialsGet.routing_key: functools.partial(
-                handlers.get_channel_credentials, store=store
-            ),
-            handlers.ConnectionsList.routing_key: functools.partial(
-                handlers.list_connections, store=store
-            ),
-        }
         registry = make_registry()
         consumer = await serve_rpc(
             channel,
-            {key: (handlers.HANDLERS[key][0], fn) for key, fn in bound.items()},
+            handlers.routes(store=store, endpoint=endpoint, policy=policy, clock=clock),
             publisher,
             allowed=settings.rpc_authorization(),
             security_events=security_events(registry),

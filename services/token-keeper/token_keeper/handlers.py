@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import structlog
 from pydantic import SecretStr
@@ -36,11 +37,11 @@ from common.contracts import (
     WebhookSecretGet,
 )
 from common.errors import PermanentError, TransientError
+from common.rpc import RpcRoutes, rpc_route
 from token_keeper.adapters.exact_oauth import ChainBroken
 from token_keeper.ports import Connection, ConnectionStore, TokenEndpoint
 
 __all__ = [
-    "HANDLERS",
     "Clock",
     "TokenPolicy",
     "get_channel_credentials",
@@ -49,6 +50,7 @@ __all__ = [
     "keep_alive",
     "list_connections",
     "refresh_token",
+    "routes",
 ]
 
 log = structlog.get_logger("token-keeper")
@@ -257,11 +259,27 @@ async def list_connections(request: ConnectionsList, *, store: ConnectionStore) 
     )
 
 
-#: RPC routing key -> (request model, handler); ports are bound in app.py.
-HANDLERS = {
-    ConnectionsList.routing_key: (ConnectionsList, list_connections),
-    ChannelCredentialsGet.routing_key: (ChannelCredentialsGet, get_channel_credentials),
-    TokenGet.routing_key: (TokenGet, get_token),
-    TokenRefresh.routing_key: (TokenRefresh, refresh_token),
-    WebhookSecretGet.routing_key: (WebhookSecretGet, get_webhook_secret),
-}
+def routes(
+    *, store: ConnectionStore, endpoint: TokenEndpoint, policy: TokenPolicy, clock: Clock
+) -> RpcRoutes:
+    """RPC routing key -> (request model, handler), ports bound here where the type checker
+    sees them."""
+    return {
+        ConnectionsList.routing_key: rpc_route(
+            ConnectionsList, partial(list_connections, store=store)
+        ),
+        ChannelCredentialsGet.routing_key: rpc_route(
+            ChannelCredentialsGet, partial(get_channel_credentials, store=store)
+        ),
+        TokenGet.routing_key: rpc_route(
+            TokenGet,
+            partial(get_token, store=store, endpoint=endpoint, policy=policy, clock=clock),
+        ),
+        TokenRefresh.routing_key: rpc_route(
+            TokenRefresh,
+            partial(refresh_token, store=store, endpoint=endpoint, policy=policy, clock=clock),
+        ),
+        WebhookSecretGet.routing_key: rpc_route(
+            WebhookSecretGet, partial(get_webhook_secret, store=store)
+        ),
+    }
