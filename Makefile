@@ -56,6 +56,12 @@ fixtures: venv
 definitions: venv
 	@$(PY) -m common.topology > deploy/rabbitmq/definitions.json
 
+# Ingress alone: signed webhooks acknowledged per second after the broker's confirm, and latency
+# at a fixed offered rate (scripts/bench_ingress.py --help).
+.PHONY: bench-ingress
+bench-ingress: venv
+	@$(PY) scripts/bench_ingress.py --repeat 3 --markdown
+
 # Throughput, latency and CPU per notification of the whole pipeline on a private RabbitMQ node
 # and PostgreSQL cluster; prints a section for BENCHMARKS.md (scripts/bench_pipeline.py --help).
 .PHONY: bench-pipeline

@@ -84,10 +84,13 @@ class ProcessTable:
         }
 
 
-def tree_peak_rss_kib(table: ProcessTable, roots: Iterable[int]) -> int | None:
-    """The largest ``VmHWM`` (peak resident set since the process started) of any member of
-    the tree: for a service, its own peak; for PostgreSQL and RabbitMQ, their biggest process
-    (their processes share memory, so a sum would count it several times)."""
+def tree_peak_rss_kib(
+    table: ProcessTable, roots: Iterable[int], field: str = "VmHWM"
+) -> int | None:
+    """The largest ``VmHWM`` (peak resident set since the process started; ``field="VmRSS"``:
+    the resident set now) of any member of the tree: for a service, its own; for PostgreSQL
+    and RabbitMQ, their biggest process (their processes share memory, so a sum would count
+    it several times)."""
     peak: int | None = None
     for pid in table.tree(roots):
         try:
@@ -95,7 +98,7 @@ def tree_peak_rss_kib(table: ProcessTable, roots: Iterable[int]) -> int | None:
         except OSError:
             continue
         for line in status.splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 value = int(line.split()[1])
                 peak = value if peak is None else max(peak, value)
     return peak

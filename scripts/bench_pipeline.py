@@ -26,7 +26,8 @@ It measures, for each run:
   first webhook until the pipeline is idle again (status callbacks and the audit trail
   included), as CPU-ms per notification. The simulators, and the harness, are reported apart
   and left out of the total: in production they are Exact and Twilio;
-- peak RSS (VmHWM) of each process, PostgreSQL connections per service (pg_stat_activity's
+- resident memory of each process once started and idle (VmRSS, before the first webhook)
+  and its peak (VmHWM), PostgreSQL connections per service (pg_stat_activity's
   client ports mapped to the processes that hold them, the services setting no
   ``application_name``), sampled every 2 s, and Exact calls and 429s (the simulator's stats).
 
@@ -131,6 +132,8 @@ class Run:
     idle_cpu_ms_per_s: dict[str, float] = field(default_factory=dict)
     harness_cpu_s: float | None = None
     peak_rss_mib: dict[str, float] = field(default_factory=dict)
+    #: Resident set of each component once started and idle, before the first webhook.
+    idle_rss_mib: dict[str, float] = field(default_factory=dict)
     pg_connections_max: dict[str, int] = field(default_factory=dict)
     pg_connections_end: dict[str, int] = field(default_factory=dict)
     exact_calls: int = 0
@@ -400,6 +403,10 @@ async def measure(
         await asyncio.sleep(args.idle)
         idle = _sub(ProcessTable().cpu_seconds(roots), idle_before)
         run.idle_cpu_ms_per_s = {n: round(s * 1000 / args.idle, 1) for n, s in idle.items()}
+        resting = ProcessTable()
+        for name, pids in roots.items():
+            if (rss := tree_peak_rss_kib(resting, pids, "VmRSS")) is not None:
+                run.idle_rss_mib[name] = round(rss / 1024, 1)
 
         profilers = []
         if args.profile and (executable := py_spy()):
@@ -671,6 +678,9 @@ def process_rows(runs: list[Run]) -> list[list[str]]:
                 _fmt(median([r.idle_cpu_ms_per_s.get(name) for r in runs]))
                 if name not in ("total", "harness")
                 else "",
+                _fmt(median([r.idle_rss_mib.get(name) for r in runs]))
+                if name not in ("total", "harness")
+                else "",
                 _fmt(median([r.peak_rss_mib.get(name) for r in runs]))
                 if name not in ("total", "harness")
                 else "",
@@ -715,14 +725,14 @@ def markdown(runs: list[Run], args: argparse.Namespace) -> str:
         "|---|---:|",
         *(f"| {name} | {value} |" for name, value in summary_rows(runs)),
         "",
-        "| process | CPU-ms / notification | share | idle CPU-ms / s | peak RSS (MiB) "
-        "| PG connections (max) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| process | CPU-ms / notification | share | idle CPU-ms / s | idle RSS (MiB) "
+        "| peak RSS (MiB) | PG connections (max) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
         *("| " + " | ".join(row) + " |" for row in process_rows(runs)),
         "",
         "PostgreSQL connections are sampled every 2 s from pg_stat_activity, each client port "
-        "mapped to the process that holds it. Peak RSS is VmHWM, for the broker and the "
-        "database that of their largest process.",
+        "mapped to the process that holds it. Idle RSS is VmRSS before the first webhook, "
+        "peak RSS is VmHWM; for the broker and the database, those of their largest process.",
         "",
         "Rerun: `make bench-pipeline`; `--json FILE` writes every run's raw figures.",
     ]
@@ -734,12 +744,14 @@ def plain(runs: list[Run]) -> str:
     lines = [f"{name:<{width}}  {value}" for name, value in summary_rows(runs)]
     lines.append("")
     lines.append(
-        f"{'process':<14}{'CPU-ms/notif':>14}{'share':>7}{'idle ms/s':>11}{'RSS MiB':>9}"
-        f"{'PG conns':>10}"
+        f"{'process':<14}{'CPU-ms/notif':>14}{'share':>7}{'idle ms/s':>11}{'idle MiB':>10}"
+        f"{'peak MiB':>10}{'PG conns':>10}"
     )
     for row in process_rows(runs):
         name = row[0].strip("*")
-        lines.append(f"{name:<14}{row[1]:>14}{row[2]:>7}{row[3]:>11}{row[4]:>9}{row[5]:>10}")
+        lines.append(
+            f"{name:<14}{row[1]:>14}{row[2]:>7}{row[3]:>11}{row[4]:>10}{row[5]:>10}{row[6]:>10}"
+        )
     return "\n".join(lines)
 
 
@@ -760,7 +772,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     if args.profile and py_spy() is None:
-        say(f"py-spy is not installed: --profile {' '.join(args.profile)} skipped (pip install py-spy)")
+        say(
+            f"py-spy is not installed: --profile {' '.join(args.profile)} skipped "
+            "(pip install py-spy)"
+        )
     started = time.monotonic()
     runs = asyncio.run(bench(args))
     say(f"{len(runs)} run(s) in {time.monotonic() - started:.0f} s")
