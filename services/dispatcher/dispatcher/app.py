@@ -19,6 +19,7 @@ from dispatcher.adapters.accounts import EmailAccounts, TwilioAccounts
 from dispatcher.adapters.channels import ChannelNotifier
 from dispatcher.adapters.claims import PostgresClaimStore
 from dispatcher.adapters.http import HttpClient
+from dispatcher.adapters.pacing import Pacer
 from dispatcher.adapters.sendgrid import SendGridNotifier
 from dispatcher.adapters.suppressions import PostgresSuppressions
 from dispatcher.adapters.twilio import TwilioNotifier
@@ -74,7 +75,16 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             wake=wake,
             group=GroupCommit(pool, max_batch=settings.dispatcher_group_commit_max),
         )
-        twilio_notifier = TwilioNotifier(twilio, TwilioAccounts(settings, credentials))
+        twilio_notifier = TwilioNotifier(
+            twilio,
+            TwilioAccounts(settings, credentials),
+            pacer=Pacer(
+                rate=settings.dispatcher_twilio_rate,
+                burst=settings.dispatcher_twilio_burst,
+                concurrency=settings.dispatcher_twilio_concurrency,
+                waited=dispatch_metrics.pacing_seconds,
+            ),
+        )
         notifier = ChannelNotifier(
             {
                 "sms": twilio_notifier,
@@ -83,6 +93,12 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                     sendgrid,
                     EmailAccounts(settings, credentials),
                     resolve_after=settings.dispatcher_email_resolve_seconds,
+                    pacer=Pacer(
+                        rate=settings.dispatcher_sendgrid_rate,
+                        burst=settings.dispatcher_sendgrid_burst,
+                        concurrency=settings.dispatcher_sendgrid_concurrency,
+                        waited=dispatch_metrics.pacing_seconds,
+                    ),
                 ),
             },
             latency=dispatch_metrics.provider_seconds,

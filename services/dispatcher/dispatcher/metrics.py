@@ -21,6 +21,8 @@ class DispatchMetrics:
     provider_seconds: Histogram
     #: Sends refused for the account's credentials (Twilio 401/20003, SendGrid 401/403).
     credentials_refused: Counter
+    #: How long a send waited for its account's request slot and rate (``Pacer``).
+    pacing_seconds: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> DispatchMetrics:
@@ -52,6 +54,13 @@ class DispatchMetrics:
                 "mlc_provider_credentials_refused_total",
                 "Sends refused because the provider refused the account's credentials",
                 ["channel"],
+                registry=registry,
+            ),
+            Histogram(
+                "mlc_dispatch_pacing_wait_seconds",
+                "Time a provider request waited for its account's concurrency and rate limit",
+                ["provider"],
+                buckets=(0.001, 0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60),
                 registry=registry,
             ),
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field, model_validator
+
 from common.settings import ServiceSettings
 
 __all__ = ["Settings"]
@@ -56,4 +58,31 @@ class Settings(ServiceSettings):
     #: Most claims or settles of concurrent deliveries written in one transaction (1: one
     #: each); each send still starts only after its own claim committed.
     dispatcher_group_commit_max: int = 100
+    #: Requests in flight at most per Twilio account (Twilio answers 20429 above an account's
+    #: REST concurrency limit) and per SendGrid key.
+    dispatcher_twilio_concurrency: int = Field(default=50, ge=1)
+    dispatcher_sendgrid_concurrency: int = Field(default=50, ge=1)
+    #: Requests a second at most per Twilio account / SendGrid key, with bursts of the
+    #: ``_burst`` size (0: no rate, only the concurrency). A paced send waits after its claim,
+    #: so keep dispatcher_prefetch / rate well below dispatcher_claim_stale_seconds.
+    dispatcher_twilio_rate: float = Field(default=0.0, ge=0)
+    dispatcher_twilio_burst: int = Field(default=10, ge=1)
+    dispatcher_sendgrid_rate: float = Field(default=0.0, ge=0)
+    dispatcher_sendgrid_burst: int = Field(default=10, ge=1)
     db_pool_max: int = 8
+
+    @model_validator(mode="after")
+    def _pacing_within_claims(self) -> Settings:
+        """A paced send waits after its claim: a full prefetch window at the rate must drain
+        well before a claim is taken for stale."""
+        for provider in ("twilio", "sendgrid"):
+            rate = float(getattr(self, f"dispatcher_{provider}_rate"))
+            longest = self.dispatcher_prefetch / rate if rate else 0.0
+            if longest > self.dispatcher_claim_stale_seconds / 2:
+                raise ValueError(
+                    f"MLC_DISPATCHER_{provider.upper()}_RATE={rate:g} lets a send wait up to "
+                    f"{longest:.0f} s after its claim, over half of "
+                    "MLC_DISPATCHER_CLAIM_STALE_SECONDS: raise the rate, lower "
+                    "MLC_DISPATCHER_PREFETCH or raise the stale time"
+                )
+        return self

@@ -24,6 +24,7 @@ that, the request is taken as lost and the email is sent again.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,7 @@ from common.contracts.email import NOTIFICATION_ARG
 from common.errors import PermanentError, TransientError
 from dispatcher.adapters.accounts import EmailAccounts
 from dispatcher.adapters.http import HttpClient, Reply
+from dispatcher.adapters.pacing import Pacer
 from dispatcher.adapters.transport import CREDENTIALS, CREDENTIALS_RETRY_SECONDS, post_once
 from dispatcher.ports import SendReceipt
 
@@ -96,10 +98,16 @@ def _reset_after(response: Reply) -> float | None:
 
 class SendGridNotifier:
     def __init__(
-        self, client: HttpClient, accounts: EmailAccounts, *, resolve_after: float
+        self,
+        client: HttpClient,
+        accounts: EmailAccounts,
+        *,
+        resolve_after: float,
+        pacer: Pacer | None = None,
     ) -> None:
         self._client = client
         self._accounts = accounts
+        self._pacer = pacer or Pacer(concurrency=1_000_000)
         self._resolve_after = resolve_after
 
     async def send(self, command: SendNotification) -> SendReceipt:
@@ -111,9 +119,12 @@ class SendGridNotifier:
             reply_to=account.reply_to,
         )
         headers = {"Authorization": f"Bearer {account.api_key}"}
-        response = await post_once(
-            self._client, "SendGrid", "/v3/mail/send", json=body, headers=headers
-        )
+        # paced per key (its digest: the key itself is not kept as a name)
+        key = hashlib.sha256(account.api_key.encode()).hexdigest()[:16]
+        async with self._pacer.turn(key, "sendgrid"):
+            response = await post_once(
+                self._client, "SendGrid", "/v3/mail/send", json=body, headers=headers
+            )
         status = response.status_code
         if status == 202:
             return SendReceipt(response.headers.get("X-Message-Id", ""), "accepted")

@@ -48,6 +48,7 @@ from common.contracts import Channel, SendNotification
 from common.errors import PermanentError, TransientError
 from dispatcher.adapters.accounts import TwilioAccount, TwilioAccounts
 from dispatcher.adapters.http import HttpClient, Reply, TransportFailure, basic_auth
+from dispatcher.adapters.pacing import Pacer
 from dispatcher.adapters.transport import CREDENTIALS, CREDENTIALS_RETRY_SECONDS, post_once
 from dispatcher.ports import SendReceipt
 from dispatcher.voice import call_twiml
@@ -78,9 +79,12 @@ def _retry_after(response: Reply) -> float | None:
 
 
 class TwilioNotifier:
-    def __init__(self, client: HttpClient, accounts: TwilioAccounts) -> None:
+    def __init__(
+        self, client: HttpClient, accounts: TwilioAccounts, *, pacer: Pacer | None = None
+    ) -> None:
         self._client = client
         self._accounts = accounts
+        self._pacer = pacer or Pacer(concurrency=1_000_000)
 
     async def send(self, command: SendNotification) -> SendReceipt:
         """Send an ``sms`` or ``voice`` command."""
@@ -152,7 +156,8 @@ class TwilioNotifier:
             "Content-Type": "application/x-www-form-urlencoded",
             "Authorization": basic_auth(*account.auth),
         }
-        response = await post_once(self._client, "Twilio", path, content=body, headers=headers)
+        async with self._pacer.turn(account.account_sid, "twilio"):
+            response = await post_once(self._client, "Twilio", path, content=body, headers=headers)
         if response.status_code == 201:
             payload = response.json()
             return SendReceipt(provider_id=payload["sid"], status=payload.get("status", ""))
