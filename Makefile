@@ -62,6 +62,12 @@ definitions: venv
 bench-ingress: venv
 	@$(PY) scripts/bench_ingress.py --repeat 3 --markdown
 
+# A backlog of 10,000 sends drained once the dispatcher starts, and the peak Twilio request rate
+# against the pacing (scripts/bench_backlog.py --help).
+.PHONY: bench-backlog
+bench-backlog: venv
+	@$(PY) scripts/bench_backlog.py --env MLC_DISPATCHER_TWILIO_RATE=100
+
 # Throughput, latency and CPU per notification of the whole pipeline on a private RabbitMQ node
 # and PostgreSQL cluster; prints a section for BENCHMARKS.md (scripts/bench_pipeline.py --help).
 .PHONY: bench-pipeline
