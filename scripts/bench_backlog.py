@@ -17,19 +17,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
 import time
 from dataclasses import dataclass
 
 import aio_pika
-import asyncpg
 import httpx
 from bench_common import median
 from bench_invoicing_run import counter, prepare, say
-from bench_pipeline import ROOT, drive, git_commit, machine, signed_webhooks
+from bench_pipeline import ROOT, drive, git_commit, machine, private_stack, signed_webhooks
 
-from common.testing.infra import BrokerAdmin
 from common.testing.postgres import PrivatePostgres
 from common.testing.rabbit import PrivateRabbit
 from common.testing.stack import PipelineStack
@@ -82,30 +79,13 @@ def peak_rate(samples: list[tuple[float, float]], window: float = 1.0) -> float:
 
 async def one_run(number: int, args: argparse.Namespace) -> Run:
     run = Run(number)
-    logs = LOGS / f"run-{number}"
-    shutil.rmtree(logs, ignore_errors=True)
-    rabbit, postgres = PrivateRabbit(), PrivatePostgres()
-    say(f"run {number}: starting a private RabbitMQ node and PostgreSQL cluster")
-    try:
-        await asyncio.gather(asyncio.to_thread(rabbit.start), asyncio.to_thread(postgres.start))
-        admin = await asyncpg.connect(postgres.url())
-        await admin.execute("CREATE DATABASE mlc")
-        await admin.close()
-        stack = PipelineStack.on_free_ports(rabbit.url, postgres.url("mlc"), logs)
-        stack.broker_admin = BrokerAdmin(node=rabbit.node)
-        stack.extra_env = {
-            "MLC_ENRICHER_RECONCILE_SECONDS": "0",
-            "MLC_ENRICHER_RULES_PATH": str(ROOT / "docs" / "rules"),
-            **dict(item.split("=", 1) for item in args.env),
-        }
+    async with private_stack(number, LOGS / f"run-{number}", args.env) as (stack, rabbit, _):
         try:
             await stack.start()
             await stack.kill("dispatcher")  # stopped before any work: nothing in flight
             await measure(stack, rabbit, run, args)
         finally:
             await stack.stop()
-    finally:
-        await asyncio.gather(asyncio.to_thread(rabbit.cleanup), asyncio.to_thread(postgres.cleanup))
     say(
         f"run {number}: {run.sent} SMS drained in {run.drain_s:.1f} s "
         f"({run.drain_per_s:.0f}/s), peak {run.peak_per_s:.0f}/s"

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 
 import aio_pika
-import asyncpg
 from bench_common import ProcessTable, median, percentile
 from bench_invoicing_run import say
 from bench_pipeline import (
@@ -38,12 +36,12 @@ from bench_pipeline import (
     drive,
     git_commit,
     machine,
+    private_stack,
     signed_webhooks,
 )
 
 from common import topology
 from common.settings import SIMULATOR_DEFAULTS
-from common.testing.infra import BrokerAdmin
 from common.testing.postgres import PrivatePostgres
 from common.testing.rabbit import PrivateRabbit
 from common.testing.stack import PipelineStack
@@ -75,18 +73,7 @@ def _latencies(result: Drive, rate: float) -> list[float]:
 
 async def one_run(number: int, args: argparse.Namespace) -> Run:
     run = Run(number, rate=args.rate)
-    logs = LOGS / f"run-{number}"
-    shutil.rmtree(logs, ignore_errors=True)
-    rabbit, postgres = PrivateRabbit(), PrivatePostgres()
-    say(f"run {number}: starting a private RabbitMQ node and PostgreSQL cluster")
-    try:
-        await asyncio.gather(asyncio.to_thread(rabbit.start), asyncio.to_thread(postgres.start))
-        admin = await asyncpg.connect(postgres.url())
-        await admin.execute("CREATE DATABASE mlc")
-        await admin.close()
-        stack = PipelineStack.on_free_ports(rabbit.url, postgres.url("mlc"), logs)
-        stack.broker_admin = BrokerAdmin(node=rabbit.node)
-        stack.extra_env = dict(item.split("=", 1) for item in args.env)
+    async with private_stack(number, LOGS / f"run-{number}", args.env) as (stack, rabbit, _):
         try:
             await stack.create_users()
             broker = await aio_pika.connect(rabbit.url)
@@ -97,8 +84,6 @@ async def one_run(number: int, args: argparse.Namespace) -> Run:
             await measure(stack, rabbit, run, args)
         finally:
             await stack.stop()
-    finally:
-        await asyncio.gather(asyncio.to_thread(rabbit.cleanup), asyncio.to_thread(postgres.cleanup))
     say(
         f"run {number}: {run.acked_per_s:.0f} webhooks/s acknowledged, "
         f"ingress {run.cpu_ms_per_webhook.get('ingress', 0):.3f} CPU-ms each; at "

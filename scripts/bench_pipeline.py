@@ -54,7 +54,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -529,6 +529,35 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
+@contextlib.asynccontextmanager
+async def private_stack(
+    number: int, logs: Path, env: Sequence[str]
+) -> AsyncIterator[tuple[PipelineStack, PrivateRabbit, PrivatePostgres]]:
+    """A fresh private RabbitMQ node and PostgreSQL cluster (database ``mlc``) and a stack
+    (not started) on them, each service its own broker user as in production; all of it gone
+    afterwards, so every run starts from the same empty state. ``env``: ``MLC_NAME=VALUE``."""
+    shutil.rmtree(logs, ignore_errors=True)  # the stack appends to its logs
+    rabbit, postgres = PrivateRabbit(), PrivatePostgres()
+    say(f"run {number}: starting a private RabbitMQ node and PostgreSQL cluster")
+    try:
+        await asyncio.gather(asyncio.to_thread(rabbit.start), asyncio.to_thread(postgres.start))
+        admin = await asyncpg.connect(postgres.url())
+        await admin.execute("CREATE DATABASE mlc")
+        await admin.close()
+        stack = PipelineStack.on_free_ports(rabbit.url, postgres.url("mlc"), logs)
+        stack.broker_admin = BrokerAdmin(node=rabbit.node)
+        stack.extra_env = {
+            # a reconciliation pass would add Exact calls and CPU of its own
+            "MLC_ENRICHER_RECONCILE_SECONDS": "0",
+            # quiet hours off (docs/rules): a run at night measures the pipeline, not the clock
+            "MLC_ENRICHER_RULES_PATH": str(ROOT / "docs" / "rules"),
+            **dict(item.split("=", 1) for item in env),
+        }
+        yield stack, rabbit, postgres
+    finally:
+        await asyncio.gather(asyncio.to_thread(rabbit.cleanup), asyncio.to_thread(postgres.cleanup))
+
+
 async def one_run(number: int, args: argparse.Namespace) -> Run:
     """A fresh private node and cluster, the stack on them, one measurement, then all gone:
     every run starts from the same empty state."""
@@ -540,24 +569,7 @@ async def one_run(number: int, args: argparse.Namespace) -> Run:
         args.rate,
     )
     logs = LOGS / f"run-{number}"
-    shutil.rmtree(logs, ignore_errors=True)  # the stack appends to its logs
-    rabbit, postgres = PrivateRabbit(), PrivatePostgres()
-    say(f"run {number}: starting a private RabbitMQ node and PostgreSQL cluster")
-    try:
-        await asyncio.gather(asyncio.to_thread(rabbit.start), asyncio.to_thread(postgres.start))
-        admin = await asyncpg.connect(postgres.url())
-        await admin.execute("CREATE DATABASE mlc")
-        await admin.close()
-        stack = PipelineStack.on_free_ports(rabbit.url, postgres.url("mlc"), logs)
-        # each service its own user on the private node, as in production (and chaos.py)
-        stack.broker_admin = BrokerAdmin(node=rabbit.node)
-        stack.extra_env = {
-            # a reconciliation pass would add Exact calls and CPU of its own
-            "MLC_ENRICHER_RECONCILE_SECONDS": "0",
-            # quiet hours off (docs/rules): a run at night measures the pipeline, not the clock
-            "MLC_ENRICHER_RULES_PATH": str(ROOT / "docs" / "rules"),
-            **dict(item.split("=", 1) for item in args.env),
-        }
+    async with private_stack(number, logs, args.env) as (stack, rabbit, postgres):
         try:
             await stack.start()
             await measure(stack, rabbit, postgres, run, args, logs)
@@ -566,8 +578,6 @@ async def one_run(number: int, args: argparse.Namespace) -> Run:
             run.unclean_exits = {n: c for n, c in codes.items() if c not in (0, None)}
             if run.unclean_exits:
                 say(f"run {number}: non-zero exits {run.unclean_exits}; logs in {logs}")
-    finally:
-        await asyncio.gather(asyncio.to_thread(rabbit.cleanup), asyncio.to_thread(postgres.cleanup))
     say(
         f"run {number}: {run.invoices_with_sms}/{run.invoices} invoices with an SMS, "
         f"{_fmt(run.throughput_per_s)} /s, latency p50 {_fmt(run.latency_s.get('p50'), 2)} s "

@@ -45,9 +45,18 @@ from uuid import UUID
 import structlog
 
 from common.errors import PermanentError
+from enricher.audience import CONTACT_FIELDS
 from enricher.ports import ExactBulkReader, Record
 
-__all__ = ["FEEDS", "Feed", "SyncReader", "SyncSource"]
+__all__ = [
+    "FEEDS",
+    "SYNC_APIS",
+    "Feed",
+    "SyncReader",
+    "SyncSource",
+    "first_cursor",
+    "highest_timestamp",
+]
 
 log = structlog.get_logger("enricher")
 
@@ -94,24 +103,9 @@ _ACCOUNT_COLUMNS = (
     "IsAnonymised",
     "Classification1",
 )
-_CONTACT_COLUMNS = (
-    "ID",
-    "Account",
-    "FullName",
-    "FirstName",
-    "Mobile",
-    "BusinessMobile",
-    "Phone",
-    "BusinessPhone",
-    "Email",
-    "BusinessEmail",
-    "IsMainContact",
-    "Language",
-    "Country",
-    "JobTitleDescription",
-    "IsMailingExcluded",
-    "IsAnonymised",
-)
+#: What the enricher reads of a contact (``audience.CONTACT_FIELDS``), and its account, by
+#: which the table answers "every contact of an account".
+_CONTACT_COLUMNS = ("Account", *CONTACT_FIELDS)
 _INVOICE_COLUMNS = (
     "InvoiceID",
     "InvoiceTo",
@@ -128,16 +122,50 @@ _INVOICE_COLUMNS = (
     "ID",
 )
 
+#: REST resource -> (its sync API, the ``endPoint`` name ``SyncTimestamp`` knows it by): the
+#: sync APIs of reference section 5.5 that the enricher reads (bursts here, catch-up in
+#: ``enricher.reconcile``).
+SYNC_APIS: dict[str, tuple[str, str]] = {
+    "crm/Accounts": ("sync/CRM/Accounts", "Accounts"),
+    "crm/Contacts": ("sync/CRM/Contacts", "Contacts"),
+    "salesinvoice/SalesInvoices": ("sync/SalesInvoice/SalesInvoices", "SalesInvoices"),
+    "salesorder/SalesOrders": ("sync/SalesOrder/SalesOrderHeaders", "SalesOrderHeaders"),
+    "purchaseorder/PurchaseOrders": ("sync/PurchaseOrder/PurchaseOrders", "PurchaseOrders"),
+}
+
 #: resource -> feed
 FEEDS: dict[str, Feed] = {
-    "crm/Accounts": Feed("sync/CRM/Accounts", "ID", _ACCOUNT_COLUMNS, deleted_type=2),
+    "crm/Accounts": Feed(SYNC_APIS["crm/Accounts"][0], "ID", _ACCOUNT_COLUMNS, deleted_type=2),
     "crm/Contacts": Feed(
-        "sync/CRM/Contacts", "ID", _CONTACT_COLUMNS, by=("Account",), deleted_type=5
+        SYNC_APIS["crm/Contacts"][0], "ID", _CONTACT_COLUMNS, by=("Account",), deleted_type=5
     ),
     "salesinvoice/SalesInvoices": Feed(
-        "sync/SalesInvoice/SalesInvoices", "InvoiceID", _INVOICE_COLUMNS, start="SalesInvoices"
+        SYNC_APIS["salesinvoice/SalesInvoices"][0],
+        "InvoiceID",
+        _INVOICE_COLUMNS,
+        start=SYNC_APIS["salesinvoice/SalesInvoices"][1],
     ),
 }
+
+
+async def first_cursor(
+    source: SyncSource, connection_id: str, division: int, endpoint: str, since: datetime
+) -> int | None:
+    """The cursor from which ``Timestamp gt cursor`` reads a sync API (``endpoint``, the
+    ``SyncTimestamp`` name) from its first row modified on or after ``since``; None when no
+    row was modified since then (nothing to read yet)."""
+    first = await source.sync_start(connection_id, division, endpoint, since)
+    return first - 1 if first is not None else None
+
+
+def highest_timestamp(rows: Sequence[Record], after: int) -> int:
+    """The highest row version (``Timestamp``) among ``rows``, or ``after`` if none is higher:
+    where the next read of the feed starts."""
+    for row in rows:
+        stamp = row.get("Timestamp")
+        if isinstance(stamp, int) and stamp > after:
+            after = stamp
+    return after
 
 
 def _guid(value: object) -> UUID | None:
@@ -275,10 +303,9 @@ class SyncReader:
         try:
             if table.after is None:
                 if feed.start is not None:
-                    first = await self._source.sync_start(
-                        connection_id, division, feed.start, started - self._lookback
+                    table.after = await first_cursor(
+                        self._source, connection_id, division, feed.start, started - self._lookback
                     )
-                    table.after = (first - 1) if first is not None else None
                 else:
                     table.after = 1
             if table.after is None:  # nothing modified within the lookback: nothing to keep
@@ -303,10 +330,8 @@ class SyncReader:
             table.rows.clear()
             log.warning("exact_sync_refused", feed=feed.path, error_code=exc.code)
             return
+        table.after = highest_timestamp(rows, table.after or 0)
         for row in rows:
-            stamp = row.get("Timestamp")
-            if isinstance(stamp, int) and stamp > (table.after or 0):
-                table.after = stamp
             key = _guid(row.get(feed.key))
             if key is None or (feed.key != "ID" and _guid(row.get("ID")) != key):
                 continue  # an invoice line: only the header row is the invoice
