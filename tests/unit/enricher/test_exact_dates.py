@@ -12,7 +12,7 @@ import pytest
 
 from common.contracts import ExactWebhookReceived
 from enricher.documents import exact_date
-from enricher.reconcile import reconcile, repeated_hour_start
+from enricher.reconcile import Mark, reconcile, repeated_hour_start
 from enricher.rules import Timing
 
 AMS = "Europe/Amsterdam"
@@ -84,16 +84,22 @@ class FakeExact:
         self.filters[resource] = filter_
         return self.rows.get(resource, [])
 
+    async def get_sync(self, connection_id, division, path, after, select):  # type: ignore[no-untyped-def]
+        return []
+
+    async def sync_start(self, connection_id, division, endpoint, modified):  # type: ignore[no-untyped-def]
+        return None
+
 
 async def test_a_change_stamped_in_the_second_0200_to_0300_is_not_skipped():
-    # Exact's wall time: 02:50 CEST read by the last pass, then the clocks went back and an
-    # invoice changed at 02:10 CET, stamped earlier than the watermark
+    # Exact's wall time: 02:50 CEST read by the last pass, then the clocks went back and a sales
+    # entry changed at 02:10 CET, stamped earlier than the watermark
     invoice = uuid4()
     mark = utc(2026, 10, 25, 2, 50)
     exact = FakeExact(
         {
-            "salesinvoice/SalesInvoices": [
-                {"InvoiceID": str(invoice), "Modified": ms(utc(2026, 10, 25, 2, 10))}
+            "salesentry/SalesEntries": [
+                {"EntryID": str(invoice), "Modified": ms(utc(2026, 10, 25, 2, 10))}
             ]
         }
     )
@@ -102,18 +108,16 @@ async def test_a_change_stamped_in_the_second_0200_to_0300_is_not_skipped():
         7,
         "client",
         exact=exact,
-        watermarks={"SalesInvoices": mark},
+        watermarks={"SalesEntries": Mark(mark)},
         now=utc(2026, 10, 25, 2, 15),
         lookback=timedelta(days=1),
         overlap=timedelta(minutes=5),
         time_zone=AMS,
     )
 
-    assert exact.filters["salesinvoice/SalesInvoices"] == (
-        "Modified gt datetime'2026-10-25T01:55:00'"
-    )
+    assert exact.filters["salesentry/SalesEntries"] == ("Modified gt datetime'2026-10-25T01:55:00'")
     assert [m.key_id for m in found.messages if isinstance(m, ExactWebhookReceived)] == [invoice]
-    assert found.watermarks["SalesInvoices"] == mark  # never moves back
+    assert found.watermarks["SalesEntries"] == Mark(mark)  # never moves back
 
 
 async def test_a_watermark_on_an_ordinary_night_reads_back_only_the_overlap():
@@ -123,15 +127,13 @@ async def test_a_watermark_on_an_ordinary_night_reads_back_only_the_overlap():
         7,
         "client",
         exact=exact,
-        watermarks={"SalesInvoices": utc(2026, 10, 18, 2, 50)},
+        watermarks={"SalesEntries": Mark(utc(2026, 10, 18, 2, 50))},
         now=utc(2026, 10, 18, 3),
         lookback=timedelta(days=1),
         overlap=timedelta(minutes=5),
         time_zone=AMS,
     )
-    assert exact.filters["salesinvoice/SalesInvoices"] == (
-        "Modified gt datetime'2026-10-18T02:45:00'"
-    )
+    assert exact.filters["salesentry/SalesEntries"] == ("Modified gt datetime'2026-10-18T02:45:00'")
 
 
 def test_a_value_with_a_time_of_day_is_an_instant_not_rounded_to_a_day():
