@@ -63,9 +63,11 @@ class Settings(ServiceSettings):
     #: detection) over every connection token-keeper has working, each with its divisions;
     #: 0 turns them off.
     enricher_reconcile_seconds: float = 300.0
-    #: How far back the first pass of a division reads.
+    #: How far back the first pass of a division reads (a synced stream: from the
+    #: ``SyncTimestamp`` of that time).
     enricher_reconcile_lookback_seconds: float = 24 * 3600
-    #: Each pass rereads this much before its watermark: Modified is stamped by Exact's clock.
+    #: Each pass of a stream read by Modified rereads this much before its watermark: Modified
+    #: is stamped by Exact's clock (a synced stream's row-version cursor needs none).
     enricher_reconcile_overlap_seconds: float = 300.0
     #: Reads and notices of up to ``enricher_prefetch`` deliveries share these connections.
     db_pool_max: int = 6
