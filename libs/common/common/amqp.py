@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.connection import make_url
 from pydantic import BaseModel, ValidationError
 
 from common import topology
@@ -95,6 +96,24 @@ _ERROR_HEADER_LIMIT = 500
 RECONNECT_INTERVAL = 2.0
 
 
+async def _connect_robust(
+    url: str, name: str, reconnect_interval: float
+) -> AbstractRobustConnection:
+    """``aio_pika.connect_robust``, but a connection that could not connect is closed here:
+    left to aio-pika's ``__del__``, its close would be scheduled on a loop that may be gone."""
+    connection = aio_pika.RobustConnection(
+        make_url(url, reconnect_interval=reconnect_interval),
+        client_properties={"connection_name": name},
+        reconnect_interval=reconnect_interval,
+    )
+    try:
+        await connection.connect()
+    except BaseException:
+        await connection.close()
+        raise
+    return connection
+
+
 @asynccontextmanager
 async def connect(
     url: str, *, name: str, reconnect_interval: float = RECONNECT_INTERVAL
@@ -103,12 +122,7 @@ async def connect(
     connection = await wait_for_dependency(
         "broker",
         where=address(url),
-        attempt=functools.partial(
-            aio_pika.connect_robust,
-            url,
-            client_properties={"connection_name": name},
-            reconnect_interval=reconnect_interval,
-        ),
+        attempt=functools.partial(_connect_robust, url, name, reconnect_interval),
         # A broker that closes the socket mid-handshake (it is restarting) makes aiormq raise
         # StopAsyncIteration from its frame reader: the same "not yet" as a refused connect.
         retry_on=(
