@@ -25,8 +25,9 @@ class Settings(ServiceSettings):
     #: Notices taken per scheduler pass.
     enricher_schedule_batch: int = 50
     #: Deliveries handled at once. High on purpose: the reads of concurrent deliveries are
-    #: coalesced, so the more wait together, the fewer Exact calls they cost.
-    enricher_prefetch: int = 200
+    #: coalesced, so the more wait together, the fewer Exact calls they cost; and a delivery
+    #: waits about a second or more for its sync read, so throughput is about prefetch / wait.
+    enricher_prefetch: int = 1000
     #: How long a read by key waits for others to share its request; 0 reads every key alone.
     enricher_batch_window_seconds: float = 0.5
     #: Keys per coalesced read. Exact's standard endpoints answer 60 rows a page; a batch is
