@@ -56,7 +56,8 @@ def run(name: str) -> str:
                 kept.append(line)
     if process.returncode != 0:
         raise SystemExit(f"bench_all: {name} failed with exit status {process.returncode}")
-    return "".join(kept).strip()
+    # the section's own heading is this file's, above the markers
+    return "".join(line for line in kept if not line.startswith("## ")).strip()
 
 
 def replace(document: str, name: str, section: str) -> str:

@@ -348,6 +348,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
     print()
     print(f"{datetime.now(UTC):%Y-%m-%d}, {machine()}")
+    print()
     print(report(runs))
     if args.json:
         figures = [{**asdict(r), "calls_per_invoice": r.calls_per_invoice} for r in runs]
