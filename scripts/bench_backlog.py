@@ -25,9 +25,16 @@ import aio_pika
 import httpx
 from bench_common import median
 from bench_invoicing_run import counter, prepare, say
-from bench_pipeline import ROOT, drive, git_commit, machine, private_stack, signed_webhooks
+from bench_pipeline import (
+    ROOT,
+    drive,
+    git_commit,
+    machine,
+    private_infra_available,
+    private_stack,
+    signed_webhooks,
+)
 
-from common.testing.postgres import PrivatePostgres
 from common.testing.rabbit import PrivateRabbit
 from common.testing.stack import PipelineStack
 from sim_exact.client import SimExactAdmin
@@ -164,12 +171,7 @@ async def bench(args: argparse.Namespace) -> list[Run]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not (PrivateRabbit.available() and PrivatePostgres.available()):
-        print(
-            "bench_backlog: needs rabbitmq-server and PostgreSQL's server binaries "
-            "(initdb, pg_ctl) to start a private broker and database",
-            file=sys.stderr,
-        )
+    if not private_infra_available("bench_backlog"):
         return 2
     runs = asyncio.run(bench(args))
     print(markdown(runs, args))

@@ -36,13 +36,13 @@ from bench_pipeline import (
     drive,
     git_commit,
     machine,
+    private_infra_available,
     private_stack,
     signed_webhooks,
 )
 
 from common import topology
 from common.settings import SIMULATOR_DEFAULTS
-from common.testing.postgres import PrivatePostgres
 from common.testing.rabbit import PrivateRabbit
 from common.testing.stack import PipelineStack
 
@@ -163,12 +163,7 @@ async def bench(args: argparse.Namespace) -> list[Run]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not (PrivateRabbit.available() and PrivatePostgres.available()):
-        print(
-            "bench_ingress: needs rabbitmq-server and PostgreSQL's server binaries "
-            "(initdb, pg_ctl) to start a private broker and database",
-            file=sys.stderr,
-        )
+    if not private_infra_available("bench_ingress"):
         return 2
     runs = asyncio.run(bench(args))
     print(markdown(runs, args) if args.markdown else "\n".join(map(str, runs)))

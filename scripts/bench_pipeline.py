@@ -529,6 +529,18 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def private_infra_available(script: str) -> bool:
+    """Whether a private broker and database can be started here; says why not."""
+    if PrivateRabbit.available() and PrivatePostgres.available():
+        return True
+    print(
+        f"{script}: needs rabbitmq-server and PostgreSQL's server binaries "
+        "(initdb, pg_ctl) to start a private broker and database",
+        file=sys.stderr,
+    )
+    return False
+
+
 @contextlib.asynccontextmanager
 async def private_stack(
     number: int, logs: Path, env: Sequence[str]
@@ -774,12 +786,7 @@ async def bench(args: argparse.Namespace) -> list[Run]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not (PrivateRabbit.available() and PrivatePostgres.available()):
-        print(
-            "bench_pipeline: needs rabbitmq-server and PostgreSQL's server binaries "
-            "(initdb, pg_ctl) to start a private broker and database",
-            file=sys.stderr,
-        )
+    if not private_infra_available("bench_pipeline"):
         return 2
     if args.profile and py_spy() is None:
         say(

@@ -9,7 +9,8 @@ import argparse
 import asyncio
 import functools
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -254,6 +255,27 @@ async def test_mlc_connect_says_in_one_line_that_its_redirect_port_is_taken(
     ]
 
 
+@dataclass
+class Acme:
+    """Connection ``acme`` in a store, and ``mlc connections`` run against it."""
+
+    store: PostgresConnectionStore
+    run: Callable[[argparse.Namespace], Awaitable[int]]
+    lines: list[str]
+
+
+@pytest_asyncio.fixture
+async def acme(pool: asyncpg.Pool, private_database_url: str) -> Acme:
+    key = generate_key()
+    store = PostgresConnectionStore(pool, Sealer(key))
+    await store.ensure(
+        id="acme", base_url="http://exact", client_id="client", division=1, **SECRETS
+    )
+    settings = Settings(database_url=private_database_url, secret_key=key)
+    lines: list[str] = []
+    return Acme(store, functools.partial(connections.run, settings, say=lines.append), lines)
+
+
 def _set_channels(connection: str, **given: object) -> argparse.Namespace:
     options = {
         "twilio_account_sid": None,
@@ -267,16 +289,9 @@ def _set_channels(connection: str, **given: object) -> argparse.Namespace:
 
 
 async def test_set_channels_changes_only_the_options_it_is_given(
-    pool: asyncpg.Pool, private_database_url: str
+    acme: Acme,
 ) -> None:
-    key = generate_key()
-    store = PostgresConnectionStore(pool, Sealer(key))
-    await store.ensure(
-        id="acme", base_url="http://exact", client_id="client", division=1, **SECRETS
-    )
-    settings = Settings(database_url=private_database_url, secret_key=key)
-    lines: list[str] = []
-    run = functools.partial(connections.run, settings, say=lines.append)
+    store, run, lines = acme.store, acme.run, acme.lines
     twilio = _set_channels(
         "acme",
         twilio_account_sid="AC" + "1" * 32,
@@ -303,16 +318,10 @@ async def test_set_channels_changes_only_the_options_it_is_given(
 
 
 async def test_set_channels_with_nothing_to_change_changes_nothing(
-    pool: asyncpg.Pool, private_database_url: str
+    acme: Acme,
 ) -> None:
-    key = generate_key()
-    await PostgresConnectionStore(pool, Sealer(key)).ensure(
-        id="acme", base_url="http://exact", client_id="client", division=1, **SECRETS
-    )
-    lines: list[str] = []
-    settings = Settings(database_url=private_database_url, secret_key=key)
-    assert await connections.run(settings, _set_channels("acme"), lines.append) == 2
-    assert lines[-1].startswith("nothing to change")
+    assert await acme.run(_set_channels("acme")) == 2
+    assert acme.lines[-1].startswith("nothing to change")
 
 
 def _set_senders(connection: str, **given: object) -> argparse.Namespace:
@@ -322,16 +331,9 @@ def _set_senders(connection: str, **given: object) -> argparse.Namespace:
 
 
 async def test_set_senders_changes_only_the_options_it_is_given(
-    pool: asyncpg.Pool, private_database_url: str
+    acme: Acme,
 ) -> None:
-    key = generate_key()
-    store = PostgresConnectionStore(pool, Sealer(key))
-    await store.ensure(
-        id="acme", base_url="http://exact", client_id="client", division=1, **SECRETS
-    )
-    settings = Settings(database_url=private_database_url, secret_key=key)
-    lines: list[str] = []
-    run = functools.partial(connections.run, settings, say=lines.append)
+    store, run, lines = acme.store, acme.run, acme.lines
     email = _set_senders("acme", email_from="billing@acme.example", email_from_name="Acme")
     assert await run(email) == 0
     assert await run(_set_senders("acme", voice_from="+31201234567")) == 0
@@ -355,16 +357,9 @@ async def test_set_senders_changes_only_the_options_it_is_given(
 
 
 async def test_set_senders_with_nothing_to_change_changes_nothing(
-    pool: asyncpg.Pool, private_database_url: str
+    acme: Acme,
 ) -> None:
-    key = generate_key()
-    store = PostgresConnectionStore(pool, Sealer(key))
-    await store.ensure(
-        id="acme", base_url="http://exact", client_id="client", division=1, **SECRETS
-    )
-    settings = Settings(database_url=private_database_url, secret_key=key)
-    lines: list[str] = []
-    run = functools.partial(connections.run, settings, say=lines.append)
+    store, run, lines = acme.store, acme.run, acme.lines
     assert await run(_set_senders("acme", voice_from="+31201234567")) == 0
     assert await run(_set_senders("acme")) == 2
     assert lines[-1].startswith("nothing to change")
