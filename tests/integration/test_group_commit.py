@@ -83,3 +83,24 @@ async def test_units_of_one_batch_apply_in_the_order_they_were_queued(
         letters = [chr(ord("a") + i % 26) for i in range(60)]
         await asyncio.gather(*(group.run(append(x)) for x in letters))
         assert await pool.fetchval("SELECT note FROM gc_rows WHERE id = 1") == "".join(letters)
+
+
+async def test_a_stopped_runner_fails_every_waiting_unit_instead_of_leaving_it_hanging(
+    private_database_url: str,
+) -> None:
+    async with db.pool(private_database_url, max_size=2) as pool:
+        group = GroupCommit(pool, max_batch=1)
+        started, never = asyncio.Event(), asyncio.Event()
+
+        async def blocks(conn: Any) -> None:
+            started.set()
+            await never.wait()
+
+        first = asyncio.create_task(group.run(blocks))
+        await started.wait()
+        queued = [asyncio.create_task(group.run(_insert(i))) for i in range(3)]
+        await asyncio.sleep(0)
+        assert group._runner is not None
+        group._runner.cancel()  # the service stops while units wait
+        outcomes = await asyncio.gather(first, *queued, return_exceptions=True)
+        assert all(isinstance(o, ConnectionError) for o in outcomes), outcomes

@@ -73,7 +73,8 @@ class GroupCommit:
             except Exception as exc:  # no connection to be had: every unit of it fails
                 self._fail(batch, exc)
             except BaseException:  # cancelled (shutdown): the callers see their work stop
-                self._fail(batch, ConnectionError("group commit stopped"))
+                waiting, self._pending = batch + self._pending, []
+                self._fail(waiting, ConnectionError("group commit stopped"))
                 raise
 
     @staticmethod
