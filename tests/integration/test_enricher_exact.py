@@ -15,9 +15,9 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 import pytest_asyncio
-from pydantic import SecretStr
+from sim_exact_tokens import SimTokens, sim_access_token
 
-from common.contracts import AccessToken, ExactWebhookReceived, Message, PaymentReceived
+from common.contracts import ExactWebhookReceived, Message, PaymentReceived
 from common.errors import PermanentError, TransientError
 from common.metrics import make_registry
 from enricher.adapters.exact import ExactClient
@@ -32,21 +32,6 @@ from sim_exact.settings import Settings
 pytestmark = pytest.mark.integration
 
 INVOICES = "salesinvoice/SalesInvoices"
-
-
-@dataclass
-class SimTokens:
-    """A TokenSource holding one access token of the simulator; counts refresh requests."""
-
-    token: AccessToken
-    refreshed: list[str] = field(default_factory=list)
-
-    async def get(self, connection_id: str) -> AccessToken:
-        return self.token
-
-    async def refresh(self, connection_id: str, fingerprint: str) -> AccessToken:
-        self.refreshed.append(fingerprint)
-        return self.token
 
 
 @dataclass
@@ -79,25 +64,7 @@ async def exact() -> AsyncIterator[Exact]:
     # clock_speed=0 freezes simulated time: only the governor's "sleep" moves it
     settings = Settings(http_port=0, clock_speed=0, minutely_limit=60)
     async with running(settings) as sim, SimExactAdmin(sim.url) as admin:
-        async with httpx.AsyncClient(base_url=sim.url) as http:
-            answer = await http.post(
-                "/api/oauth2/token",
-                data={
-                    "grant_type": "refresh_token",
-                    "refresh_token": settings.exact_refresh_token.get_secret_value(),
-                    "client_id": settings.exact_client_id,
-                    "client_secret": settings.exact_client_secret.get_secret_value(),
-                },
-            )
-            answer.raise_for_status()
-        token = AccessToken(
-            connection_id="default",
-            access_token=SecretStr(answer.json()["access_token"]),
-            fingerprint="f1",
-            expires_at=datetime.now(UTC) + timedelta(minutes=10),
-            base_url=sim.url,
-            division=settings.exact_division,
-        )
+        token = await sim_access_token(sim.url, settings)
         yield Exact(sim, admin, SimTokens(token))
 
 

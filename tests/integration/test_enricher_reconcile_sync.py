@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from pydantic import SecretStr
+from sim_exact_tokens import SimTokens, sim_access_token
 
 from common import db
-from common.contracts import AccessToken, ExactWebhookReceived, Message
+from common.contracts import ExactWebhookReceived, Message
 from common.testing.infra import unique
 from enricher.adapters.exact import ExactClient
 from enricher.adapters.watermarks import PostgresWatermarks
@@ -27,17 +27,6 @@ from sim_exact.server import RunningSimulator, running
 from sim_exact.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class SimTokens:
-    token: AccessToken
-
-    async def get(self, connection_id: str) -> AccessToken:
-        return self.token
-
-    async def refresh(self, connection_id: str, fingerprint: str) -> AccessToken:
-        return self.token
 
 
 @dataclass
@@ -107,24 +96,7 @@ async def rig(database_url: str) -> AsyncIterator[Rig]:
         SimExactAdmin(sim.url) as admin,
         httpx.AsyncClient(base_url=sim.url) as http,
     ):
-        answer = await http.post(
-            "/api/oauth2/token",
-            data={
-                "grant_type": "refresh_token",
-                "refresh_token": settings.exact_refresh_token.get_secret_value(),
-                "client_id": settings.exact_client_id,
-                "client_secret": settings.exact_client_secret.get_secret_value(),
-            },
-        )
-        answer.raise_for_status()
-        token = AccessToken(
-            connection_id="default",
-            access_token=SecretStr(answer.json()["access_token"]),
-            fingerprint="f1",
-            expires_at=datetime.now(UTC) + timedelta(minutes=10),
-            base_url=sim.url,
-            division=settings.exact_division,
-        )
+        token = await sim_access_token(sim.url, settings)
         async with db.pool(database_url) as pool:
             await db.migrate(pool, "enricher", "enricher")
         yield Rig(sim, admin, http, SimTokens(token), database_url, unique("conn"), [])
