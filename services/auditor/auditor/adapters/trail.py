@@ -198,70 +198,9 @@ class PostgresTrail(TrailQueries):
         (``retry_of``): a corrected recipient makes a new notification, not a new attempt. The
         command names the notification's connection: statuses stored for its message under
         another connection's signature are dropped now (see ``status``)."""
-
-        async def unit(db: asyncpg.Connection) -> list[asyncpg.Record]:
-            row = await self._upsert_requested(db, c)
-            if row["created"]:
-                await self._link_retry(db, c)
-            return await self._drop_foreign_statuses(db, c.notification_id, row["provider_id"])
-
-        self._refused(await self._tx(unit))
-
-    async def _link_retry(self, db: asyncpg.Connection, c: SendNotification) -> None:
-        s = c.source
-        await db.execute(
-            """WITH old AS (
-                   SELECT notification_id FROM audit.notifications
-                   WHERE connection_id = $2 AND division = $3 AND entity = $4
-                     AND document_id = $5 AND fact = $6
-                     AND (channel = $7 OR channel IS NULL)  -- a skip names none
-                     AND state = 'released' AND notification_id <> $1
-                   ORDER BY updated_at DESC LIMIT 1),
-               linked AS (
-                   UPDATE audit.notifications n SET retry_of = old.notification_id
-                   FROM old WHERE n.notification_id = $1
-                   RETURNING old.notification_id AS previous)
-               UPDATE audit.notifications SET state = 'replaced', updated_at = now()
-               WHERE notification_id IN (SELECT previous FROM linked)""",
-            c.notification_id,
-            s.connection_id,
-            s.division,
-            s.entity,
-            s.id,
-            c.fact,
-            c.channel,
-        )
-
-    async def _upsert_requested(
-        self, db: asyncpg.Connection, c: SendNotification
-    ) -> asyncpg.Record:
-        """Insert or refresh the row: the recipient only as its hash and masked form, the text
-        sealed. An erased row stays erased whatever copy of its command comes later (a DLQ
-        replay, a redelivery). Returns ``created`` and the ``provider_id`` known so far."""
         s = c.source
         address = c.recipient.address
-        return await db.fetchrow(
-            """INSERT INTO audit.notifications (notification_id, idempotency_key, channel,
-               connection_id, division, entity, document_id, document_number, fact,
-               recipient_hash, recipient_masked, contact_id, template, content_sealed,
-               requested_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now())
-           ON CONFLICT (notification_id) DO UPDATE SET
-               idempotency_key = EXCLUDED.idempotency_key, channel = EXCLUDED.channel,
-               connection_id = EXCLUDED.connection_id, division = EXCLUDED.division,
-               entity = EXCLUDED.entity, document_id = EXCLUDED.document_id,
-               document_number = EXCLUDED.document_number, fact = EXCLUDED.fact,
-               template = EXCLUDED.template,
-               recipient_hash = CASE WHEN audit.notifications.erased_at IS NULL
-                   THEN EXCLUDED.recipient_hash END,
-               recipient_masked = CASE WHEN audit.notifications.erased_at IS NULL
-                   THEN EXCLUDED.recipient_masked ELSE audit.notifications.recipient_masked END,
-               contact_id = CASE WHEN audit.notifications.erased_at IS NULL
-                   THEN EXCLUDED.contact_id END,
-               content_sealed = CASE WHEN audit.notifications.erased_at IS NULL
-                   THEN EXCLUDED.content_sealed END,
-               requested_at = coalesce(audit.notifications.requested_at, now())
-           RETURNING (xmax = 0) AS created, provider_id""",
+        args = (
             c.notification_id,
             c.idempotency_key,
             c.channel,
@@ -277,6 +216,20 @@ class PostgresTrail(TrailQueries):
             c.template,
             self._data.seal(c.content),
         )
+
+        async def unit(db: asyncpg.Connection) -> list[asyncpg.Record]:
+            # Insert or refresh the row (an erased row stays erased), link a retry, and find
+            # statuses another connection signed for its message (migration 007).
+            row = await db.fetchrow(
+                "SELECT * FROM audit.record_requested("
+                "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                *args,
+            )
+            if not row["o_foreign_statuses"]:
+                return []
+            return await self._drop_foreign_statuses(db, c.notification_id, row["o_provider_id"])
+
+        self._refused(await self._tx(unit))
 
     async def outcome(
         self,
@@ -309,11 +262,11 @@ class PostgresTrail(TrailQueries):
         async def unit(
             db: asyncpg.Connection,
         ) -> tuple[bool, str | None, list[asyncpg.Record]]:
-            inserted = await db.fetchval(
-                """INSERT INTO audit.attempts (message_id, notification_id, outcome, attempt,
-                       provider_id, error_class, error_code, error, retry_at, requested_by)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                   ON CONFLICT (message_id) DO NOTHING RETURNING id""",
+            # The attempt once per message id, the notification's message and channel, its
+            # state moved forward (by attempt, then by outcome rank): migration 007.
+            row = await db.fetchrow(
+                "SELECT * FROM audit.record_outcome("
+                "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                 message_id,
                 event.notification_id,
                 outcome,
@@ -324,43 +277,17 @@ class PostgresTrail(TrailQueries):
                 _masked_error(getattr(event, "error", None)),
                 getattr(event, "retry_at", None),
                 getattr(event, "requested_by", None),
-            )
-            if inserted is None:
-                return False, None, []  # a redelivered event: recorded already
-            channel = await db.fetchval(
-                """INSERT INTO audit.notifications (notification_id, channel) VALUES ($1, $2)
-                   ON CONFLICT (notification_id) DO UPDATE SET
-                       provider_id = coalesce($3, audit.notifications.provider_id),
-                       channel = coalesce(audit.notifications.channel, $2),
-                       updated_at = now()
-                   RETURNING channel""",
-                event.notification_id,
                 event.channel,
-                provider_id,
-            )
-            dropped: list[asyncpg.Record] = []
-            if provider_id is not None:
-                await db.execute(
-                    """UPDATE audit.notifications SET provider_id = $2
-                       WHERE notification_id = $1""",
-                    event.notification_id,
-                    provider_id,
-                )
-                dropped = await self._drop_foreign_statuses(db, event.notification_id, provider_id)
-            # Forward only: by attempt, then by outcome rank within the attempt.
-            await db.execute(
-                """UPDATE audit.notifications SET state = $2, state_rank = $3, last_attempt = $4,
-                       failure_reason = $5, error_code = coalesce($6, error_code),
-                       updated_at = now()
-                   WHERE notification_id = $1 AND (last_attempt, state_rank) < ($4, $3)""",
-                event.notification_id,
                 state,
                 state_rank,
-                event.attempt,
                 reason if state == "failed" else None,
-                getattr(event, "error_code", None),
             )
-            return True, channel, dropped
+            if not row["o_recorded"]:
+                return False, None, []  # a redelivered event: recorded already
+            dropped: list[asyncpg.Record] = []
+            if row["o_foreign_statuses"]:
+                dropped = await self._drop_foreign_statuses(db, event.notification_id, provider_id)
+            return True, row["o_channel"], dropped
 
         recorded, channel, dropped = await self._tx(unit)
         if not recorded:
@@ -463,69 +390,32 @@ class PostgresTrail(TrailQueries):
         connection's (``outcome``, ``requested``). Returns False when refused."""
         claimed = getattr(event, "connection_id", None)  # TwilioStatus gains it; kept if extra
 
-        async def unit(db: asyncpg.Connection) -> tuple[str | None, bool, str | None]:
-            await _lock_provider(db, event.provider_id)
-            owner = await self._foreign_owner(db, event.provider_id, claimed)
-            if owner is not None:
-                return owner, False, None
-            moved_to = await self._record_status(db, event, claimed)
-            final = moved_to is not None and moved_to >= FINAL_RANK
-            return None, final, await self._status_channel(db, event) if final else None
+        async def unit(db: asyncpg.Connection) -> asyncpg.Record:
+            # Under the provider id's lock: the owner check, the callback kept, the current
+            # status moved forward, and the channel when it moved to a final rank (007).
+            return await db.fetchrow(
+                "SELECT * FROM audit.record_status($1, $2, $3, $4, $5, $6, $7, $8)",
+                event.provider_id,
+                event.status,
+                rank(event.status),
+                event.error_code,
+                self._data.strip(event.raw),
+                event.received_at,
+                claimed,
+                FINAL_RANK,
+            )
 
-        owner, final, channel = await self._tx(unit)
-        if owner is not None:
-            self._refuse(event.provider_id, event.status, claimed, owner)
+        row = await self._tx(unit)
+        if row["o_owner"] is not None:
+            self._refuse(event.provider_id, event.status, claimed, str(row["o_owner"]))
             return False
-        if final:
+        moved_to = row["o_moved_to"]
+        if moved_to is not None and moved_to >= FINAL_RANK:
+            # The callback's resource names the channel while the trail has not heard of the
+            # send yet (a callback can overtake notification.sent).
+            channel = row["o_channel"] or _RESOURCE_CHANNELS[event.resource]
             self._count_status(channel, event.status)
         return True
-
-    @staticmethod
-    async def _foreign_owner(
-        db: asyncpg.Connection, provider_id: str, claimed: str | None
-    ) -> str | None:
-        """The connection of a notification with this message that is not ``claimed`` (None:
-        no such notification, or the callback names no connection)."""
-        if claimed is None:
-            return None
-        owner = await db.fetchval(
-            """SELECT connection_id FROM audit.notifications
-               WHERE provider_id = $1 AND connection_id IS NOT NULL AND connection_id <> $2
-               LIMIT 1""",
-            provider_id,
-            claimed,
-        )
-        return None if owner is None else str(owner)
-
-    async def _record_status(
-        self, db: asyncpg.Connection, event: TwilioStatus, claimed: str | None
-    ) -> int | None:
-        """Store the callback and move the current status forward; the rank moved to."""
-        await db.execute(
-            """INSERT INTO audit.status_events (provider_id, status, error_code, raw,
-                   received_at, connection_id) VALUES ($1, $2, $3, $4, $5, $6)
-               ON CONFLICT (provider_id, status) DO UPDATE
-                   SET repeats = audit.status_events.repeats + 1""",
-            event.provider_id,
-            event.status,
-            event.error_code,
-            self._data.strip(event.raw),
-            event.received_at,
-            claimed,
-        )
-        moved_to = await db.fetchval(
-            """INSERT INTO audit.statuses (provider_id, status, rank, error_code)
-               VALUES ($1, $2, $3, $4)
-               ON CONFLICT (provider_id) DO UPDATE SET status = EXCLUDED.status,
-                   rank = EXCLUDED.rank, error_code = EXCLUDED.error_code, updated_at = now()
-               WHERE audit.statuses.rank < EXCLUDED.rank
-               RETURNING rank""",
-            event.provider_id,
-            event.status,
-            rank(event.status),
-            event.error_code,
-        )
-        return None if moved_to is None else int(moved_to)
 
     async def _drop_foreign_statuses(
         self, db: asyncpg.Connection, notification_id: UUID, provider_id: str | None
@@ -586,17 +476,6 @@ class PostgresTrail(TrailQueries):
             signed_for=claimed,
             notification_connection=owner,
         )
-
-    @staticmethod
-    async def _status_channel(db: asyncpg.Connection, event: TwilioStatus) -> str:
-        """The channel of the notification the status belongs to; the callback's resource when
-        the trail has not heard of the send yet (a callback can overtake notification.sent)."""
-        known = await db.fetchval(
-            """SELECT channel FROM audit.notifications WHERE provider_id = $1
-               ORDER BY updated_at DESC LIMIT 1""",
-            event.provider_id,
-        )
-        return str(known) if known else _RESOURCE_CHANNELS[event.resource]
 
     def _count_status(self, channel: str | None, status: str) -> None:
         if self._statuses is not None:
