@@ -279,7 +279,11 @@ class SyncReader:
             if table.caught_up_from is not None and table.caught_up_from >= need:
                 return
             running = table.running
-            if running is None:
+            # A finished catch-up can still be table.running: its done callbacks (_finished)
+            # run in a later loop turn than a caller woken in the turn it finished. Awaiting
+            # a finished task never yields, so waiting on it again would spin this loop
+            # forever without letting the callback run: start the next catch-up instead.
+            if running is None or running.done():
                 running = asyncio.get_running_loop().create_task(
                     self._catch_up(connection_id, division, table, self._clock())
                 )
