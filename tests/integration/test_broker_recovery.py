@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from uuid import uuid4
@@ -278,3 +279,29 @@ async def test_deliveries_stuck_unacked_on_the_channel_are_recovered_by_the_watc
         )
         await eventually(lambda: len(seen), until=lambda n: n == 3, what="recovered deliveries")
         assert {m.notification_id for m in seen} == {m.notification_id for m in sent}
+
+
+def test_a_private_node_whose_port_was_taken_meanwhile_starts_on_another():
+    """Its ports are picked free and bound later: a process that takes one in between (another
+    node, a simulator on a free port) must not fail the run that wanted a broker."""
+    if not PrivateRabbit.available():
+        raise pytest.UsageError("needs rabbitmq-server (install the rabbitmq-server package)")
+    node = PrivateRabbit()
+    taken = node.port
+
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        try:
+            node.start()
+            assert node.port != taken
+            assert asyncio.run(_answers_amqp(node.url))
+        finally:
+            node.cleanup()
+
+
+async def _answers_amqp(url: str) -> bool:
+    connection = await aio_pika.connect(url)
+    await connection.close()
+    return True

@@ -68,6 +68,19 @@ class PrivateRabbit:
                 os.chown(path, user.pw_uid, user.pw_gid)
 
     def start(self, timeout: float = 90) -> PrivateRabbit:
+        """Start the node and wait until it answers. Its ports were free when they were picked,
+        not necessarily now (a process started meanwhile may hold one): a node that exits
+        because a port is taken is started again on new ports, twice at most."""
+        for _ in range(2):
+            if self._start(timeout):
+                return self
+            self.port, self.dist_port = free_port(), free_port()
+        if not self._start(timeout):
+            raise RuntimeError(f"private RabbitMQ exited: {self._output_tail()}")
+        return self
+
+    def _start(self, timeout: float) -> bool:
+        """True once the node answers; False when it exited because a port was taken."""
         self._prepare()
         with open(self.dir / "server.out", "ab") as log:
             self._process = subprocess.Popen(
@@ -76,11 +89,23 @@ class PrivateRabbit:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"private RabbitMQ exited; see {self.dir / 'server.out'}")
+                self._process = None
+                tail = self._output_tail()
+                if "eaddrinuse" in tail.lower():
+                    return False
+                # the folder may be gone by the time someone reads it: the cause goes along
+                raise RuntimeError(f"private RabbitMQ exited: {tail}")
             if _answers(self.port) and self._ctl("await_startup", "-t", "5") == 0:
-                return self
+                return True
             time.sleep(0.25)
         raise RuntimeError(f"private RabbitMQ did not start in {timeout}s ({self.dir})")
+
+    def _output_tail(self, lines: int = 15) -> str:
+        try:
+            text = (self.dir / "server.out").read_text(errors="replace")
+        except OSError:
+            return "(no server.out)"
+        return "\n".join(text.strip().splitlines()[-lines:])
 
     def stop(self) -> None:
         if self._process is None:
