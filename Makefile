@@ -64,6 +64,11 @@ definitions: venv
 bench-ingress: venv
 	@$(PY) scripts/bench_ingress.py --repeat 3 --markdown
 
+# The audit trail alone on a private PostgreSQL cluster: the auditor's SQL, without the broker.
+.PHONY: bench-trail
+bench-trail: venv
+	@$(PY) scripts/bench_trail.py --repeat 3 --markdown
+
 # A backlog of 10,000 sends drained once the dispatcher starts, and the peak Twilio request rate
 # against the pacing (scripts/bench_backlog.py --help).
 .PHONY: bench-backlog

@@ -6,7 +6,7 @@ Each benchmark runs as its own process on a private RabbitMQ node and PostgreSQL
 text between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` in BENCHMARKS.md. The prose
 around the markers (what the figures mean, what is left) is kept as it is.
 
-    .venv/bin/python scripts/bench_all.py [--only pipeline,ingress,backlog,economy]
+    .venv/bin/python scripts/bench_all.py [--only pipeline,ingress,trail,backlog,economy]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ BENCHES: dict[str, list[str]] = {
     "pipeline-100": ["scripts/bench_pipeline.py", "--repeat", "3", "--rate", "100", "--markdown"],
     "pipeline-500": ["scripts/bench_pipeline.py", "--repeat", "3", "--rate", "500", "--markdown"],
     "ingress": ["scripts/bench_ingress.py", "--repeat", "3", "--markdown"],
+    "trail": ["scripts/bench_trail.py", "--repeat", "3", "--markdown"],
     "backlog": ["scripts/bench_backlog.py", "--env", "MLC_DISPATCHER_TWILIO_RATE=100"],
     # the naive configuration is paced by Exact's limit (5 minutes a run): run it alone with
     # scripts/bench_invoicing_run.py --only naive
