@@ -146,16 +146,6 @@ def security_counter(registry: CollectorRegistry) -> Counter:
     )
 
 
-#: The advisory lock class of one provider id: a status and the outcome that names its
-#: notification are recorded one after the other, so a status signed for another connection
-#: cannot slip in between the check and the link (two-key locks never meet db.migrate's).
-_PROVIDER_LOCK = 6006
-
-
-async def _lock_provider(db: asyncpg.Connection, provider_id: str) -> None:
-    await db.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _PROVIDER_LOCK, provider_id)
-
-
 class PostgresTrail(TrailQueries):
     """Writes the trail (and reads it through TrailQueries)."""
 
@@ -422,10 +412,13 @@ class PostgresTrail(TrailQueries):
     ) -> list[asyncpg.Record]:
         """Now that the notification names its message and connection: drop the callbacks
         kept for that message under another connection's signature, and rebuild its current
-        status from the ones left. Returns what was dropped (for ``_refused``)."""
+        status from the ones left. Returns what was dropped (for ``_refused``).
+
+        Called only after ``audit.foreign_statuses`` (migration 007) found some, in the same
+        transaction: that took the provider id's advisory lock, which holds until the commit,
+        so a status signed for another connection cannot slip in between."""
         if provider_id is None:
             return []
-        await _lock_provider(db, provider_id)
         dropped = await db.fetch(
             """DELETE FROM audit.status_events e USING audit.notifications n
                WHERE n.notification_id = $1 AND e.provider_id = n.provider_id

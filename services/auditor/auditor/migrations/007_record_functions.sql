@@ -4,8 +4,8 @@
 -- the caller's transaction; what needs the data key (hashing, sealing, stripping forms) or the
 -- status ranks (auditor.status) stays in Python and comes in as arguments.
 --
--- Provider ids are locked with pg_advisory_xact_lock(6006, hashtext(provider_id)) (trail's
--- _PROVIDER_LOCK) before a status is checked against its notification's connection or a
+-- Provider ids are locked with pg_advisory_xact_lock(6006, hashtext(provider_id)) (a two-key
+-- lock: it never meets db.migrate's; only these functions take it) before a status is checked against its notification's connection or a
 -- notification learns its message, so the two cannot interleave. Where statuses signed for
 -- another connection are waiting for a message (foreign_statuses), the caller drops them
 -- (trail._drop_foreign_statuses) in the same transaction: a rare path, kept in Python.
