@@ -380,7 +380,12 @@ async def test_a_trail_written_before_006_is_converted_in_place_and_its_clear_co
         applied = await schema.migrate(pool, data)
         again = await schema.migrate(pool, data)
 
-        assert applied == ["006_personal_data.sql", "007_record_functions.sql", schema.CONVERSION]
+        assert applied == [
+            "006_personal_data.sql",
+            "007_record_functions.sql",
+            "008_record_many.sql",
+            schema.CONVERSION,
+        ]
         assert again == []
         row = await pool.fetchrow("SELECT * FROM audit.notifications")
         assert (row["recipient_hash"], row["recipient_masked"]) == (

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from common import db
-from common.groupcommit import GroupCommit
+from common.groupcommit import GroupCommit, Merged
 
 pytestmark = pytest.mark.asyncio
 
@@ -104,3 +104,116 @@ async def test_a_stopped_runner_fails_every_waiting_unit_instead_of_leaving_it_h
         group._runner.cancel()  # the service stops while units wait
         outcomes = await asyncio.gather(first, *queued, return_exceptions=True)
         assert all(isinstance(o, ConnectionError) for o in outcomes), outcomes
+
+
+class _BulkInsert:
+    """A merge: many rows in one INSERT, one round trip; counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    async def __call__(self, conn: Any, items: Any) -> list[int]:
+        self.calls.append(len(items))
+        rows = await conn.fetch(
+            """INSERT INTO gc_rows (id, note)
+               SELECT i, n FROM unnest($1::int[], $2::text[]) WITH ORDINALITY AS t(i, n, o)
+               ORDER BY o RETURNING id""",
+            [i for i, _ in items],
+            [n for _, n in items],
+        )
+        return [r["id"] for r in rows]
+
+
+def _merged(merge: _BulkInsert, row_id: int, note: str = "ok") -> Merged[int, int]:
+    async def finish(conn: Any, inserted: int) -> int:
+        return inserted * 10
+
+    return Merged(merge, (row_id, note), finish)
+
+
+async def test_merged_units_queued_together_run_as_one_statement_and_each_gets_its_result(
+    private_database_url: str,
+) -> None:
+    async with db.pool(private_database_url, max_size=2) as pool:
+        await _table(pool)
+        group = GroupCommit(pool, max_batch=100)
+        merge = _BulkInsert()
+        results = await asyncio.gather(*(group.run(_merged(merge, i)) for i in range(100)))
+        assert results == [i * 10 for i in range(100)]
+        assert sum(merge.calls) == 100
+        # queued before the runner started: one batch, one statement
+        assert merge.calls == [100]
+        assert await pool.fetchval("SELECT count(*) FROM gc_rows") == 100
+
+
+async def test_a_plain_unit_between_merged_ones_keeps_its_place_in_the_order(
+    private_database_url: str,
+) -> None:
+    async with db.pool(private_database_url, max_size=2) as pool:
+        await _table(pool)
+        group = GroupCommit(pool, max_batch=100)
+        merge = _BulkInsert()
+
+        async def mark_all(conn: Any) -> int:
+            return int((await conn.execute("UPDATE gc_rows SET note = 'marked'")).split()[-1])
+
+        units: list[Any] = [_merged(merge, i) for i in range(5)]
+        units.append(mark_all)
+        units += [_merged(merge, i) for i in range(5, 10)]
+        results = await asyncio.gather(*(group.run(u) for u in units))
+        assert results[5] == 5  # it saw the five queued before it, not the five after
+        rows = dict(await pool.fetch("SELECT id, note FROM gc_rows"))  # type: ignore[arg-type]
+        assert rows == {**dict.fromkeys(range(5), "marked"), **dict.fromkeys(range(5, 10), "ok")}
+
+
+async def test_a_failing_merged_item_fails_alone_and_the_items_merged_with_it_commit(
+    private_database_url: str,
+) -> None:
+    async with db.pool(private_database_url, max_size=2) as pool:
+        await _table(pool)
+        await pool.execute("INSERT INTO gc_rows (id, note) VALUES (7, 'taken')")
+        group = GroupCommit(pool, max_batch=100)
+        merge = _BulkInsert()
+        outcomes = await asyncio.gather(
+            *(group.run(_merged(merge, i, "new")) for i in range(20)), return_exceptions=True
+        )
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        assert len(failures) == 1
+        assert "duplicate key" in str(failures[0])
+        assert isinstance(outcomes[7], BaseException)
+        rows = dict(await pool.fetch("SELECT id, note FROM gc_rows"))  # type: ignore[arg-type]
+        assert rows == {**dict.fromkeys(range(20), "new"), 7: "taken"}
+
+
+async def test_a_merge_that_stops_early_lets_a_follow_up_run_before_the_items_after_it(
+    private_database_url: str,
+) -> None:
+    async with db.pool(private_database_url, max_size=2) as pool:
+        await _table(pool)
+        group = GroupCommit(pool, max_batch=100)
+        calls: list[int] = []
+
+        async def stops_after_a_flagged_item(conn: Any, items: Any) -> list[int]:
+            calls.append(len(items))
+            done: list[int] = []
+            for row_id, note in items:
+                await conn.execute("INSERT INTO gc_rows (id, note) VALUES ($1, $2)", row_id, note)
+                done.append(row_id)
+                if note == "follow-up":
+                    break
+            return done
+
+        async def finish(conn: Any, row_id: int) -> str:
+            if row_id == 3:  # the follow-up: what the items after it must already see
+                await conn.execute("UPDATE gc_rows SET note = 'seen'")
+            return str(await conn.fetchval("SELECT count(*) FROM gc_rows"))
+
+        units = [
+            Merged(stops_after_a_flagged_item, (i, "follow-up" if i == 3 else "ok"), finish)
+            for i in range(8)
+        ]
+        results = await asyncio.gather(*(group.run(u) for u in units))
+        assert calls == [8, 4]  # stopped after 0..3; 4..7 in a second call
+        assert results == ["4"] * 4 + ["8"] * 4  # the first finishes ran before 4..7
+        rows = dict(await pool.fetch("SELECT id, note FROM gc_rows"))  # type: ignore[arg-type]
+        assert rows == {**dict.fromkeys(range(4), "seen"), **dict.fromkeys(range(4, 8), "ok")}

@@ -19,26 +19,86 @@ The guarantees stay those of one transaction per unit:
 
 Units of one batch run in the order they were queued, so two deliveries about one row are
 applied in arrival order, as one consumer would apply them one by one.
+
+A ``Merged`` unit goes one step further: it is one item of a statement that can take many.
+Queued ``Merged`` units that follow one another with the same ``merge`` run as one call of it
+(one round trip for the run, its items applied in order by the statement), then each unit's
+``finish`` on its own result; a merge that stops early at an item needing a follow-up
+statement is called again for the rest after it. Alone, a ``Merged`` unit is a call with one
+item. Since every
+unit of a rolled-back batch runs again alone, an item at fault still fails alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import structlog
 
-__all__ = ["GroupCommit", "Unit", "execute", "in_transaction"]
+__all__ = ["GroupCommit", "Merged", "Unit", "execute", "in_transaction"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: A unit of work: its statements on the connection (an ``asyncpg.Connection``) it is given,
 #: inside a transaction.
 Unit = Callable[[Any], Awaitable[T]]
 
 log = structlog.get_logger("common.groupcommit")
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class Merged(Generic[R, T]):
+    """A unit that is one ``item`` of ``merge``: a statement run once for many items (on the
+    connection, in the transaction) that returns one result per item, in order. ``finish``
+    turns the item's result into the unit's, and may run more statements on the connection
+    (the rare follow-up one item needs). Such a follow-up must come before the items queued
+    after it: ``merge`` then stops after that item, returning fewer results than items, and
+    the rest are merged again once the finishes of the first ones ran."""
+
+    merge: Callable[[Any, Sequence[Any]], Awaitable[Sequence[R]]]
+    item: Any
+    finish: Callable[[Any, R], Awaitable[T]]
+
+    async def __call__(self, db: Any) -> T:
+        """The unit alone: a call of ``merge`` with its one item."""
+        (result,) = await self.merge(db, [self.item])
+        return await self.finish(db, result)
+
+
+async def _run_all(db: Any, units: Sequence[Unit[Any]]) -> list[Any]:
+    """Run ``units`` in order on ``db``, a run of ``Merged`` units with one ``merge`` as one
+    call of it; their results, in order."""
+    results: list[Any] = []
+    i = 0
+    while i < len(units):
+        unit = units[i]
+        if not isinstance(unit, Merged):
+            results.append(await unit(db))
+            i += 1
+            continue
+        j = i + 1
+        while j < len(units):
+            nxt = units[j]
+            if not isinstance(nxt, Merged) or nxt.merge != unit.merge:
+                break
+            j += 1
+        run: Sequence[Merged[Any, Any]] = units[i:j]  # type: ignore[assignment]
+        while run:
+            merged = await unit.merge(db, [u.item for u in run])
+            if not 0 < len(merged) <= len(run):
+                raise RuntimeError(f"{len(merged)} results for {len(run)} merged items")
+            # A merge may stop after an item whose finish must run before the items after it:
+            # those go into the next call.
+            for member, result in zip(run, merged, strict=False):
+                results.append(await member.finish(db, result))
+            run = run[len(merged) :]
+        i = j
+    return results
 
 
 class GroupCommit:
@@ -89,11 +149,9 @@ class GroupCommit:
             return
         async with self._pool.acquire() as db:
             if len(live) > 1:
-                results: list[Any] = []
                 try:
                     async with db.transaction():
-                        for unit, _ in live:
-                            results.append(await unit(db))
+                        results = await _run_all(db, [unit for unit, _ in live])
                 except Exception as exc:
                     # one unit (or the commit) failed: each is run alone below
                     log.debug("group_commit_split", units=len(live), error=type(exc).__name__)

@@ -7,7 +7,8 @@ is kept only for a notification of the connection whose account signed it (see
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, get_args
 from uuid import UUID
 
@@ -35,7 +36,7 @@ from common.contracts import (
     SuppressionChanged,
     TwilioStatus,
 )
-from common.groupcommit import GroupCommit, Unit, in_transaction
+from common.groupcommit import GroupCommit, Merged, Unit, in_transaction
 from common.logging import mask_error, mask_text
 
 __all__ = [
@@ -72,6 +73,32 @@ _SKIPPABLE_STATES = ("requested", "skipped", "retrying", "released")
 _RESOURCE_CHANNELS = {"message": "sms", "call": "voice", "email": "email"}
 
 _CHANNELS: tuple[str, ...] = get_args(Channel)
+
+
+def _json(value: Any) -> Any:
+    """An argument of ``audit.record_many`` as JSON has it (the function casts it back)."""
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def _item(kind: str, args: tuple[Any, ...]) -> dict[str, Any]:
+    return {"k": kind, "a": [_json(a) for a in args]}
+
+
+async def _record_many(db: asyncpg.Connection, items: Sequence[dict[str, Any]]) -> list[Any]:
+    """Records of the trail's three busiest kinds, one round trip for all (migration 008):
+    each item's row of its ``audit.record_<kind>``, in order."""
+    rows = await db.fetch("SELECT audit.record_many($1::jsonb) AS r", list(items))
+    return [row["r"] for row in rows]
+
+
+async def _row(db: asyncpg.Connection, row: dict[str, Any]) -> dict[str, Any]:
+    return row
 
 
 def skip_reason(reason: str) -> str:
@@ -207,18 +234,14 @@ class PostgresTrail(TrailQueries):
             self._data.seal(c.content),
         )
 
-        async def unit(db: asyncpg.Connection) -> list[asyncpg.Record]:
-            # Insert or refresh the row (an erased row stays erased), link a retry, and find
-            # statuses another connection signed for its message (migration 007).
-            row = await db.fetchrow(
-                "SELECT * FROM audit.record_requested("
-                "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                *args,
-            )
+        async def finish(db: asyncpg.Connection, row: dict[str, Any]) -> list[asyncpg.Record]:
+            # The row was inserted or refreshed (an erased row stays erased) and a retry linked;
+            # statuses another connection signed for its message are dropped here (007).
             if not row["o_foreign_statuses"]:
                 return []
             return await self._drop_foreign_statuses(db, c.notification_id, row["o_provider_id"])
 
+        unit = Merged(_record_many, _item("requested", args), finish)
         self._refused(await self._tx(unit))
 
     async def outcome(
@@ -249,29 +272,28 @@ class PostgresTrail(TrailQueries):
                 else "provider_error"
             )
 
-        async def unit(
-            db: asyncpg.Connection,
+        args = (
+            message_id,
+            event.notification_id,
+            outcome,
+            event.attempt,
+            provider_id,
+            getattr(event, "error_class", None),
+            getattr(event, "error_code", None),
+            _masked_error(getattr(event, "error", None)),
+            getattr(event, "retry_at", None),
+            getattr(event, "requested_by", None),
+            event.channel,
+            state,
+            state_rank,
+            reason if state == "failed" else None,
+        )
+
+        async def finish(
+            db: asyncpg.Connection, row: dict[str, Any]
         ) -> tuple[bool, str | None, list[asyncpg.Record]]:
             # The attempt once per message id, the notification's message and channel, its
             # state moved forward (by attempt, then by outcome rank): migration 007.
-            row = await db.fetchrow(
-                "SELECT * FROM audit.record_outcome("
-                "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                message_id,
-                event.notification_id,
-                outcome,
-                event.attempt,
-                provider_id,
-                getattr(event, "error_class", None),
-                getattr(event, "error_code", None),
-                _masked_error(getattr(event, "error", None)),
-                getattr(event, "retry_at", None),
-                getattr(event, "requested_by", None),
-                event.channel,
-                state,
-                state_rank,
-                reason if state == "failed" else None,
-            )
             if not row["o_recorded"]:
                 return False, None, []  # a redelivered event: recorded already
             dropped: list[asyncpg.Record] = []
@@ -279,6 +301,7 @@ class PostgresTrail(TrailQueries):
                 dropped = await self._drop_foreign_statuses(db, event.notification_id, provider_id)
             return True, row["o_channel"], dropped
 
+        unit = Merged(_record_many, _item("outcome", args), finish)
         recorded, channel, dropped = await self._tx(unit)
         if not recorded:
             return False
@@ -380,21 +403,19 @@ class PostgresTrail(TrailQueries):
         connection's (``outcome``, ``requested``). Returns False when refused."""
         claimed = getattr(event, "connection_id", None)  # TwilioStatus gains it; kept if extra
 
-        async def unit(db: asyncpg.Connection) -> asyncpg.Record:
-            # Under the provider id's lock: the owner check, the callback kept, the current
-            # status moved forward, and the channel when it moved to a final rank (007).
-            return await db.fetchrow(
-                "SELECT * FROM audit.record_status($1, $2, $3, $4, $5, $6, $7, $8)",
-                event.provider_id,
-                event.status,
-                rank(event.status),
-                event.error_code,
-                self._data.strip(event.raw),
-                event.received_at,
-                claimed,
-                FINAL_RANK,
-            )
-
+        # Under the provider id's lock: the owner check, the callback kept, the current status
+        # moved forward, and the channel when it moved to a final rank (007).
+        args = (
+            event.provider_id,
+            event.status,
+            rank(event.status),
+            event.error_code,
+            self._data.strip(event.raw),
+            event.received_at,
+            claimed,
+            FINAL_RANK,
+        )
+        unit = Merged(_record_many, _item("status", args), _row)
         row = await self._tx(unit)
         if row["o_owner"] is not None:
             self._refuse(event.provider_id, event.status, claimed, str(row["o_owner"]))
