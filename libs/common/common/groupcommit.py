@@ -34,12 +34,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
+from uuid import UUID
 
 import asyncpg
 import structlog
 
-__all__ = ["GroupCommit", "Merged", "Unit", "execute", "in_transaction"]
+__all__ = ["GroupCommit", "Merged", "Unit", "execute", "in_transaction", "item", "json_function"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -68,6 +70,36 @@ class Merged(Generic[R, T]):
         """The unit alone: a call of ``merge`` with its one item."""
         (result,) = await self.merge(db, [self.item])
         return await self.finish(db, result)
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def item(kind: str, *args: Any) -> dict[str, Any]:
+    """One item for a ``json_function``: ``{"k": kind, "a": [args]}``, with the values JSON has
+    no type for as text (the SQL casts them back): uuids, timestamps (ISO 8601), bytes (hex)."""
+    return {"k": kind, "a": [_json(a) for a in args]}
+
+
+def json_function(name: str) -> Callable[[Any, Sequence[dict[str, Any]]], Awaitable[list[Any]]]:
+    """A ``Merged`` unit's merge: SQL function ``name`` (``jsonb`` -> ``SETOF jsonb``) called
+    once with the items as a JSON array; its rows, one per item applied. Make one per function
+    (at import) and share it: units merge only with units of the same merge."""
+
+    query = f"SELECT {name}($1::jsonb) AS r"
+
+    async def merge(db: Any, items: Sequence[dict[str, Any]]) -> list[Any]:
+        return [row["r"] for row in await db.fetch(query, list(items))]
+
+    merge.__qualname__ = f"json_function({name})"
+    return merge
 
 
 async def _run_all(db: Any, units: Sequence[Unit[Any]]) -> list[Any]:

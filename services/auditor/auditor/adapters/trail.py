@@ -7,8 +7,7 @@ is kept only for a notification of the connection whose account signed it (see
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar, get_args
 from uuid import UUID
 
@@ -36,7 +35,7 @@ from common.contracts import (
     SuppressionChanged,
     TwilioStatus,
 )
-from common.groupcommit import GroupCommit, Merged, Unit, in_transaction
+from common.groupcommit import GroupCommit, Merged, Unit, in_transaction, item, json_function
 from common.logging import mask_error, mask_text
 
 __all__ = [
@@ -75,26 +74,9 @@ _RESOURCE_CHANNELS = {"message": "sms", "call": "voice", "email": "email"}
 _CHANNELS: tuple[str, ...] = get_args(Channel)
 
 
-def _json(value: Any) -> Any:
-    """An argument of ``audit.record_many`` as JSON has it (the function casts it back)."""
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    return value
-
-
-def _item(kind: str, args: tuple[Any, ...]) -> dict[str, Any]:
-    return {"k": kind, "a": [_json(a) for a in args]}
-
-
-async def _record_many(db: asyncpg.Connection, items: Sequence[dict[str, Any]]) -> list[Any]:
-    """Records of the trail's three busiest kinds, one round trip for all (migration 008):
-    each item's row of its ``audit.record_<kind>``, in order."""
-    rows = await db.fetch("SELECT audit.record_many($1::jsonb) AS r", list(items))
-    return [row["r"] for row in rows]
+#: Records of the trail's three busiest kinds, one round trip for all (migration 008): each
+#: item's row of its ``audit.record_<kind>``, in order.
+_record_many = json_function("audit.record_many")
 
 
 async def _row(db: asyncpg.Connection, row: dict[str, Any]) -> dict[str, Any]:
@@ -241,7 +223,7 @@ class PostgresTrail(TrailQueries):
                 return []
             return await self._drop_foreign_statuses(db, c.notification_id, row["o_provider_id"])
 
-        unit = Merged(_record_many, _item("requested", args), finish)
+        unit = Merged(_record_many, item("requested", *args), finish)
         self._refused(await self._tx(unit))
 
     async def outcome(
@@ -301,7 +283,7 @@ class PostgresTrail(TrailQueries):
                 dropped = await self._drop_foreign_statuses(db, event.notification_id, provider_id)
             return True, row["o_channel"], dropped
 
-        unit = Merged(_record_many, _item("outcome", args), finish)
+        unit = Merged(_record_many, item("outcome", *args), finish)
         recorded, channel, dropped = await self._tx(unit)
         if not recorded:
             return False
@@ -415,7 +397,7 @@ class PostgresTrail(TrailQueries):
             claimed,
             FINAL_RANK,
         )
-        unit = Merged(_record_many, _item("status", args), _row)
+        unit = Merged(_record_many, item("status", *args), _row)
         row = await self._tx(unit)
         if row["o_owner"] is not None:
             self._refuse(event.provider_id, event.status, claimed, str(row["o_owner"]))

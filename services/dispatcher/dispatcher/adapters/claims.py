@@ -9,19 +9,44 @@ Every state change of a claim and the event that reports it are written in one t
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
 from common.contracts import Message, NotificationReleased, NotificationSent, SendNotification
 from common.contracts.suppressions import address_key_sql
-from common.groupcommit import GroupCommit, execute, in_transaction
+from common.groupcommit import GroupCommit, Merged, in_transaction, item, json_function
 from dispatcher.ports import Claim, Unsettled
 
 __all__ = ["PostgresClaimStore", "queue_event"]
 
 #: ``common.contracts.address_key`` in SQL over a claim command's recipient address.
 _ADDRESS_KEY = address_key_sql("command #>> '{recipient,address}'")
+
+
+#: Claims and settles of concurrent deliveries, one round trip for all (migration 004).
+_claim_many = json_function("dispatch.claim_many")
+
+
+async def _claim(db: asyncpg.Connection, row: dict[str, Any]) -> Claim:
+    """A claim item's row as a Claim: taken, or why not (its holder's state)."""
+    attempts, used = row["attempts"], _used(row)
+    if row["claimed"]:
+        return Claim("claimed", attempts, budget_used=used)
+    state = row["state"]
+    if state == "sending":
+        return Claim("stale" if row["stale"] else "in_flight", attempts, budget_used=used)
+    if state == "released":
+        return Claim(
+            "deferred", attempts, budget_used=used, retry_after=max(row["wait"] or 0.0, 0.0)
+        )
+    return Claim(state, attempts, row["provider_id"], budget_used=used)
+
+
+async def _settled(db: asyncpg.Connection, row: dict[str, Any]) -> None:
+    return None
 
 
 async def queue_event(
@@ -65,55 +90,19 @@ class PostgresClaimStore:
     async def claim(self, command: SendNotification) -> Claim:
         """Take the claim unless someone holds or used it, or its ``retry_at`` is ahead. One
         statement decides between replicas and copies: the unique key."""
-        key = command.idempotency_key
-
-        async def unit(db: asyncpg.Connection) -> Claim:
-            # One statement: the common case (a new key) costs one round trip; only a key
-            # someone holds needs the locked look below.
-            row = await db.fetchrow(
-                """INSERT INTO dispatch.claims (idempotency_key, notification_id, channel, state,
-                       command)
-                   VALUES ($1, $2, $3, 'sending', $4::text::jsonb)
-                   ON CONFLICT (idempotency_key) DO UPDATE
-                       SET state = 'sending', attempts = claims.attempts + 1,
-                           claimed_at = now(), updated_at = now(), retry_at = NULL,
-                           command = EXCLUDED.command
-                       WHERE claims.state = 'released'
-                         AND (claims.retry_at IS NULL OR claims.retry_at <= now())
-                   RETURNING attempts, budget_from""",
-                key,
+        unit = Merged(
+            _claim_many,
+            item(
+                "claim",
+                command.idempotency_key,
                 command.notification_id,
                 command.channel,
                 command.model_dump_json(),
-            )
-            if row is not None:
-                return Claim("claimed", row["attempts"], budget_used=_used(row))
-            return await self._held(db, key)
-
-        return await in_transaction(self._db, unit, self._group)
-
-    async def _held(self, db: asyncpg.Connection, key: str) -> Claim:
-        """Why a key could not be claimed: its holder's state, read under the row lock (inside
-        the claim's transaction)."""
-        held = await db.fetchrow(
-            """SELECT state, attempts, budget_from, provider_id,
-                      now() - claimed_at > make_interval(secs => $2) AS stale,
-                      extract(epoch FROM retry_at - now())::float8 AS wait
-               FROM dispatch.claims WHERE idempotency_key = $1 FOR UPDATE""",
-            key,
-            self._stale,
+                self._stale,
+            ),
+            _claim,
         )
-        state, attempts, used = held["state"], held["attempts"], _used(held)
-        if state == "sending":
-            return Claim("stale" if held["stale"] else "in_flight", attempts, budget_used=used)
-        if state == "released":
-            return Claim(
-                "deferred",
-                attempts,
-                budget_used=used,
-                retry_after=max(held["wait"] or 0.0, 0.0),
-            )
-        return Claim(state, attempts, held["provider_id"], budget_used=used)
+        return await in_transaction(self._db, unit, self._group)
 
     async def settle(
         self,
@@ -127,27 +116,24 @@ class PostgresClaimStore:
         retry_at: datetime | None = None,
         correlation_id: str | None = None,
     ) -> None:
-        # The claim's change and its event in one statement, one round trip instead of four.
-        await execute(
-            self._db,
-            self._group,
-            """WITH changed AS (
-                   UPDATE dispatch.claims SET state = $2,
-                       provider_id = coalesce($3, provider_id), error_code = $4, reason = $5,
-                       retry_at = $6, updated_at = now()
-                   WHERE idempotency_key = $1)
-               INSERT INTO dispatch.outbox (message_type, body, correlation_id)
-               VALUES ($7, $8::text::jsonb, $9)""",
-            key,
-            state,
-            provider_id,
-            error_code,
-            reason,
-            retry_at,
-            event.key(),
-            event.model_dump_json(),
-            correlation_id,
+        # The claim's change and its event in the outbox, one item of dispatch.claim_many.
+        unit = Merged(
+            _claim_many,
+            item(
+                "settle",
+                key,
+                state,
+                provider_id,
+                error_code,
+                reason,
+                retry_at,
+                event.key(),
+                event.model_dump_json(),
+                correlation_id,
+            ),
+            _settled,
         )
+        await in_transaction(self._db, unit, self._group)
         self._queued()
 
     async def release(
@@ -286,7 +272,7 @@ class PostgresClaimStore:
         return Claim("claimed", row["attempts"], budget_used=_used(row))
 
 
-def _used(row: asyncpg.Record) -> int:
+def _used(row: Mapping[str, Any]) -> int:
     return int(row["attempts"]) - int(row["budget_from"])
 
 
