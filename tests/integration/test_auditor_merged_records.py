@@ -29,6 +29,7 @@ from common.contracts import (
     SendNotification,
     SourceDocument,
     TwilioStatus,
+    TwilioStatuses,
 )
 from common.crypto import generate_key
 from common.groupcommit import GroupCommit
@@ -183,3 +184,42 @@ async def test_merged_records_leave_the_same_trail_and_counts_as_records_applied
     states = {row[1] for row in one_by_one["notifications"]}
     assert states == {"sent", "failed"}
     assert {row[1] for row in one_by_one["statuses"]} >= {"delivered"}
+
+
+async def test_statuses_published_together_are_recorded_as_each_alone_in_one_transaction(
+    private_database_url: str,
+) -> None:
+    async with db.pool(private_database_url, max_size=2) as pool:
+        data = PersonalData(generate_key())
+        await schema.migrate(pool, data)
+        group = GroupCommit(pool, max_batch=100)
+        registry = make_registry()
+        trail = PostgresTrail(
+            pool, data=data, statuses=status_counter(registry), security=security_counter(registry),
+            group=group,
+        )  # fmt: skip
+        commands = [_command("acme", n) for n in range(10)]
+        for n, c in enumerate(commands):
+            await handlers.record_requested(c, trail=trail)
+            sent = NotificationSent(
+                notification_id=c.notification_id, attempt=1, channel="sms",
+                provider_id=f"SM{n:032d}",
+            )  # fmt: skip
+            await handlers.record_outcome(sent, trail=trail)
+        batch = TwilioStatuses(
+            statuses=[_status(f"SM{n:032d}", "delivered", "acme", n) for n in range(9)]
+            + [_status(f"SM{9:032d}", "delivered", "mallory", 9)]  # another company's
+        )
+        batches_before = group.batches
+        model, handler = handlers.routes(trail=trail, client_id="c")["twilio.statuses."]
+        await handler(model.model_validate_json(batch.model_dump_json()))
+
+        assert group.batches - batches_before == 1  # ten statuses, one transaction
+        current = dict(
+            await pool.fetch("SELECT provider_id, status FROM audit.statuses")  # type: ignore[arg-type]
+        )
+        assert current == {f"SM{n:032d}": "delivered" for n in range(9)}
+        delivered = {"channel": "sms", "status": "delivered"}
+        assert registry.get_sample_value("mlc_notification_statuses_total", delivered) == 9
+        refused = {"kind": "cross_tenant_status"}
+        assert registry.get_sample_value("mlc_security_events_total", refused) == 1

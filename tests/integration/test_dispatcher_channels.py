@@ -25,6 +25,7 @@ from common.contracts import (
     SourceDocument,
     SuppressionChanged,
     TwilioStatus,
+    TwilioStatuses,
     address_key,
 )
 from common.errors import PermanentError, TransientError
@@ -425,3 +426,37 @@ async def test_refused_twilio_credentials_make_sends_wait_and_a_full_queue_slows
         assert queued.value.code == 21611
         assert queued.value.retry_after is not None
         assert queued.value.retry_after >= 600
+
+
+async def test_statuses_published_together_suppress_as_each_would_have_alone(sim, pool):
+    url, _ = sim
+    suppressions = PostgresSuppressions(pool)
+    claims = PostgresClaimStore(pool, stale_seconds=60)
+    numbers = ("+31201234571", "+31201234572", "+31201234573")
+    sids = [await sent_sms(url, pool, claims, suppressions, n) for n in numbers]
+
+    def undelivered(sid: str, code: str | None, signed_for: str | None) -> TwilioStatus:
+        return TwilioStatus(
+            provider_id=sid,
+            status="undelivered",
+            error_code=code,
+            raw={},
+            received_at=datetime.now(UTC),
+            connection_id=signed_for,
+        )
+
+    batch = TwilioStatuses(
+        statuses=[
+            undelivered(sids[0], "30005", "acme"),  # unknown handset: suppressed
+            undelivered(sids[1], None, None),  # no code: nothing learnt
+            undelivered(sids[2], "30005", "rival"),  # another company's signature: ignored
+        ]
+    )
+    # as the consumer gets it: chosen by the message type, decoded from the wire
+    model, handler = feeds.routes(suppressions=suppressions, claims=claims)["twilio.statuses."]
+    assert batch.message_type() == "twilio.statuses.undelivered"
+    assert batch.key() == "twilio.status.undelivered"
+    await handler(model.model_validate_json(batch.model_dump_json()))
+    assert (await suppressions.find("acme", "sms", numbers[0])) is not None
+    assert await suppressions.find("acme", "sms", numbers[1]) is None
+    assert await suppressions.find("acme", "sms", numbers[2]) is None

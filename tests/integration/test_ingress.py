@@ -513,3 +513,61 @@ async def test_unknown_connections_are_remembered_so_a_flood_costs_one_lookup(in
         answer = await client.post("/webhooks/exact/nobody-at-all", data=body(content()))
         assert answer.status == 401
     assert asked == 1
+
+
+def _status_form(n: int, status: str) -> tuple[dict[str, str], dict[str, str]]:
+    """A status callback's form and headers, signed with the install's account."""
+    form = {
+        "MessageSid": f"SM{n:032d}",
+        "MessageStatus": status,
+        "To": "+31612345678",
+        "AccountSid": ACCOUNT_SID,
+    }
+    token = str(SIMULATOR_DEFAULTS["twilio_auth_token"])
+    url = "https://hooks.example.com/webhooks/twilio/status"
+    return form, {"X-Twilio-Signature": twilio_signature(token, url, form.items())}
+
+
+async def test_callbacks_arriving_together_are_published_together_one_status_per_message(
+    ingress,
+):
+    client, amqp_url = ingress
+    connection, queue = await probe(amqp_url, "twilio.status.#")
+    calls = [_status_form(n, "delivered" if n % 3 else "sent") for n in range(60)]
+    answers = await asyncio.gather(
+        *(client.post("/webhooks/twilio/status", data=f, headers=h) for f, h in calls)
+    )
+    assert [a.status for a in answers] == [200] * 60
+
+    received: dict[str, str] = {}  # MessageSid -> status, from every message published
+    messages = 0
+    while len(received) < 60:
+        message = await queue.get(timeout=10)
+        await message.ack()
+        messages += 1
+        body = json.loads(message.body)
+        statuses = body.get("statuses", [body])  # a batch, or a callback that came alone
+        kind = "twilio.statuses." if "statuses" in body else "twilio.status."
+        assert message.type == kind + statuses[0]["status"]
+        assert message.routing_key == "twilio.status." + statuses[0]["status"]
+        for status in statuses:
+            assert status["status"] == statuses[0]["status"]  # one status per message
+            assert status["provider_id"] not in received  # each callback in one message
+            received[status["provider_id"]] = status["status"]
+    assert await queue.get(fail=False, timeout=1) is None
+    assert received == {f["MessageSid"]: f["MessageStatus"] for f, _ in calls}
+    assert messages < 60 / 2, f"{messages} messages for 60 callbacks arriving together"
+    await connection.close()
+
+
+async def test_every_callback_of_a_batch_the_broker_did_not_confirm_is_answered_503(ingress):
+    client, amqp_url = ingress
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    await channel.exchange_delete("mlc.events")
+    calls = [_status_form(n, "delivered") for n in range(20)]
+    answers = await asyncio.gather(
+        *(client.post("/webhooks/twilio/status", data=f, headers=h) for f, h in calls)
+    )
+    assert [a.status for a in answers] == [503] * 20  # none is believed queued
+    await connection.close()

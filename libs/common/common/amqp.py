@@ -299,7 +299,7 @@ class Publisher:
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=message.message_id(),
             correlation_id=correlation_id,
-            type=message.key(),
+            type=message.message_type(),
             timestamp=datetime.now(UTC),
             reply_to=reply_to,
             user_id=self.user_id,

@@ -13,6 +13,7 @@ kept as history, linked to the notification that taught them when one did.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from functools import partial
 
@@ -36,6 +37,7 @@ from common.contracts import (
     SourceDocument,
     SuppressionChanged,
     TwilioStatus,
+    TwilioStatuses,
 )
 from common.logging import mask_text
 
@@ -48,6 +50,7 @@ __all__ = [
     "record_requested",
     "record_skipped",
     "record_status",
+    "record_statuses",
     "record_suppression",
     "reread_event",
     "routes",
@@ -105,6 +108,14 @@ async def record_skipped(event: NotificationSkipped, *, trail: PostgresTrail) ->
 
 async def record_status(event: TwilioStatus, *, trail: PostgresTrail) -> list[Message]:
     await trail.status(event)
+    return []
+
+
+async def record_statuses(batch: TwilioStatuses, *, trail: PostgresTrail) -> list[Message]:
+    """Callbacks ingress published together: each recorded as alone, queued at once so that
+    they share a transaction and a round trip. When one fails the delivery is retried whole;
+    the ones already recorded are repeats then (counted once)."""
+    await asyncio.gather(*(trail.status(status) for status in batch.statuses))
     return []
 
 
@@ -172,6 +183,7 @@ def routes(*, trail: PostgresTrail, client_id: str) -> Routes:
             NotificationSkipped, partial(record_skipped, trail=trail)
         ),
         "twilio.status.": route(TwilioStatus, partial(record_status, trail=trail)),
+        "twilio.statuses.": route(TwilioStatuses, partial(record_statuses, trail=trail)),
         "email.event.": route(EmailEvent, partial(record_email_event, trail=trail)),
         "twilio.inbound.": route(InboundSms, partial(record_inbound, trail=trail)),
         # .added / .lifted

@@ -18,7 +18,8 @@ event                                          suppresses                      r
 ``email.event.group_resubscribe``              lifts the unsubscribe           -
 =============================================  ==============================  ================
 
-A status or event signed with one connection's own account is acted on only for that
+Status callbacks ingress published together (``twilio.statuses.*``) are acted on one by one,
+as if each had come alone. A status or event signed with one connection's own account is acted on only for that
 connection's messages. A soft bounce (``type: blocked``) suppresses nothing: the next email
 may get through. The scope is the connection that sent (found by the message's claim) or, for
 a reply to the install's shared number, every connection (``*``). A START sent to the
@@ -48,13 +49,21 @@ from common.contracts import (
     Message,
     SendNotification,
     TwilioStatus,
+    TwilioStatuses,
     address_key,
 )
 from common.logging import mask_text
 from dispatcher.handlers import PHONE_CHANNELS
 from dispatcher.ports import ClaimStore, SuppressionList
 
-__all__ = ["on_email_event", "on_forget", "on_inbound", "on_message_status", "routes"]
+__all__ = [
+    "on_email_event",
+    "on_forget",
+    "on_inbound",
+    "on_message_status",
+    "on_message_statuses",
+    "routes",
+]
 
 log = structlog.get_logger("dispatcher.feeds")
 
@@ -122,6 +131,16 @@ async def on_message_status(
         source=f"twilio:{event.error_code}",
         notification_id=str(command.notification_id),
     )
+    return []
+
+
+async def on_message_statuses(
+    batch: TwilioStatuses, *, suppressions: SuppressionList, claims: ClaimStore
+) -> list[Message]:
+    """Callbacks ingress published together: each acted on as alone (idempotent: a retried
+    batch adds no suppression twice)."""
+    for status in batch.statuses:
+        await on_message_status(status, suppressions=suppressions, claims=claims)
     return []
 
 
@@ -202,6 +221,9 @@ def routes(*, suppressions: SuppressionList, claims: ClaimStore) -> Routes:
         ),
         "twilio.status.": route(
             TwilioStatus, partial(on_message_status, suppressions=suppressions, claims=claims)
+        ),
+        "twilio.statuses.": route(
+            TwilioStatuses, partial(on_message_statuses, suppressions=suppressions, claims=claims)
         ),
         "email.event.": route(
             EmailEvent, partial(on_email_event, suppressions=suppressions, claims=claims)

@@ -44,7 +44,7 @@ from common.contracts.tokens import (
     WebhookSecret,
     WebhookSecretGet,
 )
-from common.contracts.twilio import InboundSms, TwilioStatus
+from common.contracts.twilio import InboundSms, TwilioStatus, TwilioStatuses
 
 __all__ = [
     "FAILURE_REASONS",
@@ -82,6 +82,7 @@ __all__ = [
     "TokenGet",
     "TokenRefresh",
     "TwilioStatus",
+    "TwilioStatuses",
     "WebhookSecret",
     "WebhookSecretGet",
     "address_key",

@@ -35,6 +35,11 @@ class Message(BaseModel):
         """The routing key of this instance (some types derive it from a field)."""
         return self.routing_key
 
+    def message_type(self) -> str:
+        """The AMQP ``type``, what a consumer's routes choose its model and handler by: the
+        routing key, unless the body's shape differs from what that key usually carries."""
+        return self.key()
+
     def message_id(self) -> str:
         """The AMQP ``message_id``: deterministic where the fact has a natural identity."""
         return str(uuid.uuid4())

@@ -1,14 +1,17 @@
 """What Twilio tells us, as ingress publishes it after verifying the callback signature:
-message and call statuses, and inbound SMS (with their opt-out keywords)."""
+message and call statuses (alone or several of one status together), and inbound SMS (with
+their opt-out keywords)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import ClassVar, Literal
 
+from pydantic import Field, model_validator
+
 from common.contracts.base import Event, stable_id
 
-__all__ = ["InboundKind", "InboundSms", "TwilioStatus", "answered_status"]
+__all__ = ["InboundKind", "InboundSms", "TwilioStatus", "TwilioStatuses", "answered_status"]
 
 
 class TwilioStatus(Event):
@@ -35,6 +38,33 @@ class TwilioStatus(Event):
     def message_id(self) -> str:
         # Twilio repeats callbacks; the same (sid, status) is the same fact.
         return str(stable_id("twilio.status", self.provider_id, self.status))
+
+
+class TwilioStatuses(Event):
+    """Status callbacks of one status, published together: those ingress received while its
+    previous publish of that status waited for the broker's confirm (under load; a callback
+    that finds nothing waiting goes out alone, as a ``TwilioStatus``). Routed like each of
+    them (``twilio.status.<status>``); its type is ``twilio.statuses.<status>``. A consumer
+    applies each status as it would have applied it alone."""
+
+    routing_key: ClassVar[str] = "twilio.status"
+    statuses: list[TwilioStatus] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_status(self) -> TwilioStatuses:
+        if len({s.status for s in self.statuses}) != 1:
+            raise ValueError("a batch holds callbacks of one status (its routing key)")
+        return self
+
+    def key(self) -> str:
+        return self.statuses[0].key()
+
+    def message_type(self) -> str:
+        return f"twilio.statuses.{self.statuses[0].status}"
+
+    def message_id(self) -> str:
+        # The same callbacks batched again (a repeat after a failed confirm) are the same fact.
+        return str(stable_id("twilio.statuses", *sorted(s.message_id() for s in self.statuses)))
 
 
 def answered_status(answered_by: str | None) -> str | None:
