@@ -19,12 +19,12 @@ event                                          suppresses                      r
 =============================================  ==============================  ================
 
 Status callbacks ingress published together (``twilio.statuses.*``) are acted on one by one,
-as if each had come alone. A status or event signed with one connection's own account is acted on only for that
-connection's messages. A soft bounce (``type: blocked``) suppresses nothing: the next email
-may get through. The scope is the connection that sent (found by the message's claim) or, for
-a reply to the install's shared number, every connection (``*``). A START sent to the
-install's number lifts opt-outs in every scope, since the recipient cannot tell which company
-texted them from it.
+as if each had come alone. A status or event signed with one connection's own account is
+acted on only for that connection's messages. A soft bounce (``type: blocked``) suppresses
+nothing: the next email may get through. The scope is the connection that sent (found by the
+message's claim) or, for a reply to the install's shared number, every connection (``*``). A
+START sent to the install's number lifts opt-outs in every scope, since the recipient cannot
+tell which company texted them from it.
 
 ``privacy.forget`` (an erasure, ``mlc contacts forget``) replaces the recipient kept in the
 commands of settled claims; the suppression list keeps its address keys, so that an opt-out
