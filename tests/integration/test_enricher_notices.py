@@ -102,3 +102,40 @@ async def test_a_stored_command_comes_back_equal_and_preferences_round_trip(data
         assert await preferences.get_many(conn, [contact, uuid4()]) == {str(contact): "email"}
         await preferences.set(conn, contact, None)
         assert await preferences.get_many(conn, [contact]) == {}
+
+
+async def test_concurrent_reads_of_decisions_and_preferences_each_get_their_own_rows(
+    database_url,
+):
+    async with db.pool(database_url) as pool:
+        await db.migrate(pool, "enricher", "enricher")
+        notices, preferences = PostgresNotices(pool), PostgresPreferences(pool)
+        conn, documents = unique("conn"), [uuid4() for _ in range(40)]
+        contacts = [uuid4() for _ in range(40)]
+        for n, document in enumerate(documents):
+            if n % 4 == 0:
+                continue  # a document with no decision yet
+            for rule in ("issued", "overdue")[: 1 + n % 2]:
+                await notices.record(
+                    key(conn, document, rule), "pending", due_at=NOW, number=f"F{n}"
+                )
+            if n % 3:
+                await preferences.set(conn, contacts[n], "email" if n % 2 else "sms")
+
+        decided, preferred = await asyncio.gather(
+            asyncio.gather(*(notices.of_document(conn, 7, "SalesInvoices", d) for d in documents)),
+            asyncio.gather(*(preferences.get_many(conn, [c, contacts[0]]) for c in contacts)),
+        )
+        for n, found in enumerate(decided):
+            expected = set() if n % 4 == 0 else set(("issued", "overdue")[: 1 + n % 2])
+            assert set(found) == expected, n
+            assert all(notice.document_number == f"F{n}" for notice in found.values()), n
+            assert all(notice.key.document_id == documents[n] for notice in found.values()), n
+        for n, found in enumerate(preferred):
+            expected = {} if n % 4 == 0 or n % 3 == 0 else {
+                str(contacts[n]): "email" if n % 2 else "sms"
+            }  # fmt: skip
+            assert found == expected, n
+        # another connection's rows are not read for this one
+        assert await notices.of_document(unique("other"), 7, "SalesInvoices", documents[1]) == {}
+        assert notices._documents.fetches < len(documents) / 2  # read together, not one by one

@@ -12,6 +12,7 @@ from uuid import UUID
 
 import asyncpg
 
+from common.groupread import GroupRead
 from enricher.ports import CacheLookup, Customer, Record
 
 __all__ = ["DisabledCustomerCache", "PostgresCustomerCache"]
@@ -30,29 +31,38 @@ class PostgresCustomerCache:
     def __init__(self, db: asyncpg.Pool, *, ttl: float) -> None:
         self._db = db
         self._ttl = ttl
+        # the reads of concurrent deliveries, one query for those that wait together
+        self._reads: GroupRead[tuple[str, int, UUID], asyncpg.Record] = GroupRead(self._get)
 
     async def get(self, connection_id: str, division: int, account_id: UUID) -> CacheLookup:
-        row = await self._db.fetchrow(
-            """SELECT a.record, a.generation, a.invalidated_at,
-                      a.fetched_at > now() - make_interval(secs => $4) AS fresh,
-                      coalesce((SELECT jsonb_agg(c.record ORDER BY c.contact_id)
-                                FROM enricher.contacts c
-                                WHERE c.connection_id = a.connection_id
-                                  AND c.division = a.division
-                                  AND c.account_id = a.account_id), '[]'::jsonb) AS contacts
-               FROM enricher.accounts a
-               WHERE a.connection_id = $1 AND a.division = $2 AND a.account_id = $3""",
-            connection_id,
-            division,
-            account_id,
-            float(self._ttl),
-        )
+        row = await self._reads.get((connection_id, division, account_id))
         if row is None:
             return CacheLookup(None, 0)
         if row["record"] is None or not row["fresh"]:
             return CacheLookup(None, row["generation"], row["invalidated_at"])
         customer = Customer(row["record"], list(row["contacts"]))
         return CacheLookup(customer, row["generation"], row["invalidated_at"])
+
+    async def _get(
+        self, keys: list[tuple[str, int, UUID]]
+    ) -> dict[tuple[str, int, UUID], asyncpg.Record]:
+        rows = await self._db.fetch(
+            """SELECT a.connection_id, a.division, a.account_id, a.record, a.generation,
+                      a.invalidated_at, a.fetched_at > now() - make_interval(secs => $4) AS fresh,
+                      coalesce((SELECT jsonb_agg(c.record ORDER BY c.contact_id)
+                                FROM enricher.contacts c
+                                WHERE c.connection_id = a.connection_id
+                                  AND c.division = a.division
+                                  AND c.account_id = a.account_id), '[]'::jsonb) AS contacts
+               FROM unnest($1::text[], $2::int[], $3::uuid[])
+                   AS k(connection_id, division, account_id)
+               JOIN enricher.accounts a USING (connection_id, division, account_id)""",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+            float(self._ttl),
+        )
+        return {(r["connection_id"], r["division"], r["account_id"]): r for r in rows}
 
     async def put(
         self,

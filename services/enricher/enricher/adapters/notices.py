@@ -13,6 +13,7 @@ like fold non-ASCII letters as Python does).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -24,10 +25,14 @@ import asyncpg
 
 from common.contracts import Channel, Message, NotificationSkipped, SendNotification
 from common.contracts.suppressions import address_key_sql
-from common.groupcommit import GroupCommit, execute
+from common.groupcommit import GroupCommit, Merged, in_transaction, item, json_function
+from common.groupread import GroupRead
 from enricher.ports import AddressedNotice, Notice, NoticeKey
 
 __all__ = ["DueBatch", "Notice", "NoticeKey", "PostgresNotices", "PostgresPreferences"]
+
+#: A document's identity: connection, division, entity, document id.
+_Document = tuple[str, int, str, UUID]
 
 _TYPES: dict[str, type[Message]] = {
     "SendNotification": SendNotification,
@@ -50,16 +55,38 @@ def _message(message: Message | None) -> tuple[str | None, Any]:
     return type(message).__name__, json.loads(message.model_dump_json())
 
 
-_UPSERT = """
-    INSERT INTO enricher.notices (connection_id, division, entity, document_id, rule,
-                                  document_number, state, due_at, message_type, message, detail)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-    ON CONFLICT (connection_id, division, entity, document_id, rule) DO UPDATE
-        SET state = excluded.state, due_at = excluded.due_at,
-            document_number = coalesce(excluded.document_number, notices.document_number),
-            message_type = excluded.message_type, message = excluded.message,
-            detail = excluded.detail, updated_at = now()
-        WHERE notices.state <> 'cancelled'"""
+#: Decisions of concurrent deliveries, one round trip for all (migration 006).
+_record_many = json_function("enricher.record_many")
+
+
+async def _stored(db: asyncpg.Connection, row: dict[str, Any]) -> None:
+    return None
+
+
+def _notice_item(
+    key: NoticeKey,
+    number: str | None,
+    state: str,
+    due_at: datetime,
+    message: Message | None,
+    detail: str | None,
+) -> dict[str, Any]:
+    """A decision as an item of ``enricher.record_many``."""
+    kind, body = _message(message)
+    return item(
+        "notice",
+        key.connection_id,
+        key.division,
+        key.entity,
+        key.document_id,
+        key.rule,
+        number,
+        state,
+        due_at,
+        kind,
+        body,
+        detail,
+    )
 
 
 #: A stored command's recipient address, trimmed (``t.address``).
@@ -128,22 +155,10 @@ class DueBatch:
         message: Message | None = None,
         detail: str | None = None,
     ) -> None:
-        k = notice.key
-        kind, body = _message(message)
-        await self._db.execute(
-            _UPSERT,
-            k.connection_id,
-            k.division,
-            k.entity,
-            k.document_id,
-            k.rule,
-            notice.document_number,
-            state,
-            due_at or notice.due_at,
-            kind,
-            body,
-            detail,
+        item_ = _notice_item(
+            notice.key, notice.document_number, state, due_at or notice.due_at, message, detail
         )
+        await _record_many(self._db, [item_])
 
 
 class PostgresNotices:
@@ -152,6 +167,8 @@ class PostgresNotices:
         transactions (``record`` still returns only after its own commit)."""
         self._db = db
         self._group = group
+        # the reads of concurrent deliveries, one query for those that wait together
+        self._documents: GroupRead[_Document, dict[str, Notice]] = GroupRead(self._of_documents)
 
     async def get(self, key: NoticeKey) -> Notice | None:
         row = await self._db.fetchrow(
@@ -168,15 +185,22 @@ class PostgresNotices:
     async def of_document(
         self, connection_id: str, division: int, entity: str, document_id: UUID
     ) -> dict[str, Notice]:
+        """The document's decisions by rule."""
+        found = await self._documents.get((connection_id, division, entity, document_id))
+        return found or {}
+
+    async def _of_documents(self, keys: list[_Document]) -> dict[_Document, dict[str, Notice]]:
         rows = await self._db.fetch(
-            """SELECT * FROM enricher.notices WHERE connection_id = $1 AND division = $2
-               AND entity = $3 AND document_id = $4""",
-            connection_id,
-            division,
-            entity,
-            document_id,
+            """SELECT n.* FROM unnest($1::text[], $2::int[], $3::text[], $4::uuid[])
+                   AS k(connection_id, division, entity, document_id)
+               JOIN enricher.notices n USING (connection_id, division, entity, document_id)""",
+            *(list(column) for column in zip(*keys, strict=True)),
         )
-        return {row["rule"]: _notice(row) for row in rows}
+        found: dict[_Document, dict[str, Notice]] = {}
+        for row in rows:
+            key = (row["connection_id"], row["division"], row["entity"], row["document_id"])
+            found.setdefault(key, {})[row["rule"]] = _notice(row)
+        return found
 
     async def record(
         self,
@@ -189,23 +213,8 @@ class PostgresNotices:
         detail: str | None = None,
     ) -> None:
         """Store the decision (never over a cancelled one)."""
-        kind, body = _message(message)
-        await execute(
-            self._db,
-            self._group,
-            _UPSERT,
-            key.connection_id,
-            key.division,
-            key.entity,
-            key.document_id,
-            key.rule,
-            number,
-            state,
-            due_at,
-            kind,
-            body,
-            detail,
-        )
+        item_ = _notice_item(key, number, state, due_at, message, detail)
+        await in_transaction(self._db, Merged(_record_many, item_, _stored), self._group)
 
     async def cancel_invoice(
         self,
@@ -313,15 +322,22 @@ class PostgresPreferences:
 
     def __init__(self, db: asyncpg.Pool) -> None:
         self._db = db
+        # the reads of concurrent deliveries, one query for those that wait together
+        self._reads: GroupRead[tuple[str, UUID], Channel] = GroupRead(self._get)
 
     async def get_many(self, connection_id: str, contact_ids: Sequence[UUID]) -> dict[str, Channel]:
+        found = await asyncio.gather(*(self._reads.get((connection_id, c)) for c in contact_ids))
+        return {str(c): ch for c, ch in zip(contact_ids, found, strict=True) if ch is not None}
+
+    async def _get(self, keys: list[tuple[str, UUID]]) -> dict[tuple[str, UUID], Channel]:
         rows = await self._db.fetch(
-            """SELECT contact_id, channel FROM enricher.contact_preferences
-               WHERE connection_id = $1 AND contact_id = ANY($2::uuid[])""",
-            connection_id,
-            list(contact_ids),
+            """SELECT p.connection_id, p.contact_id, p.channel
+               FROM unnest($1::text[], $2::uuid[]) AS k(connection_id, contact_id)
+               JOIN enricher.contact_preferences p USING (connection_id, contact_id)""",
+            [c for c, _ in keys],
+            [i for _, i in keys],
         )
-        return {str(row["contact_id"]): row["channel"] for row in rows}
+        return {(row["connection_id"], row["contact_id"]): row["channel"] for row in rows}
 
     async def set(self, connection_id: str, contact_id: UUID, channel: Channel | None) -> None:
         """Keep ``channel`` as the contact's preference (None: forget it)."""
