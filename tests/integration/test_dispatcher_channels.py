@@ -4,6 +4,7 @@ classed, and that a suppressed address is never sent to."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -460,3 +461,28 @@ async def test_statuses_published_together_suppress_as_each_would_have_alone(sim
     assert (await suppressions.find("acme", "sms", numbers[0])) is not None
     assert await suppressions.find("acme", "sms", numbers[1]) is None
     assert await suppressions.find("acme", "sms", numbers[2]) is None
+
+
+async def test_concurrent_suppression_look_ups_each_find_their_own_address_and_scope(pool):
+    suppressions = PostgresSuppressions(pool)
+    numbers = [f"+3120999{n:04d}" for n in range(30)]
+    for n, number in enumerate(numbers):
+        if n % 3 == 0:
+            await suppressions.add("*", ("sms",), number, reason="opted_out", source="inbound")
+        elif n % 3 == 1:
+            await suppressions.add("acme", ("sms", "voice"), number, reason="undeliverable",
+                                   source="twilio:30005")  # fmt: skip
+    asked = [(scope, channel, number) for number in numbers for scope in ("acme", "rival")
+             for channel in ("sms", "voice")]  # fmt: skip
+    found = await asyncio.gather(*(suppressions.find(*question) for question in asked))
+    for (scope, channel, number), hit in zip(asked, found, strict=True):
+        n = numbers.index(number)
+        if n % 3 == 0 and channel == "sms":  # the install's list holds for every connection
+            assert hit is not None
+            assert (hit.connection_id, hit.reason) == ("*", "opted_out")
+        elif n % 3 == 1 and scope == "acme":  # acme's lesson, for acme only
+            assert hit is not None
+            assert (hit.connection_id, hit.channel) == ("acme", channel)
+        else:
+            assert hit is None, (scope, channel, n)
+    assert suppressions._lookups.fetches < len(asked) / 4  # looked up together

@@ -13,30 +13,48 @@ from datetime import UTC, datetime
 import asyncpg
 
 from common.contracts import INSTALL_SCOPE, SuppressionChanged, address_key
+from common.groupread import GroupRead
 from common.logging import mask_text
 from dispatcher.adapters.claims import queue_event
 from dispatcher.ports import Suppression
 
 __all__ = ["PostgresSuppressions"]
 
+_SUPPRESSION_FIELDS = ("connection_id", "channel", "address_masked", "reason", "source")
+
 
 class PostgresSuppressions:
     def __init__(self, db: asyncpg.Pool, *, wake: asyncio.Event | None = None) -> None:
         self._db = db
         self._wake = wake
+        # the look-ups of concurrent sends, one query for those that wait together
+        self._lookups: GroupRead[tuple[str, str, str], Suppression] = GroupRead(self._find)
 
     async def find(self, connection_id: str, channel: str, address: str) -> Suppression | None:
-        row = await self._db.fetchrow(
-            """SELECT connection_id, channel, address_masked, reason, source
-               FROM dispatch.suppressions
-               WHERE address_key = $1 AND channel = $2 AND connection_id IN ($3, $4)
-               ORDER BY created_at LIMIT 1""",
-            address_key(address),
-            channel,
-            connection_id,
+        """The oldest suppression of ``address`` on ``channel`` for the connection or the
+        whole install."""
+        return await self._lookups.get((address_key(address), channel, connection_id))
+
+    async def _find(
+        self, keys: list[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], Suppression]:
+        rows = await self._db.fetch(
+            """SELECT DISTINCT ON (k.ord) k.ord, s.connection_id, s.channel, s.address_masked,
+                      s.reason, s.source
+               FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
+                   AS k(address_key, channel, connection_id, ord)
+               JOIN dispatch.suppressions s ON s.address_key = k.address_key
+                   AND s.channel = k.channel AND s.connection_id IN (k.connection_id, $4)
+               ORDER BY k.ord, s.created_at""",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
             INSTALL_SCOPE,
         )
-        return None if row is None else Suppression(**dict(row))
+        return {
+            keys[row["ord"] - 1]: Suppression(**{name: row[name] for name in _SUPPRESSION_FIELDS})
+            for row in rows
+        }
 
     async def add(
         self,
