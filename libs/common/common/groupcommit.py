@@ -41,7 +41,7 @@ from uuid import UUID
 import asyncpg
 import structlog
 
-__all__ = ["GroupCommit", "Merged", "Unit", "execute", "in_transaction", "item", "json_function"]
+__all__ = ["GroupCommit", "Merged", "Unit", "in_transaction", "item", "json_function"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -215,11 +215,3 @@ async def in_transaction(pool: asyncpg.Pool, unit: Unit[T], group: GroupCommit |
         return await group.run(unit)
     async with pool.acquire() as db, db.transaction():
         return await unit(db)
-
-
-async def execute(pool: asyncpg.Pool, group: GroupCommit | None, query: str, *args: Any) -> str:
-    """One statement: in a shared transaction through ``group``, else on its own (autocommit,
-    atomic by itself)."""
-    if group is not None:
-        return await group.run(lambda db: db.execute(query, *args))
-    return await pool.execute(query, *args)  # type: ignore[no-any-return]
