@@ -53,18 +53,23 @@ Unit = Callable[[Any], Awaitable[T]]
 log = structlog.get_logger("common.groupcommit")
 
 
+async def _as_is(db: Any, result: Any) -> Any:
+    return result
+
+
 @dataclass(frozen=True, eq=False, slots=True)
 class Merged(Generic[R, T]):
     """A unit that is one ``item`` of ``merge``: a statement run once for many items (on the
     connection, in the transaction) that returns one result per item, in order. ``finish``
     turns the item's result into the unit's, and may run more statements on the connection
-    (the rare follow-up one item needs). Such a follow-up must come before the items queued
-    after it: ``merge`` then stops after that item, returning fewer results than items, and
-    the rest are merged again once the finishes of the first ones ran."""
+    (the rare follow-up one item needs); without one, the unit's result is the item's. Such a
+    follow-up must come before the items queued after it: ``merge`` then stops after that
+    item, returning fewer results than items, and the rest are merged again once the
+    finishes of the first ones ran."""
 
     merge: Callable[[Any, Sequence[Any]], Awaitable[Sequence[R]]]
     item: Any
-    finish: Callable[[Any, R], Awaitable[T]]
+    finish: Callable[[Any, R], Awaitable[T]] = _as_is
 
     async def __call__(self, db: Any) -> T:
         """The unit alone: a call of ``merge`` with its one item."""

@@ -79,10 +79,6 @@ _CHANNELS: tuple[str, ...] = get_args(Channel)
 _record_many = json_function("audit.record_many")
 
 
-async def _row(db: asyncpg.Connection, row: dict[str, Any]) -> dict[str, Any]:
-    return row
-
-
 def skip_reason(reason: str) -> str:
     """The operator's reason for a skip (``no_contact_with_mobile`` -> ``no_contact``)."""
     return "no_contact" if reason.startswith("no_contact") else reason
@@ -397,7 +393,7 @@ class PostgresTrail(TrailQueries):
             claimed,
             FINAL_RANK,
         )
-        unit = Merged(_record_many, item("status", *args), _row)
+        unit: Merged[dict[str, Any], dict[str, Any]] = Merged(_record_many, item("status", *args))
         row = await self._tx(unit)
         if row["o_owner"] is not None:
             self._refuse(event.provider_id, event.status, claimed, str(row["o_owner"]))

@@ -45,10 +45,6 @@ async def _claim(db: asyncpg.Connection, row: dict[str, Any]) -> Claim:
     return Claim(state, attempts, row["provider_id"], budget_used=used)
 
 
-async def _settled(db: asyncpg.Connection, row: dict[str, Any]) -> None:
-    return None
-
-
 async def queue_event(
     db: asyncpg.Connection, event: Message, correlation_id: str | None = None
 ) -> None:
@@ -117,7 +113,7 @@ class PostgresClaimStore:
         correlation_id: str | None = None,
     ) -> None:
         # The claim's change and its event in the outbox, one item of dispatch.claim_many.
-        unit = Merged(
+        unit: Merged[dict[str, Any], dict[str, Any]] = Merged(
             _claim_many,
             item(
                 "settle",
@@ -131,7 +127,6 @@ class PostgresClaimStore:
                 event.model_dump_json(),
                 correlation_id,
             ),
-            _settled,
         )
         await in_transaction(self._db, unit, self._group)
         self._queued()

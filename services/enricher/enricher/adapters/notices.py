@@ -59,10 +59,6 @@ def _message(message: Message | None) -> tuple[str | None, Any]:
 _record_many = json_function("enricher.record_many")
 
 
-async def _stored(db: asyncpg.Connection, row: dict[str, Any]) -> None:
-    return None
-
-
 def _notice_item(
     key: NoticeKey,
     number: str | None,
@@ -214,7 +210,7 @@ class PostgresNotices:
     ) -> None:
         """Store the decision (never over a cancelled one)."""
         item_ = _notice_item(key, number, state, due_at, message, detail)
-        await in_transaction(self._db, Merged(_record_many, item_, _stored), self._group)
+        await in_transaction(self._db, Merged(_record_many, item_), self._group)
 
     async def cancel_invoice(
         self,
