@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 
+from common.runtime import tune_gc
 from sim_twilio.app import create_app
 from sim_twilio.observe import PathOnlyAccessLogger
 from sim_twilio.settings import Settings
@@ -17,6 +18,7 @@ def main() -> None:
     """Build the settings once and serve; ``run_app`` turns SIGTERM into a graceful stop."""
     settings = Settings()
     logging.basicConfig(level=settings.log_level)
+    tune_gc()  # as the services do: the simulator must not be what a benchmark measures
     web.run_app(
         create_app(settings),
         host=settings.http_host,
