@@ -184,6 +184,25 @@ class _Table:
     caught_up_from: datetime | None = None
     running: asyncio.Task[None] | None = None
     disabled: bool = False
+    #: field -> its value -> the rows that have it, for reads by another field than the key
+    #: (every contact of an account); built on first use, dropped when the rows change
+    indexes: dict[str, dict[UUID, list[Record]]] = field(default_factory=dict)
+
+    def having(self, name: str, values: Sequence[UUID]) -> list[Record]:
+        """The rows whose ``name`` is one of ``values``: by key straight from ``rows``, by
+        another field through its index (a table of thousands of rows answers a batch of
+        sixty keys without reading every row)."""
+        if name == self.feed.key:
+            return [self.rows[key] for key in dict.fromkeys(values) if key in self.rows]
+        index = self.indexes.get(name)
+        if index is None:
+            index = {}
+            for row in self.rows.values():
+                value = _guid(row.get(name))
+                if value is not None:
+                    index.setdefault(value, []).append(row)
+            self.indexes[name] = index
+        return [row for value in dict.fromkeys(values) for row in index.get(value, ())]
 
 
 class SyncReader:
@@ -239,11 +258,10 @@ class SyncReader:
             return await self._by_key(
                 connection_id, division, resource, field, values, select, changed_before
             )
-        wanted = set(values)
-        rows = [row for row in table.rows.values() if _guid(row.get(field)) in wanted]
+        rows = table.having(field, values)
         if feed.full or field != feed.key:
             return rows
-        missing = wanted - {_guid(row.get(field)) for row in rows}
+        missing = set(values) - {_guid(row.get(field)) for row in rows}
         if missing:
             rows += await self._by_key(
                 connection_id, division, resource, field, sorted(missing), select, None
@@ -332,6 +350,7 @@ class SyncReader:
         except PermanentError as exc:
             table.disabled = True
             table.rows.clear()
+            table.indexes.clear()
             log.warning("exact_sync_refused", feed=feed.path, error_code=exc.code)
             return
         table.after = highest_timestamp(rows, table.after or 0)
@@ -340,6 +359,8 @@ class SyncReader:
             if key is None or (feed.key != "ID" and _guid(row.get("ID")) != key):
                 continue  # an invoice line: only the header row is the invoice
             table.rows[key] = row
+        # no await since the deletions were read: no reader saw the rows half changed
+        table.indexes.clear()
         if len(table.rows) > self._max_rows:
             table.rows.clear()
             if feed.full:  # an incomplete full table would answer "gone" for what it lacks
