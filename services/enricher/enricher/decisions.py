@@ -301,9 +301,11 @@ class Decider:
     ) -> SendNotification:
         recipient, channel = choice.recipient, choice.channel
         company = await self.company(policy, source.connection_id, source.division)
+        email = channel == "email"
         rendered = self.texts.render(
             rule.template,
             recipient.language or policy.settings.language,
+            "email" if email else "text",
             name=recipient.name,
             company=company,
             number=source.number or "",
@@ -315,7 +317,6 @@ class Decider:
             your_ref=doc.get("YourRef"),
         )
         key = idempotency_key(source, rule.notice, recipient.address, channel)
-        email = channel == "email"
         return SendNotification(
             notification_id=stable_id("notification", key),
             idempotency_key=key,

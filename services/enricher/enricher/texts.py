@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
 from babel.dates import format_date
@@ -113,8 +113,17 @@ class Texts:
         self._env.filters["money"] = _money
         self._env.filters["day"] = _day
 
-    def render(self, message: str, language: str, **data: Any) -> Rendered:
-        """Every block of ``<message>.<language>.j2``; an unknown language renders English.
+    def render(
+        self,
+        message: str,
+        language: str,
+        /,
+        parts: Literal["all", "text", "email"] = "all",
+        **data: Any,
+    ) -> Rendered:
+        """The blocks of ``<message>.<language>.j2``; an unknown language renders English.
+        ``parts``: ``"all"``, ``"text"`` (SMS and voice: the subject and email left empty) or
+        ``"email"`` (the subject and the email; the text left empty, counted as no segments).
         Raises ``jinja2.UndefinedError`` for a variable not given."""
         lang = language if language in LANGUAGES else "en"
         template = self._env.get_template(f"{message}.{lang}.j2")
@@ -123,8 +132,10 @@ class Texts:
         def block(name: str) -> str:
             return "".join(template.blocks[name](context)).strip()
 
-        text = _plain(block("text"))
-        encoding, segments = sms_segments(text)
+        text = _plain(block("text")) if parts != "email" else ""
+        encoding, segments = sms_segments(text) if text else ("GSM-7", 0)
+        if parts == "text":
+            return Rendered("", text, "", encoding, segments)
         return Rendered(block("subject"), text, block("email"), encoding, segments)
 
     def templates(self) -> list[tuple[str, str]]:

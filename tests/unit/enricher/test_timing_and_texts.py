@@ -114,3 +114,17 @@ def test_a_missing_variable_fails_the_render_instead_of_leaving_a_blank():
 
 def test_an_unsupported_language_renders_english():
     assert Texts().render("invoice_issued", "es", **DATA).text.startswith("Dear Jan, invoice")
+
+
+@pytest.mark.parametrize("language", ["nl", "en", "de", "fr"])
+def test_rendering_one_channels_parts_gives_the_same_blocks_as_rendering_all(language):
+    whole = Texts().render("invoice_issued", language, **DATA)
+    sms = Texts().render("invoice_issued", language, "text", **DATA)
+    email = Texts().render("invoice_issued", language, "email", **DATA)
+
+    assert (sms.text, sms.encoding, sms.segments) == (whole.text, whole.encoding, whole.segments)
+    assert sms.segments >= 1
+    assert (sms.subject, sms.email) == ("", "")
+    assert (email.subject, email.email) == (whole.subject, whole.email)
+    assert email.email
+    assert email.text == ""
