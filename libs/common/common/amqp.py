@@ -291,13 +291,17 @@ class Publisher:
         headers: dict[str, Any] | None = None,
         reply_to: str | None = None,
         mandatory: bool = True,
+        message_id: str | None = None,
     ) -> None:
+        """Publish ``message`` and wait for the broker's confirm. ``message_id``: the
+        message's own ``message_id()``, when the caller has it already (it is a uuid5 of the
+        message's identity: computing it once per message is enough)."""
         key = routing_key or message.key()
         amqp_message = aio_pika.Message(
             body=message.model_dump_json().encode(),
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message.message_id(),
+            message_id=message_id or message.message_id(),
             correlation_id=correlation_id,
             type=message.message_type(),
             timestamp=datetime.now(UTC),

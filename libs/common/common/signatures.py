@@ -114,9 +114,12 @@ def twilio_verify(
     if not signature:
         return False
     given = signature.encode()
+    if hmac.compare_digest(twilio_signature(auth_token, url, pairs).encode(), given):
+        return True  # signed as received: the usual case, one HMAC
     return any(
         hmac.compare_digest(twilio_signature(auth_token, candidate, pairs).encode(), given)
         for candidate in _port_variants(url)
+        if candidate != url
     )
 
 

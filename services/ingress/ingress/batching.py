@@ -70,7 +70,8 @@ class StatusBatcher:
         statuses = [status for status, _ in batch]
         message: Message = statuses[0] if len(statuses) == 1 else TwilioStatuses(statuses=statuses)
         try:
-            await self._publisher.publish(message, correlation_id=message.message_id())
+            message_id = message.message_id()
+            await self._publisher.publish(message, correlation_id=message_id, message_id=message_id)
         except Exception as exc:  # not confirmed: every callback in it is refused (503)
             _fail(batch, exc)
             return

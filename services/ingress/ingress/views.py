@@ -131,13 +131,17 @@ async def _publish(
     request: web.Request, source: str, event: Message, send: Awaitable[None] | None = None
 ) -> web.Response:
     """Publish ``event`` (or await ``send``, a publish of it another way) and answer."""
+    message_id = event.message_id()
     try:
-        await (send or request.app[PUBLISHER].publish(event, correlation_id=event.message_id()))
+        await (
+            send
+            or request.app[PUBLISHER].publish(
+                event, correlation_id=message_id, message_id=message_id
+            )
+        )
     except Exception as exc:  # any failure to get a confirm means "not queued": tell the sender
         return _answer(request, source, "not_queued", 503, error=type(exc).__name__)
-    return _answer(
-        request, source, "accepted", 200, message_id=event.message_id(), routing_key=event.key()
-    )
+    return _answer(request, source, "accepted", 200, message_id=message_id, routing_key=event.key())
 
 
 async def _read_body(request: web.Request) -> bytes | None:
