@@ -69,3 +69,13 @@ def test_no_bare_number_survives_in_a_vendor_error(number: str, before: str):
     masked = mask_error(f"The 'To' number {before}{number} is not valid")
     assert number not in masked
     assert masked.count("*") == len(number) - 2
+
+
+@given(
+    st.sampled_from(["Bearer", "bearer", "BEARER", "bEaReR"]),
+    st.from_regex(r"[A-Za-z0-9._-]{6,40}", fullmatch=True),
+)
+def test_a_bearer_token_in_free_text_is_masked_whatever_the_case_of_the_word(word, token):
+    assert mask_text(f"upstream said: {word} {token} was refused") == (
+        f"upstream said: {word} *** was refused"
+    )
