@@ -43,6 +43,7 @@ __all__ = [
     "cannot_start",
     "drain",
     "loop_factory",
+    "prepare_process",
     "run_until_stopped",
     "stop_event",
     "tune_gc",
@@ -176,6 +177,16 @@ def tune_gc(environ: Mapping[str, str] = os.environ) -> tuple[int, ...]:
     return gc.get_threshold()
 
 
+def prepare_process(service: str) -> None:
+    """What every process does before its event loop starts (``tune_gc``); a setting it cannot
+    use ends the process with one line, ``mlc-<service>: cannot start: ...``."""
+    try:
+        tune_gc()
+    except ValueError as exc:
+        structlog.get_logger(service).error("service_failed_to_start", error=str(exc))
+        raise SystemExit(f"mlc-{service}: cannot start: {exc}") from None
+
+
 def cannot_start(service: str, exc: OSError) -> SystemExit:
     """The exit of a service that could not start for ``exc``: logged (``service_failed_to_start``)
     and returned as a SystemExit whose message is one line, ``mlc-<service>: cannot start:
@@ -199,11 +210,7 @@ def run_until_stopped(service: str, run: Callable[[asyncio.Event], Awaitable[Non
         stop = stop_event()
         await run(stop)
 
-    try:
-        tune_gc()
-    except ValueError as exc:
-        service_log.error("service_failed_to_start", error=str(exc))
-        raise SystemExit(f"mlc-{service}: cannot start: {exc}") from None
+    prepare_process(service)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(main())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from common.logging import configure_logging
-from common.runtime import cannot_start, loop_factory
+from common.runtime import cannot_start, loop_factory, prepare_process
 from ingress.app import create_app
 from ingress.settings import Settings
 
@@ -14,6 +14,7 @@ def main() -> None:
     settings = Settings()
     settings.refuse_unsafe_credentials("ingress")
     configure_logging("ingress", json=settings.log_json, level=settings.log_level)
+    prepare_process("ingress")
     factory = loop_factory()
     try:
         web.run_app(

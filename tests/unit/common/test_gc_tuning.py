@@ -4,6 +4,9 @@ refusal of a value it cannot understand."""
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -68,3 +71,18 @@ def test_a_service_given_a_bad_value_exits_with_one_line_before_it_starts(
     assert message.startswith("mlc-auditor: cannot start: MLC_GC_THRESHOLD='lots'")
     assert "\n" not in message
     assert started == []
+
+
+@pytest.mark.parametrize(("module", "name"), [("ingress", "ingress"), ("sim_twilio", "sim-twilio")])
+def test_processes_started_by_aiohttp_refuse_a_bad_value_too(module: str, name: str) -> None:
+    env = {**os.environ, "MLC_GC_THRESHOLD": "lots", "MLC_PROFILE": "simulator"}
+    done = subprocess.run(
+        [sys.executable, "-m", module], env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode != 0
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"mlc-{name}: cannot start: MLC_GC_THRESHOLD='lots'")
+    )
