@@ -143,8 +143,9 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 #: (700, 10, 10), starts a collection every 700 net new container objects. A service holding
 #: hundreds of deliveries in flight keeps most of those alive, so each collection walks them
 #: and promotes them, and the older generations fill and are walked again: measured in the
-#: pipeline benchmark, 6-12 % of each service's CPU went to the collector (BENCHMARKS.md).
-#: At 20,000 the same work takes about a tenth of that, for a few MiB more between collections.
+#: pipeline benchmark, 4-11 % of each service's CPU went to the collector (BENCHMARKS.md).
+#: At 20,000 the collector takes a third to a sixth of that, for a few MiB more held between
+#: collections.
 GC_THRESHOLD = (20_000, 20, 50)
 
 
