@@ -30,10 +30,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aio_pika
 import structlog
@@ -41,7 +43,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from aio_pika.connection import make_url
 from pydantic import BaseModel, ValidationError
 
-from common import topology
+from common import batches, topology
 from common.backoff import next_tier
 from common.contracts.base import SCHEMA_VERSION, Message
 from common.errors import AmbiguousOutcome, InvalidMessage, PermanentError, TransientError
@@ -263,6 +265,34 @@ class Consumer:
         return self._in_flight
 
 
+class Delivered(Protocol):
+    """What settling and republishing read of a delivered message: an aio-pika incoming
+    message, or one member of a batch (``Member``)."""
+
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def content_type(self) -> str | None: ...
+    @property
+    def message_id(self) -> str | None: ...
+    @property
+    def correlation_id(self) -> str | None: ...
+    @property
+    def type(self) -> str | None: ...
+    @property
+    def timestamp(self) -> datetime | None: ...
+    @property
+    def headers(self) -> Mapping[str, Any]: ...
+
+
+#: Most messages one batch carries (``Publisher``'s default; ``MLC_PUBLISH_BATCH_MAX``).
+MAX_BATCH = 100
+
+#: What the messages of one batch share: exchange, routing key, type, mandatory.
+_Group = tuple[str, str, str, bool]
+_Queued = list[tuple[batches.Member, asyncio.Future[None]]]
+
+
 class Publisher:
     """Publishes models persistently, with publisher confirms and ``mandatory``.
 
@@ -270,16 +300,31 @@ class Publisher:
     (``aio_pika.exceptions.DeliveryError``), so callers never believe in a lost message. Every
     message, republished copies included, carries ``user_id`` (the connection's login), which
     the broker validates.
+
+    Messages to one exchange with one routing key and type that are published while an
+    earlier publish waits for its confirm go out together as one batch (``common.batches``,
+    ADR 0010), up to ``max_batch`` a message: a lone message waits for nobody and goes out as
+    itself, and each caller returns once the message holding its own is confirmed. Messages
+    to the default exchange (a queue by name: retry tiers, dead letters, RPC replies), with a
+    ``reply_to`` or with headers of their own always go alone; ``max_batch=1`` sends every
+    message alone.
     """
 
-    def __init__(self, channel: AbstractChannel, *, user_id: str) -> None:
+    def __init__(
+        self, channel: AbstractChannel, *, user_id: str, max_batch: int = MAX_BATCH
+    ) -> None:
         self._channel = channel
         self.user_id = user_id
+        self._max_batch = max(1, max_batch)
+        self._queued: dict[_Group, _Queued] = {}
+        self._runner: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, connection: AbstractRobustConnection) -> Publisher:
+    async def open(
+        cls, connection: AbstractRobustConnection, *, max_batch: int = MAX_BATCH
+    ) -> Publisher:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        return cls(channel, user_id=login(connection))
+        return cls(channel, user_id=login(connection), max_batch=max_batch)
 
     async def publish(
         self,
@@ -296,25 +341,87 @@ class Publisher:
         """Publish ``message`` and wait for the broker's confirm. ``message_id``: the
         message's own ``message_id()``, when the caller has it already (it is a uuid5 of the
         message's identity: computing it once per message is enough)."""
-        key = routing_key or message.key()
+        group = (
+            message.exchange if exchange is None else exchange,
+            routing_key or message.key(),
+            message.message_type(),
+            mandatory,
+        )
+        member = batches.Member(
+            message.model_dump_json().encode(), message_id or message.message_id(), correlation_id
+        )
+        if self._max_batch == 1 or not group[0] or reply_to is not None or headers:
+            await self._send(group, [member], headers=headers, reply_to=reply_to)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.setdefault(group, []).append((member, future))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(
+                self._drain(), name="publisher-batches"
+            )
+        await future  # a caller that goes away cancels its own future only
+
+    async def _drain(self) -> None:
+        """Publish what is queued, a batch per group, until nothing is."""
+        while self._queued:
+            queued, self._queued = self._queued, {}
+            rounds = [
+                (group, members[i : i + self._max_batch])
+                for group, members in queued.items()
+                for i in range(0, len(members), self._max_batch)
+            ]
+            try:
+                await asyncio.gather(*(self._settle(group, part) for group, part in rounds))
+            except BaseException:  # cancelled (shutdown): no caller is left waiting
+                stopped = ConnectionError("publishing stopped")
+                for part in [part for _, part in rounds] + list(self._queued.values()):
+                    _fail(part, stopped)
+                self._queued = {}
+                raise
+
+    async def _settle(self, group: _Group, part: _Queued) -> None:
+        try:
+            await self._send(group, [member for member, _ in part])
+        except Exception as exc:  # not confirmed: every message in it failed
+            _fail(part, exc)
+            return
+        for _, future in part:
+            if not future.done():
+                future.set_result(None)
+
+    async def _send(
+        self,
+        group: _Group,
+        members: Sequence[batches.Member],
+        *,
+        headers: dict[str, Any] | None = None,
+        reply_to: str | None = None,
+    ) -> None:
+        exchange, routing_key, message_type, mandatory = group
+        alone = len(members) == 1
         amqp_message = aio_pika.Message(
-            body=message.model_dump_json().encode(),
-            content_type="application/json",
+            body=members[0].body if alone else batches.encode(members),
+            content_type="application/json" if alone else batches.CONTENT_TYPE,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message_id or message.message_id(),
-            correlation_id=correlation_id,
-            type=message.message_type(),
+            # a batch's own id only names it (``mlc dlq replay --id``)
+            message_id=members[0].message_id if alone else uuid.uuid4().hex,
+            correlation_id=members[0].correlation_id if alone else None,
+            type=message_type,
             timestamp=datetime.now(UTC),
             reply_to=reply_to,
             user_id=self.user_id,
-            headers={"x-schema-version": SCHEMA_VERSION, **(headers or {})},
+            headers={
+                "x-schema-version": SCHEMA_VERSION,
+                **(headers or {}),
+                **({} if alone else {batches.BATCH_HEADER: len(members)}),
+            },
         )
-        target = await self._exchange(message.exchange if exchange is None else exchange)
-        await target.publish(amqp_message, routing_key=key, mandatory=mandatory)
+        target = await self._exchange(exchange)
+        await target.publish(amqp_message, routing_key=routing_key, mandatory=mandatory)
 
     async def republish(
         self,
-        incoming: AbstractIncomingMessage,
+        incoming: Delivered,
         queue: str,
         headers: dict[str, Any],
         *,
@@ -343,6 +450,12 @@ class Publisher:
         return await self._channel.get_exchange(name, ensure=False)
 
 
+def _fail(part: _Queued, exc: BaseException) -> None:
+    for _, future in part:
+        if not future.done():
+            future.set_exception(exc)
+
+
 def decode(model: type[BaseModel], body: bytes) -> Any:
     """Validate ``body`` against ``model``; any failure is an ``InvalidMessage``."""
     try:
@@ -361,6 +474,34 @@ def _route(routes: Routes, message_type: str | None) -> tuple[type[BaseModel], H
     raise InvalidMessage(f"no handler for message type {kind!r}")
 
 
+@dataclass(frozen=True, slots=True)
+class _BatchMember:
+    """One member of a delivered batch, with the properties it shares with the batch."""
+
+    body: bytes
+    message_id: str | None
+    correlation_id: str | None
+    type: str | None
+    timestamp: datetime | None
+    headers: Mapping[str, Any]
+    content_type: str | None = "application/json"
+
+
+def _members(incoming: AbstractIncomingMessage) -> list[Delivered]:
+    """The messages ``incoming`` carries: itself, or the members of its batch (which raises
+    ``InvalidMessage`` when the batch does not decode)."""
+    headers = incoming.headers or {}
+    if batches.BATCH_HEADER not in headers:
+        return [incoming]
+    shared = {k: v for k, v in headers.items() if k != batches.BATCH_HEADER}
+    return [
+        _BatchMember(
+            m.body, m.message_id, m.correlation_id, incoming.type, incoming.timestamp, shared
+        )
+        for m in batches.decode(incoming.body)
+    ]
+
+
 async def run_consumer(
     channel: AbstractChannel,
     queue: str,
@@ -373,12 +514,35 @@ async def run_consumer(
 ) -> Consumer:
     """Consume ``queue`` with ``routes`` and settle every delivery.
 
+    A batch (``common.batches``) is settled member by member, each as if it had come alone
+    (its own retry tier or dead letter), and acked once every member is settled. At most
+    ``prefetch`` messages are handled at once, whether they came alone or in batches.
+
     The queue is declared (passively) on ``channel`` so that aio-pika restores the consumer
     after a reconnect; the returned ``Consumer`` reports on it and drains it.
     """
     await channel.set_qos(prefetch_count=prefetch)
     amqp_queue = await channel.declare_queue(queue, passive=True)
     consumer = Consumer(channel, amqp_queue)
+    handling = asyncio.Semaphore(prefetch)
+
+    async def settle(delivered: Delivered, attempt: int) -> None:
+        async with handling:
+            structlog.contextvars.bind_contextvars(
+                queue=queue,
+                message_id=delivered.message_id,
+                correlation_id=delivered.correlation_id,
+                attempt=attempt,
+            )
+            started = time.perf_counter()
+            try:
+                outcome = await _settle(delivered, queue, routes, publisher, attempt)
+            finally:
+                structlog.contextvars.unbind_contextvars(
+                    "queue", "message_id", "correlation_id", "attempt"
+                )
+        metrics.messages.labels(queue=queue, outcome=outcome).inc()
+        metrics.handle_seconds.labels(queue=queue).observe(time.perf_counter() - started)
 
     async def on_message(incoming: AbstractIncomingMessage) -> None:
         headers = incoming.headers or {}
@@ -388,21 +552,18 @@ async def run_consumer(
         attempt = 1 if replayed else int(headers.get("x-attempt", 1))  # type: ignore[arg-type]
         if replayed:
             log.info("message_replayed", queue=queue, previous_error=headers.get("x-error-class"))
-        structlog.contextvars.bind_contextvars(
-            queue=queue,
-            message_id=incoming.message_id,
-            correlation_id=incoming.correlation_id,
-            attempt=attempt,
-        )
-        started = time.perf_counter()
         try:
-            outcome = await _settle(incoming, queue, routes, publisher, attempt)
-        finally:
-            structlog.contextvars.unbind_contextvars(
-                "queue", "message_id", "correlation_id", "attempt"
-            )
-        metrics.messages.labels(queue=queue, outcome=outcome).inc()
-        metrics.handle_seconds.labels(queue=queue).observe(time.perf_counter() - started)
+            members = _members(incoming)
+        except InvalidMessage as exc:
+            await _dead_letter(incoming, queue, publisher, exc)
+            await incoming.ack()
+            metrics.messages.labels(queue=queue, outcome="dead_letter").inc()
+            return
+        if len(members) == 1:
+            await settle(members[0], attempt)
+        else:
+            await asyncio.gather(*(settle(member, attempt) for member in members))
+        await incoming.ack()
 
     consumer.tag = await amqp_queue.consume(functools.partial(consumer.wrap, on_message))
     if stall_check > 0:
@@ -411,22 +572,22 @@ async def run_consumer(
 
 
 async def _settle(
-    incoming: AbstractIncomingMessage,
+    incoming: Delivered,
     queue: str,
     routes: Routes,
     publisher: Publisher,
     attempt: int,
 ) -> str:
+    """Handle one message and publish its outputs, or send it to its retry tier or dead
+    letter queue (all confirmed); returns the outcome. The caller acks the delivery."""
     try:
         model, handler = _route(routes, incoming.type)
         message = decode(model, incoming.body)
         outputs = await handler(message) or ()
-        for output in outputs:
-            await publisher.publish(output, correlation_id=incoming.correlation_id)
+        await _publish_all(publisher, outputs, incoming.correlation_id)
     except (PermanentError, AmbiguousOutcome) as exc:
         # Facts the handler attached (e.g. NotificationFailed) go out before the parking.
-        for fact in exc.facts:
-            await publisher.publish(fact, correlation_id=incoming.correlation_id)
+        await _publish_all(publisher, exc.facts, incoming.correlation_id)
         await _dead_letter(incoming, queue, publisher, exc)
         return "dead_letter"
     except Exception as exc:  # the one broad catch: every failure ends in a retry or the DLQ
@@ -439,8 +600,7 @@ async def _settle(
         if tier is None:
             # Retries used up: the facts a transient error carries for this case (e.g. a
             # NotificationFailed with reason "exhausted") go out before the parking.
-            for fact in getattr(exc, "facts", ()):
-                await publisher.publish(fact, correlation_id=incoming.correlation_id)
+            await _publish_all(publisher, getattr(exc, "facts", ()), incoming.correlation_id)
             await _dead_letter(incoming, queue, publisher, exc)
             return "dead_letter"
         await publisher.republish(
@@ -449,7 +609,6 @@ async def _settle(
             {"x-attempt": attempt + 1},
             drop=_ERROR_HEADERS,
         )
-        await incoming.ack()
         log.warning(
             "message_retried",
             error_class=_error_class(exc),
@@ -457,8 +616,19 @@ async def _settle(
             error=mask_text(str(exc)),
         )
         return "retry"
-    await incoming.ack()
     return "ack"
+
+
+async def _publish_all(
+    publisher: Publisher, messages: Sequence[Message], correlation_id: str | None
+) -> None:
+    """Publish ``messages`` together (so they can share a batch), all confirmed."""
+    if len(messages) == 1:
+        await publisher.publish(messages[0], correlation_id=correlation_id)
+    elif messages:
+        await asyncio.gather(
+            *(publisher.publish(m, correlation_id=correlation_id) for m in messages)
+        )
 
 
 def _error_class(exc: BaseException) -> str:
@@ -466,7 +636,7 @@ def _error_class(exc: BaseException) -> str:
 
 
 async def _dead_letter(
-    incoming: AbstractIncomingMessage, queue: str, publisher: Publisher, exc: BaseException
+    incoming: Delivered, queue: str, publisher: Publisher, exc: BaseException
 ) -> None:
     error = mask_text(f"{type(exc).__name__}: {exc}")[:_ERROR_HEADER_LIMIT]
     headers: dict[str, Any] = {"x-error-class": _error_class(exc), "x-error": error}
@@ -474,7 +644,6 @@ async def _dead_letter(
     if code is not None:
         headers["x-error-code"] = str(code)
     await publisher.republish(incoming, topology.dlq_name(queue), headers)
-    await incoming.ack()
     log.error(
         "message_dead_lettered", error_class=headers["x-error-class"], error=error, exc_info=exc
     )

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["PLACEHOLDER", "REAL_VENDOR_HOSTS", "SIMULATOR_DEFAULTS", "ServiceSettings"]
@@ -86,6 +86,9 @@ class ServiceSettings(BaseSettings):
     #: On SIGTERM: how long in-flight deliveries may take to finish before the process
     #: closes (unfinished ones return to their queue). Below Kubernetes' default 30 s.
     shutdown_grace_seconds: float = 20.0
+    #: Most messages of one routing key that one AMQP message carries when they are published
+    #: together (ADR 0010); 1 publishes every message alone.
+    publish_batch_max: int = Field(default=100, ge=1)
 
     exact_base_url: str = "http://127.0.0.1:8090"
     twilio_api_base_url: str = "http://127.0.0.1:8091"

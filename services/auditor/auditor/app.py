@@ -46,7 +46,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         channel = await connection.channel()
         await topology.declare_for(channel, "auditor")
         routes = handlers.routes(trail=trail, client_id=settings.exact_client_id)
-        publisher = await amqp.Publisher.open(connection)
+        publisher = await amqp.Publisher.open(connection, max_batch=settings.publish_batch_max)
         consumer = await amqp.run_consumer(
             channel,
             "auditor.events",

@@ -111,7 +111,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             max_attempts=settings.dispatcher_max_attempts,
             suppressions=suppressions,
         )
-        publisher = await amqp.Publisher.open(connection)
+        publisher = await amqp.Publisher.open(connection, max_batch=settings.publish_batch_max)
         consumer_metrics = ConsumerMetrics.create(registry)
         consumer = await amqp.run_consumer(
             channel,
@@ -132,7 +132,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         # by the supervisor; each ends by itself once ``stop`` is set.
         supervisor = runtime.Supervisor(registry, service_stop=stop)
         stack.push_async_callback(supervisor.stop)
-        relay_publisher = await amqp.Publisher.open(connection)
+        relay_publisher = await amqp.Publisher.open(
+            connection, max_batch=settings.publish_batch_max
+        )
         supervisor.start(
             "outbox-relay",
             functools.partial(

@@ -139,7 +139,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 functools.partial(handlers.payment_received, decider=decider),
             ),
         }
-        publisher = await amqp.Publisher.open(connection)
+        publisher = await amqp.Publisher.open(connection, max_batch=settings.publish_batch_max)
         consumer_metrics = ConsumerMetrics.create(registry)
         consumer = await amqp.run_consumer(
             channel,

@@ -71,7 +71,9 @@ def create_app(settings: Settings) -> web.Application:
             channel = await connection.channel()
             await topology.declare_for(channel, "ingress")
             await channel.close()
-            app[PUBLISHER] = await amqp.Publisher.open(connection)
+            app[PUBLISHER] = await amqp.Publisher.open(
+                connection, max_batch=settings.publish_batch_max
+            )
             app[STATUSES] = StatusBatcher(app[PUBLISHER])
             rpc = await RpcClient.open(connection)
             ttl = settings.ingress_secret_cache_seconds

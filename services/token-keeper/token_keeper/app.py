@@ -88,7 +88,7 @@ async def run(settings: Settings, stop: asyncio.Event, clock: Clock = _utcnow) -
         await topology.declare_for(channel, "token-keeper")
         client = await stack.enter_async_context(httpx.AsyncClient(timeout=15))
         endpoint = ExactTokenEndpoint(client)
-        publisher = await amqp.Publisher.open(connection)
+        publisher = await amqp.Publisher.open(connection, max_batch=settings.publish_batch_max)
         policy = settings.policy()
         registry = make_registry()
         consumer = await serve_rpc(

@@ -50,6 +50,8 @@ def _summary(message: AbstractIncomingMessage) -> dict[str, Any]:
         "correlation_id": message.correlation_id,
         "timestamp": message.timestamp.isoformat() if message.timestamp else None,
         "attempt": headers.get("x-attempt"),
+        # a batch parked whole (it did not decode) holds this many messages
+        "members": headers.get("x-batch"),
         "error_class": headers.get("x-error-class"),
         "error_code": headers.get("x-error-code"),
         "error": mask_text(str(headers.get("x-error") or "")) or None,
