@@ -223,3 +223,42 @@ async def test_statuses_published_together_are_recorded_as_each_alone_in_one_tra
         assert registry.get_sample_value("mlc_notification_statuses_total", delivered) == 9
         refused = {"kind": "cross_tenant_status"}
         assert registry.get_sample_value("mlc_security_events_total", refused) == 1
+
+
+async def test_an_outcome_before_its_command_starts_the_row_and_an_older_one_does_not_move_it(
+    private_database_url: str,
+) -> None:
+    async with db.pool(private_database_url, max_size=2) as pool:
+        data = PersonalData(generate_key())
+        await schema.migrate(pool, data)
+        registry = make_registry()
+        trail = PostgresTrail(
+            pool, data=data, outcomes=outcome_counter(registry),
+            statuses=status_counter(registry), security=security_counter(registry),
+        )  # fmt: skip
+        command = _command("acme", 1)
+        nid = command.notification_id
+        second = NotificationSent(
+            notification_id=nid, attempt=2, channel="sms", provider_id="SM" + "2" * 32
+        )
+        first = NotificationFailed(
+            notification_id=nid, attempt=1, channel="sms", error_class="transient",
+            error_code="20429", error="too many requests", reason="provider_error",
+        )  # fmt: skip
+        await handlers.record_outcome(second, trail=trail)
+        started = await pool.fetchrow("SELECT * FROM audit.notifications")
+        await handlers.record_outcome(first, trail=trail)
+        await handlers.record_requested(command, trail=trail)
+        row = await pool.fetchrow("SELECT * FROM audit.notifications")
+
+    fields = ("state", "last_attempt", "provider_id", "channel", "failure_reason", "error_code")
+    assert tuple(started[f] for f in fields) == ("sent", 2, "SM" + "2" * 32, "sms", None, None)
+    assert tuple(row[f] for f in fields) == tuple(started[f] for f in fields)
+    assert row["document_number"] == "F1"  # the command still filled in what it knows
+    attempts = await _count_attempts(private_database_url)
+    assert attempts == 2  # both outcomes are in the history, whatever the state says
+
+
+async def _count_attempts(url: str) -> int:
+    async with db.pool(url, max_size=1) as pool:
+        return int(await pool.fetchval("SELECT count(*) FROM audit.attempts"))
