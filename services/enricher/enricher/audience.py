@@ -21,6 +21,7 @@ Exact has no contact type and no channel preference (reference section 6), so bo
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -90,8 +91,15 @@ def to_e164(raw: object, region: str, *, mobile_only: bool) -> str | None:
     """The number in E.164 if valid (and a mobile number when ``mobile_only``), else None."""
     if not raw or not str(raw).strip():
         return None
+    return _e164(str(raw), region.upper(), mobile_only)
+
+
+# A customer's contacts are read for each of its invoices: parsing a number is the costly
+# part of choosing an audience, and its answer depends on nothing else.
+@functools.lru_cache(maxsize=4096)
+def _e164(raw: str, region: str, mobile_only: bool) -> str | None:
     try:
-        number = phonenumbers.parse(str(raw), region.upper())
+        number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_valid_number(number):
