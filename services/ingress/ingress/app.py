@@ -18,6 +18,7 @@ from common.contracts import (
 from common.metrics import make_registry
 from common.rpc import CachedLookup, RpcClient
 from ingress import views
+from ingress.batching import StatusBatcher
 from ingress.guards import ReplayGuard, expect_continue, no_route
 from ingress.keys import (
     CHANNELS,
@@ -28,6 +29,7 @@ from ingress.keys import (
     SECRETS,
     SECURITY,
     SETTINGS,
+    STATUSES,
 )
 from ingress.ratelimit import RateLimiter, parse_networks, rate_limit_middleware
 from ingress.security import security_events_counter
@@ -72,6 +74,7 @@ def create_app(settings: Settings) -> web.Application:
             app[PUBLISHER] = await amqp.Publisher.open(
                 connection, max_batch=settings.publish_batch_max
             )
+            app[STATUSES] = StatusBatcher(app[PUBLISHER])
             rpc = await RpcClient.open(connection)
             ttl = settings.ingress_secret_cache_seconds
             unknown = settings.ingress_unknown_cache_seconds

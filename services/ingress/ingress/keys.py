@@ -8,6 +8,7 @@ from prometheus_client import Counter
 from common.amqp import Publisher
 from common.contracts import ChannelCredentials, WebhookSecret
 from common.rpc import CachedLookup
+from ingress.batching import StatusBatcher
 from ingress.guards import ReplayGuard
 from ingress.ratelimit import RateLimiter
 from ingress.settings import Settings
@@ -21,10 +22,13 @@ __all__ = [
     "SECRETS",
     "SECURITY",
     "SETTINGS",
+    "STATUSES",
 ]
 
 SETTINGS = web.AppKey("settings", Settings)
 PUBLISHER = web.AppKey("publisher", Publisher)
+#: Status callbacks, published together when they arrive together (``ingress.batching``).
+STATUSES = web.AppKey("statuses", StatusBatcher)
 #: Exact webhook secrets per connection, from token-keeper.
 SECRETS = web.AppKey("secrets", CachedLookup[WebhookSecret])
 #: Twilio accounts a connection brings (their auth token signs that account's callbacks).

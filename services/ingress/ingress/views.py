@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -48,7 +49,7 @@ from common.contracts.twilio import answered_status
 from common.errors import PermanentError, TransientError
 from common.signatures import sendgrid_verify, split_exact_body, twilio_verify, verify_exact
 from ingress.guards import event_age_seconds, json_depth_ok, same_client_id, valid_connection_id
-from ingress.keys import CHANNELS, METRICS, PUBLISHER, REPLAYS, SECRETS, SETTINGS
+from ingress.keys import CHANNELS, METRICS, PUBLISHER, REPLAYS, SECRETS, SETTINGS, STATUSES
 from ingress.keywords import classify
 from ingress.payloads import ExactEnvelope
 from ingress.ratelimit import WEBHOOK_PREFIX
@@ -126,12 +127,17 @@ def rate_limited(request: web.Request, report: bool) -> None:
     record(request, "rate_limited", {"source": source}, log_it=report)
 
 
-async def _publish(request: web.Request, source: str, event: Message) -> web.Response:
-    """Publish ``event`` and answer: 200 once the broker confirmed the message holding it."""
+async def _publish(
+    request: web.Request, source: str, event: Message, send: Awaitable[None] | None = None
+) -> web.Response:
+    """Publish ``event`` (or await ``send``, a publish of it another way) and answer."""
     message_id = event.message_id()
     try:
-        await request.app[PUBLISHER].publish(
-            event, correlation_id=message_id, message_id=message_id
+        await (
+            send
+            or request.app[PUBLISHER].publish(
+                event, correlation_id=message_id, message_id=message_id
+            )
         )
     except Exception as exc:  # any failure to get a confirm means "not queued": tell the sender
         return _answer(request, source, "not_queued", 503, error=type(exc).__name__)
@@ -338,8 +344,8 @@ async def twilio_status(request: web.Request) -> web.Response:
         received_at=datetime.now(UTC),
         connection_id=account.connection_id,
     )
-    # with the callbacks of its status that arrive together, as one message (ADR 0010)
-    return await _publish(request, "twilio", event)
+    # with the callbacks of its status that arrive together, as one message (ingress.batching)
+    return await _publish(request, "twilio", event, request.app[STATUSES].publish(event))
 
 
 async def twilio_voice_status(request: web.Request) -> web.Response:
@@ -366,8 +372,8 @@ async def twilio_voice_status(request: web.Request) -> web.Response:
         received_at=datetime.now(UTC),
         connection_id=account.connection_id,
     )
-    # with the callbacks of its status that arrive together, as one message (ADR 0010)
-    return await _publish(request, "twilio", event)
+    # with the callbacks of its status that arrive together, as one message (ingress.batching)
+    return await _publish(request, "twilio", event, request.app[STATUSES].publish(event))
 
 
 #: What an incoming-message webhook answers: TwiML that says nothing (Twilio's own opt-out
