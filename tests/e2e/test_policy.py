@@ -20,6 +20,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from common import batches
 from common.contracts import PaymentReceived
 from common.settings import SIMULATOR_DEFAULTS
 from common.testing import eventually
@@ -44,7 +45,8 @@ class Probe:
 
     async def drain(self) -> list[tuple[str, dict[str, Any]]]:
         while (message := await self.queue.get(fail=False, no_ack=True)) is not None:
-            self.seen.append((message.routing_key or "", json.loads(message.body)))
+            for body in batches.bodies(message.body, message.headers):
+                self.seen.append((message.routing_key or "", json.loads(body)))
         return self.seen
 
     async def about(self, document_id: str) -> list[tuple[str, dict[str, Any]]]:

@@ -258,3 +258,21 @@ async def stack(bare_stack: Stack) -> Stack:
     """The stack with its outbox relay running."""
     bare_stack.start_relay()
     return bare_stack
+
+
+@pytest_asyncio.fixture
+async def dispatcher_sends(private_amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
+    """A connection to the private node with the topology declared and ``dispatcher.sends``,
+    its retry tiers and its dead letter queue empty: where consumer settlement is tested."""
+    connection = await aio_pika.connect_robust(
+        private_amqp_url, client_properties={"connection_name": "test_dispatcher_sends"}
+    )
+    channel = await connection.channel()
+    await topology.declare(channel)
+    queue = "dispatcher.sends"
+    for name in [queue, topology.dlq_name(queue)] + [
+        topology.retry_queue_name(queue, t) for t in topology.RETRY_TIERS
+    ]:
+        await (await channel.get_queue(name)).purge()
+    yield connection
+    await connection.close()

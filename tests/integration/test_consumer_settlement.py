@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from uuid import uuid4
 
 import aio_pika
 import pytest
-import pytest_asyncio
 from aio_pika.abc import AbstractRobustConnection
 
 from common import topology
@@ -23,19 +21,9 @@ pytestmark = pytest.mark.integration
 QUEUE = "dispatcher.sends"
 
 
-@pytest_asyncio.fixture
-async def connection(private_amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
-    connection = await aio_pika.connect_robust(
-        private_amqp_url, client_properties={"connection_name": "test_consumer_settlement"}
-    )
-    channel = await connection.channel()
-    await topology.declare(channel)
-    for name in [QUEUE, topology.dlq_name(QUEUE)] + [
-        topology.retry_queue_name(QUEUE, t) for t in topology.RETRY_TIERS
-    ]:
-        await (await channel.get_queue(name)).purge()
-    yield connection
-    await connection.close()
+@pytest.fixture
+def connection(dispatcher_sends: AbstractRobustConnection) -> AbstractRobustConnection:
+    return dispatcher_sends  # QUEUE, its tiers and dead letters empty (conftest)
 
 
 async def depth(connection: AbstractRobustConnection, queue: str) -> int:

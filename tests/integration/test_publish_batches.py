@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from uuid import uuid4
 
 import aio_pika
 import pytest
-import pytest_asyncio
 from aio_pika.abc import AbstractQueue, AbstractRobustConnection
 
 from common import batches, topology
@@ -24,19 +22,9 @@ pytestmark = pytest.mark.integration
 QUEUE = "dispatcher.sends"
 
 
-@pytest_asyncio.fixture
-async def connection(private_amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
-    connection = await aio_pika.connect_robust(
-        private_amqp_url, client_properties={"connection_name": "test_publish_batches"}
-    )
-    channel = await connection.channel()
-    await topology.declare(channel)
-    for name in [QUEUE, topology.dlq_name(QUEUE)] + [
-        topology.retry_queue_name(QUEUE, t) for t in topology.RETRY_TIERS
-    ]:
-        await (await channel.get_queue(name)).purge()
-    yield connection
-    await connection.close()
+@pytest.fixture
+def connection(dispatcher_sends: AbstractRobustConnection) -> AbstractRobustConnection:
+    return dispatcher_sends  # QUEUE, its tiers and dead letters empty (conftest)
 
 
 def sent() -> NotificationSent:
@@ -64,15 +52,11 @@ async def take(queue: AbstractQueue, count: int) -> list[aio_pika.abc.AbstractIn
 
 
 def members_of(messages: list[aio_pika.abc.AbstractIncomingMessage]) -> list[NotificationSent]:
-    out: list[NotificationSent] = []
-    for message in messages:
-        if batches.BATCH_HEADER in (message.headers or {}):
-            out += [
-                NotificationSent.model_validate_json(m.body) for m in batches.decode(message.body)
-            ]
-        else:
-            out.append(NotificationSent.model_validate_json(message.body))
-    return out
+    return [
+        NotificationSent.model_validate_json(body)
+        for message in messages
+        for body in batches.bodies(message.body, message.headers)
+    ]
 
 
 async def test_messages_published_together_travel_as_one_batch_and_a_lone_one_as_itself(
@@ -103,24 +87,21 @@ async def test_messages_published_together_travel_as_one_batch_and_a_lone_one_as
     assert [m.correlation_id for m in carried] == [f"c{i}" for i in range(5)]
 
 
-async def test_a_publisher_with_max_batch_one_sends_every_message_alone(connection):
+@pytest.mark.parametrize(
+    ("max_batch", "sizes"), [(1, [None] * 7), (3, [3, 3, None])], ids=["alone", "at-most-3"]
+)
+async def test_no_batch_holds_more_than_max_batch_and_one_sends_every_message_alone(
+    connection, max_batch, sizes
+):
     queue = await sink(connection, "notification.sent")
-    publisher = await Publisher.open(connection, max_batch=1)
-    together = [sent() for _ in range(4)]
-    await asyncio.gather(*(publisher.publish(m) for m in together))
-    got = await take(queue, 4)
-    assert all(batches.BATCH_HEADER not in m.headers for m in got)
-    assert sorted(members_of(got), key=str) == sorted(together, key=str)
-
-
-async def test_batches_are_no_larger_than_max_batch(connection):
-    queue = await sink(connection, "notification.sent")
-    publisher = await Publisher.open(connection, max_batch=3)
+    publisher = await Publisher.open(connection, max_batch=max_batch)
     together = [sent() for _ in range(7)]
     await asyncio.gather(*(publisher.publish(m) for m in together))
-    got = await take(queue, 3)
-    assert [m.headers.get(batches.BATCH_HEADER) for m in got] == [3, 3, None]
-    assert members_of(got) == together
+    got = await take(queue, len(sizes))
+    assert sorted(m.headers.get(batches.BATCH_HEADER) or 0 for m in got) == sorted(
+        size or 0 for size in sizes
+    )
+    assert sorted(members_of(got), key=str) == sorted(together, key=str)
 
 
 async def test_every_caller_of_an_unroutable_batch_is_told_it_was_not_delivered(connection):

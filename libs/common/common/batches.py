@@ -10,12 +10,13 @@ would have been published alone (JSON as pydantic writes it never holds a raw ne
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from common.errors import InvalidMessage
 
-__all__ = ["BATCH_HEADER", "CONTENT_TYPE", "Member", "decode", "encode"]
+__all__ = ["BATCH_HEADER", "CONTENT_TYPE", "Member", "bodies", "decode", "encode"]
 
 #: The header that marks a batch; its value is the number of members.
 BATCH_HEADER = "x-batch"
@@ -62,3 +63,11 @@ def decode(body: bytes) -> list[Member]:
     ):
         raise InvalidMessage(f"batch: {len(bodies)} bodies do not match the ids line")
     return [Member(b, mid, cid) for (mid, cid), b in zip(ids, bodies, strict=True)]
+
+
+def bodies(body: bytes, headers: Mapping[str, Any] | None) -> list[bytes]:
+    """The JSON bodies an AMQP message with ``body`` and ``headers`` carries: its own, or
+    those of its batch's members (for a reader outside ``run_consumer``: a tap, a tool)."""
+    if headers and BATCH_HEADER in headers:
+        return [member.body for member in decode(body)]
+    return [body]

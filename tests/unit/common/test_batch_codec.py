@@ -60,3 +60,11 @@ def test_a_body_with_a_raw_newline_cannot_be_put_in_a_batch():
 def test_a_body_that_is_not_a_batch_is_an_invalid_message(body):
     with pytest.raises(InvalidMessage):
         batches.decode(body)
+
+
+def test_bodies_are_a_plain_messages_own_or_its_batchs_members():
+    members = [_member("a"), _member("b")]
+    batch = batches.encode(members)
+    assert batches.bodies(batch, {batches.BATCH_HEADER: 2}) == [m.body for m in members]
+    assert batches.bodies(members[0].body, {"x-schema-version": 1}) == [members[0].body]
+    assert batches.bodies(members[0].body, None) == [members[0].body]
