@@ -66,9 +66,9 @@ async def relay_once(db: asyncpg.Pool, publisher: EventPublisher, *, limit: int 
                WHERE relayed_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
             limit,
         )
-        # Written in id order on one channel (the broker keeps that order), their confirms
-        # awaited together: one round trip for the batch, not one per event. Any refusal
-        # rolls back and marks none of them.
+        # Published together: the events of one type leave as one batch (ADR 0010), in id
+        # order, their confirms awaited together. Consumers do not rely on the order across
+        # types (the trail only moves forward). Any refusal rolls back and marks none.
         await asyncio.gather(
             *(
                 publisher.publish(
