@@ -4,11 +4,13 @@ queue, then started: how long it takes to drain, and the peak rate of requests T
 
 Each run starts a private RabbitMQ node and PostgreSQL cluster and the whole stack, stops
 the dispatcher, posts one signed webhook per invoice and waits until every send command is
-queued on ``dispatcher.sends``. Then it starts the dispatcher and polls the Twilio
-simulator's request counter every ``--poll`` seconds: the drain time runs from the
-dispatcher's start to the last SMS; the peak rate is the highest count over any window of
-at least one second. With ``--env MLC_DISPATCHER_TWILIO_RATE=R`` the peak must stay within R
-(plus its burst); the report says whether it did. There are no assertions: it reports.
+queued on ``dispatcher.sends``: until the auditor, which gets a copy of each command from
+the same publish, has recorded them all (the queue's depth counts AMQP messages, and
+commands published together travel as one, ADR 0010). Then it starts the dispatcher and
+polls the Twilio simulator's request counter every ``--poll`` seconds: the drain time runs
+from the dispatcher's start to the last SMS; the peak rate is the highest count over any
+window of at least one second. With ``--env MLC_DISPATCHER_TWILIO_RATE=R`` the peak must
+stay within R (plus its burst); the report says whether it did. There are no assertions: it reports.
 
     .venv/bin/python scripts/bench_backlog.py [--invoices 10000] [--env MLC_NAME=VALUE ...]
 """
@@ -21,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-import aio_pika
+import asyncpg
 import httpx
 from bench_common import median
 from bench_invoicing_run import counter, prepare, say
@@ -35,7 +37,6 @@ from bench_pipeline import (
     signed_webhooks,
 )
 
-from common.testing.rabbit import PrivateRabbit
 from common.testing.stack import PipelineStack
 from sim_exact.client import SimExactAdmin
 
@@ -52,11 +53,12 @@ class Run:
     sent: int = 0
 
 
-async def _queued(url: str) -> int:
-    connection = await aio_pika.connect(url)
+async def _queued(database_url: str) -> int:
+    """Send commands published: each reached the auditor's queue and ``dispatcher.sends``
+    with the same confirm, and the auditor has recorded it."""
+    connection = await asyncpg.connect(database_url)
     try:
-        queue = await (await connection.channel()).declare_queue("dispatcher.sends", passive=True)
-        return int(queue.declaration_result.message_count or 0)
+        return int(await connection.fetchval("SELECT count(*) FROM audit.notifications"))
     finally:
         await connection.close()
 
@@ -86,11 +88,11 @@ def peak_rate(samples: list[tuple[float, float]], window: float = 1.0) -> float:
 
 async def one_run(number: int, args: argparse.Namespace) -> Run:
     run = Run(number)
-    async with private_stack(number, LOGS / f"run-{number}", args.env) as (stack, rabbit, _):
+    async with private_stack(number, LOGS / f"run-{number}", args.env) as (stack, _, postgres):
         try:
             await stack.start()
             await stack.kill("dispatcher")  # stopped before any work: nothing in flight
-            await measure(stack, rabbit, run, args)
+            await measure(stack, postgres.url("mlc"), run, args)
         finally:
             await stack.stop()
     say(
@@ -101,7 +103,7 @@ async def one_run(number: int, args: argparse.Namespace) -> Run:
 
 
 async def measure(
-    stack: PipelineStack, rabbit: PrivateRabbit, run: Run, args: argparse.Namespace
+    stack: PipelineStack, database_url: str, run: Run, args: argparse.Namespace
 ) -> None:
     async with (
         SimExactAdmin(stack.url("sim-exact"), timeout=300) as exact,
@@ -114,7 +116,7 @@ async def measure(
         say(f"run {run.number}: {len(bodies)} webhooks with the dispatcher stopped")
         started = time.monotonic()
         await drive(url, bodies, concurrency=50, rate=None, inflight=0)
-        while (queued := await _queued(rabbit.url)) < args.invoices:
+        while (queued := await _queued(database_url)) < args.invoices:
             if time.monotonic() - started > args.timeout:
                 raise RuntimeError(f"only {queued} of {args.invoices} sends queued")
             await asyncio.sleep(1.0)
