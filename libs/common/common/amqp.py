@@ -267,7 +267,7 @@ class Consumer:
 
 class Delivered(Protocol):
     """What settling and republishing read of a delivered message: an aio-pika incoming
-    message, or one member of a batch (``Member``)."""
+    message, or one member of a delivered batch."""
 
     @property
     def body(self) -> bytes: ...
