@@ -15,6 +15,13 @@ division, resource, field, select), each fetching through ``ExactBulkReader.get_
 window of 0 reads every key on its own, as if there were no batching. A batch asks for the
 latest ``changed_before`` of its loads (a call without one means: as of the call), so every
 load gets a state at least as new as it asked for.
+
+A ``changed_before`` is stamped by another clock (ingress' at the webhook's arrival, the
+database's at a cache entry's invalidation), so a read must start ``skew`` after it to be
+sure it follows the change. But whoever loads has seen the change's notice already (its
+delivery, the dropped entry): a read that starts after the load follows the change too,
+whatever the clocks say. So each load asks for the earlier of the two, and no read waits for
+a clock to catch up with another host's.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -140,11 +147,16 @@ class BatchingExactReader:
         window: float,
         max_batch: int,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        skew: timedelta = timedelta(seconds=1),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._bulk = bulk
         self._window = window
         self._max_batch = max_batch
         self._sleep = sleep
+        #: how far the clocks that stamp ``changed_before`` may be behind ours
+        self._skew = skew
+        self._clock = clock
         self._loaders: dict[_Group, BatchLoader[UUID, list[Record]]] = {}
         #: group -> key -> the latest ``changed_before`` its pending loads asked for (None: now)
         self._needs: dict[_Group, dict[UUID, datetime | None]] = {}
@@ -209,6 +221,8 @@ class BatchingExactReader:
         # The field is selected too: it is how each row finds the key that asked for it.
         columns = tuple(dict.fromkeys([field, *select]))
         group: _Group = (connection_id, division, resource, field, columns)
+        if changed_before is not None:
+            changed_before = min(changed_before + self._skew, self._clock())
         asked = self._needs.setdefault(group, {})
         if key in asked and (asked[key] is None or changed_before is None):
             asked[key] = None  # one load asks for "as of now": the key does

@@ -216,7 +216,6 @@ class SyncReader:
         lookback: timedelta = timedelta(hours=1),
         max_age: timedelta = timedelta(minutes=5),
         max_rows: int = 100_000,
-        skew: timedelta = timedelta(seconds=1),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._source = source
@@ -224,9 +223,6 @@ class SyncReader:
         self._lookback = lookback
         self._max_age = max_age
         self._max_rows = max_rows
-        #: how far the clocks that stamp ``changed_before`` (ingress', the database's) may be
-        #: ahead of ours
-        self._skew = skew
         self._clock = clock
         self._tables: dict[tuple[str, int, str], _Table] = {}
 
@@ -286,13 +282,14 @@ class SyncReader:
         self, connection_id: str, division: int, table: _Table, changed_before: datetime | None
     ) -> None:
         """Return once a catch-up that started after ``changed_before`` (and within
-        ``max_age``) has finished; catch-ups of a table run one at a time."""
+        ``max_age``) has finished; catch-ups of a table run one at a time.
+
+        Never one later than a catch-up that starts now: whoever asks has seen the change's
+        notice already (``BatchingExactReader`` stamps each load with the moment it was
+        asked at the latest), so one started now reads it."""
         now = self._clock()
-        asked = changed_before + self._skew if changed_before is not None else now
-        need = max(asked, now - self._max_age)
-        if need > now:  # a catch-up sooner could miss the change: wait for the clocks' margin
-            await asyncio.sleep((need - now).total_seconds())
-            need = min(need, self._clock())  # a timer may wake a hair early by the wall clock
+        asked = changed_before if changed_before is not None else now
+        need = min(max(asked, now - self._max_age), now)
         while not table.disabled:
             if table.caught_up_from is not None and table.caught_up_from >= need:
                 return

@@ -10,6 +10,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
+from enricher.batching import BatchingExactReader
 from enricher.sync import SyncReader
 
 INVOICES = "salesinvoice/SalesInvoices"
@@ -81,7 +82,7 @@ def test_a_caller_woken_as_an_older_catch_up_finishes_starts_a_newer_one_instead
     async def scenario() -> tuple[list[object], int]:
         clock = Clock()
         feed = Feed(clock, invoice)
-        reader = SyncReader(feed, NoFallback(), clock=clock, skew=timedelta(0))  # type: ignore[arg-type]
+        reader = SyncReader(feed, NoFallback(), clock=clock)  # type: ignore[arg-type]
         columns = ["InvoiceID", "InvoiceNumber"]
 
         async def first() -> list[object]:
@@ -103,6 +104,59 @@ def test_a_caller_woken_as_an_older_catch_up_finishes_starts_a_newer_one_instead
     assert [row["InvoiceID"] for row in late] == [str(invoice)]  # type: ignore[index]
     assert isinstance(early, list)
     assert reads == 2
+
+
+class StampedFeed:
+    """Exact's sync API for invoices, counting reads and the asyncio sleeps around them."""
+
+    def __init__(self, invoice: UUID) -> None:
+        self.invoice = invoice
+        self.reads = 0
+
+    async def sync_start(self, *args: object) -> int | None:
+        return 1
+
+    async def get_sync(self, *args: object) -> list[dict[str, object]]:
+        self.reads += 1
+        return [{"InvoiceID": str(self.invoice), "ID": str(self.invoice), "Timestamp": 3}]
+
+
+def test_a_change_stamped_ahead_of_our_clock_is_read_by_a_catch_up_started_now_not_waited_for(
+    monkeypatch,
+):
+    invoice = uuid4()
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def counted_sleep(delay: float, *args: object) -> object:
+        slept.append(delay)
+        return await real_sleep(0)
+
+    async def scenario() -> tuple[list[object], int]:
+        clock = Clock()
+        feed = StampedFeed(invoice)
+        reader = BatchingExactReader(
+            SyncReader(feed, NoFallback(), clock=clock),  # type: ignore[arg-type]
+            window=0,
+            max_batch=60,
+            skew=timedelta(seconds=1),
+            clock=clock,
+        )
+        # ingress' clock is 20 s ahead of ours: its stamp is in our future
+        ahead = START + timedelta(seconds=20)
+        rows = [
+            await reader.get_one(
+                "c", 1, INVOICES, "InvoiceID", invoice, ["InvoiceNumber"], changed_before=ahead
+            )
+            for _ in range(2)  # the second in the same instant: the first's catch-up will do
+        ]
+        return rows, feed.reads
+
+    monkeypatch.setattr(asyncio, "sleep", counted_sleep)
+    rows, reads = _run_with_deadline(scenario, 10)  # type: ignore[misc]
+    assert [row["InvoiceID"] for row in rows] == [str(invoice)] * 2  # type: ignore[index]
+    assert reads == 1
+    assert slept == []
 
 
 CONTACTS = "crm/Contacts"
