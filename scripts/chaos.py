@@ -267,6 +267,7 @@ async def run(args: argparse.Namespace) -> Result:
     # each service its own user on the private node, as in production
     stack.broker_admin = BrokerAdmin(node=rabbit.node)
     stack.extra_env = {
+        "MLC_DISPATCHER_CONNECT_TIMEOUT": "2",
         "MLC_DISPATCHER_READ_TIMEOUT": "3",
         "MLC_DISPATCHER_CLAIM_STALE_SECONDS": "20",
         "MLC_ENRICHER_RECONCILE_SECONDS": "20",

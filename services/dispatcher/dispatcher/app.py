@@ -82,6 +82,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 rate=settings.dispatcher_twilio_rate,
                 burst=settings.dispatcher_twilio_burst,
                 concurrency=settings.dispatcher_twilio_concurrency,
+                max_wait=settings.pacing_max_wait,
                 waited=dispatch_metrics.pacing_seconds,
             ),
         )
@@ -97,6 +98,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                         rate=settings.dispatcher_sendgrid_rate,
                         burst=settings.dispatcher_sendgrid_burst,
                         concurrency=settings.dispatcher_sendgrid_concurrency,
+                        max_wait=settings.pacing_max_wait,
                         waited=dispatch_metrics.pacing_seconds,
                     ),
                 ),

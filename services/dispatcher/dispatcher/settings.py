@@ -52,9 +52,11 @@ class Settings(ServiceSettings):
     #: Days a settled claim keeps its command (the recipient and the text): long enough for an
     #: operator to release and retry a failed one; the claim itself stays for good.
     dispatcher_command_retention_days: float = 30.0
-    #: Deliveries of dispatcher.sends handled at once: sends wait on Twilio/SendGrid (~0.1-0.5 s
-    #: each), so throughput is about prefetch / provider latency.
-    dispatcher_prefetch: int = 200
+    #: Messages of dispatcher.sends handled at once. Their claims are written together, then
+    #: each send waits for its account's request slot: a window much wider than the provider
+    #: concurrency keeps every slot busy and the claims in large groups. A send that finds no
+    #: slot within ``pacing_max_wait`` is released and retried, never sent on an old claim.
+    dispatcher_prefetch: int = 1000
     #: Most claims or settles of concurrent deliveries written in one transaction (1: one
     #: each); each send still starts only after its own claim committed.
     dispatcher_group_commit_max: int = 100
@@ -64,25 +66,42 @@ class Settings(ServiceSettings):
     dispatcher_sendgrid_concurrency: int = Field(default=50, ge=1)
     #: Requests a second at most per Twilio account / SendGrid key, with bursts of the
     #: ``_burst`` size (0: no rate, only the concurrency). A paced send waits after its claim,
-    #: so keep dispatcher_prefetch / rate well below dispatcher_claim_stale_seconds.
+    #: so dispatcher_prefetch / rate must stay below ``pacing_max_wait``.
     dispatcher_twilio_rate: float = Field(default=0.0, ge=0)
     dispatcher_twilio_burst: int = Field(default=10, ge=1)
     dispatcher_sendgrid_rate: float = Field(default=0.0, ge=0)
     dispatcher_sendgrid_burst: int = Field(default=10, ge=1)
     db_pool_max: int = 8
 
+    @property
+    def pacing_max_wait(self) -> float:
+        """Longest wait for a provider request slot after the claim: a send that starts by
+        then ends (its timeouts) by half the stale time, well before the resolver may take
+        its claim for a dead sender's."""
+        return (
+            self.dispatcher_claim_stale_seconds / 2
+            - self.dispatcher_connect_timeout
+            - self.dispatcher_read_timeout
+        )
+
     @model_validator(mode="after")
     def _pacing_within_claims(self) -> Settings:
-        """A paced send waits after its claim: a full prefetch window at the rate must drain
-        well before a claim is taken for stale."""
+        """A paced send waits after its claim: it must have time to wait and be made well
+        before its claim is taken for stale, and a full prefetch window at the rate must
+        drain in that time."""
+        if self.pacing_max_wait <= 0:
+            raise ValueError(
+                "MLC_DISPATCHER_CLAIM_STALE_SECONDS must be over twice the Twilio connect and "
+                "read timeouts together, so that a send ends well before its claim is stale"
+            )
         for provider in ("twilio", "sendgrid"):
             rate = float(getattr(self, f"dispatcher_{provider}_rate"))
             longest = self.dispatcher_prefetch / rate if rate else 0.0
-            if longest > self.dispatcher_claim_stale_seconds / 2:
+            if longest > self.pacing_max_wait:
                 raise ValueError(
                     f"MLC_DISPATCHER_{provider.upper()}_RATE={rate:g} lets a send wait up to "
-                    f"{longest:.0f} s after its claim, over half of "
-                    "MLC_DISPATCHER_CLAIM_STALE_SECONDS: raise the rate, lower "
-                    "MLC_DISPATCHER_PREFETCH or raise the stale time"
+                    f"{longest:.0f} s after its claim, over the {self.pacing_max_wait:g} s "
+                    "allowed (half of MLC_DISPATCHER_CLAIM_STALE_SECONDS less the timeouts): "
+                    "raise the rate, lower MLC_DISPATCHER_PREFETCH or raise the stale time"
                 )
         return self

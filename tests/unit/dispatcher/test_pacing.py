@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from pydantic import ValidationError
 
+from common.errors import TransientError
 from dispatcher.adapters.pacing import Pacer
 from dispatcher.settings import Settings
 
@@ -86,3 +87,49 @@ def test_a_rate_that_would_let_claims_go_stale_is_refused_at_start():
     assert "MLC_DISPATCHER_TWILIO_RATE" in str(refused.value)
     paced = Settings(dispatcher_twilio_rate=50.0, dispatcher_prefetch=200)
     assert paced.dispatcher_twilio_rate == 50.0
+
+
+async def test_a_request_that_finds_no_slot_in_time_is_refused_as_transient_and_frees_nothing():
+    pacer = Pacer(concurrency=1, max_wait=0.05)
+    hold = asyncio.Event()
+    taken: list[str] = []
+    holder = asyncio.create_task(_take(pacer, "AC1", taken, hold))
+    await _settle()
+    with pytest.raises(TransientError) as refused:
+        await _take(pacer, "AC1", taken)
+    assert "not sent" in str(refused.value)
+    assert taken == ["AC1"]  # the late request never ran
+    hold.set()
+    await holder
+    # the refused waiter gave back nothing it did not hold: one slot, still usable once
+    await _take(pacer, "AC1", taken)
+    blocked = asyncio.create_task(_take(pacer, "AC1", taken, asyncio.Event()))
+    await _settle()
+    assert taken == ["AC1", "AC1", "AC1"]
+    with pytest.raises(TransientError):
+        await _take(pacer, "AC1", taken)
+    blocked.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await blocked
+
+
+async def test_a_request_waiting_for_a_rate_token_past_the_limit_gives_its_slot_back():
+    clock = Clock()  # never moves: no token comes back
+    pacer = Pacer(rate=1.0, burst=1, concurrency=1, max_wait=0.05, clock=clock)
+    taken: list[str] = []
+    await _take(pacer, "AC1", taken)  # spends the only token
+    with pytest.raises(TransientError):
+        await _take(pacer, "AC1", taken)
+    clock.now += 1.0  # a token is back, and so must be the slot
+    await asyncio.wait_for(_take(pacer, "AC1", taken), 1.0)
+    assert taken == ["AC1", "AC1"]
+
+
+def test_the_wait_for_a_slot_ends_with_time_for_the_request_before_half_the_stale_time():
+    settings = Settings()
+    timeouts = settings.dispatcher_connect_timeout + settings.dispatcher_read_timeout
+    assert settings.pacing_max_wait > 0
+    assert settings.pacing_max_wait + timeouts <= settings.dispatcher_claim_stale_seconds / 2
+    with pytest.raises(ValidationError) as refused:
+        Settings(dispatcher_claim_stale_seconds=40.0)
+    assert "MLC_DISPATCHER_CLAIM_STALE_SECONDS" in str(refused.value)

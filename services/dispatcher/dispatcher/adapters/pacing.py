@@ -10,7 +10,10 @@ prefetch window allows. Each account (a Twilio account SID, a SendGrid key) gets
 - at most ``rate`` requests a second, with bursts of ``burst`` (a token bucket; 0: no rate).
 
 Waiters are served in arrival order. The wait happens after the claim, so it must stay well
-below the dispatcher's stale-claim time: at most about prefetch / rate seconds.
+below the dispatcher's stale-claim time (past it, the resolver may send the same notification
+again): a request that found no slot within ``max_wait`` seconds is not made, and the caller
+gets a ``TransientError`` (its claim is released and the send retried later), however full
+the prefetch window and however slow the provider.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from prometheus_client import Histogram
+
+from common.errors import TransientError
 
 __all__ = ["Pacer"]
 
@@ -43,10 +48,12 @@ class Pacer:
         rate: float = 0.0,
         burst: int = 1,
         concurrency: int = 50,
+        max_wait: float | None = None,
         waited: Histogram | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._rate = rate
+        self._max_wait = max_wait
         self._burst = max(burst, 1)
         self._concurrency = concurrency
         self._waited = waited
@@ -62,16 +69,30 @@ class Pacer:
 
     @asynccontextmanager
     async def turn(self, account: str, provider: str) -> AsyncIterator[None]:
-        """Hold one of the account's request slots, taken within its rate."""
+        """Hold one of the account's request slots, taken within its rate; raises
+        ``TransientError`` (nothing was sent) when none came within ``max_wait``."""
         state = self._account(account)
         started = self._clock()
-        async with state.slots:
-            if self._rate > 0:
-                async with state.turn:  # one waiter at a time takes the next token: FIFO
-                    await self._token(state)
+        try:
+            async with asyncio.timeout(self._max_wait):
+                await state.slots.acquire()
+                try:
+                    if self._rate > 0:
+                        async with state.turn:  # one waiter at a time takes the next token
+                            await self._token(state)
+                except BaseException:
+                    state.slots.release()
+                    raise
+        except TimeoutError:
+            raise TransientError(
+                f"no {provider} request slot within {self._max_wait:g} s: not sent"
+            ) from None
+        try:
             if self._waited is not None:
                 self._waited.labels(provider=provider).observe(self._clock() - started)
             yield
+        finally:
+            state.slots.release()
 
     async def _token(self, state: _Account) -> None:
         while True:
