@@ -45,6 +45,7 @@ def governor(settings: Settings, metrics: ExactMetrics, store: RateLimitStore) -
         metrics=metrics,
         store=store,
         minutely_reserve=settings.enricher_exact_minutely_reserve,
+        minutely_burst=settings.enricher_exact_minutely_burst,
         error_budget=settings.enricher_exact_error_budget,
         rate_limit_retries=settings.enricher_exact_rate_limit_retries,
         max_wait=settings.enricher_exact_max_wait_seconds,

@@ -10,11 +10,17 @@ through ``call``::
       ├─ endpoint's errors this hour ≥ budget ─────▶ TransientError(retry_after = end of hour)
       ├─ daily remaining ≤ reserve, before reset ──▶ TransientError(retry_after = daily reset)
       ├─ minutely remaining ≤ reserve, before reset ▶ wait until the reset, then call
+      ├─ past the minute's burst ─────────────────▶ wait for the call's even share of the rest
       │
     send ─▶ read the six X-RateLimit-* headers (resets in epoch ms; any may be missing)
       ├─ 429 ─▶ wait until the exhausted window resets and send again (bounded; not an error)
       ├─ other 4xx ─▶ count against the endpoint's hourly budget
       └─ return the response (the caller classifies it)
+
+A division's minute is spent evenly past its first ``minutely_burst`` calls: a caller that
+reads as often as webhooks arrive would otherwise spend the minute's 60 calls in its first
+seconds and then wait up to a minute with nothing read. The wait needs only the last answer's
+remaining count and reset, so replicas sharing the windows pace alike.
 
 The turn to call, the windows last read and the error counts live in a ``RateLimitStore``:
 ``LocalRateLimits`` (this process only, the default) or ``PostgresRateLimits``
@@ -96,12 +102,27 @@ class Window:
 
     remaining: int | None = None
     reset: float | None = None  # epoch seconds
+    limit: int | None = None  # the window's size, when the answer said (not kept in a store)
 
     def until_reset(self, now: float, reserve: int) -> float | None:
         """Seconds to the reset while the window is down to ``reserve`` calls, else None."""
         if self.remaining is None or self.remaining > reserve or self.reset is None:
             return None
         return self.reset - now if now < self.reset else None
+
+    def share_wait(self, now: float, reserve: int, burst: int, default_limit: int) -> float:
+        """Seconds until the next call is within the minute's even pace: past the first
+        ``burst`` calls of a window, the calls left are spread over the time left, so at
+        ``t`` seconds before the reset at least ``usable * t / 60 - burst`` stay unspent."""
+        if self.remaining is None or self.reset is None or not now < self.reset:
+            return 0.0
+        usable = (self.limit or default_limit) - reserve
+        if usable <= 0:
+            return 0.0
+        left = min(self.reset - now, _MINUTE)
+        after = self.remaining - reserve - 1  # usable calls left once this one is made
+        allowed_left = (after + burst) * _MINUTE / usable  # when ``after`` is enough
+        return max(left - allowed_left, 0.0)
 
 
 @dataclass
@@ -193,6 +214,8 @@ class RateGovernor:
         *,
         metrics: ExactMetrics | None = None,
         minutely_reserve: int = 2,
+        minutely_burst: int = 20,
+        minutely_limit: int = 60,
         daily_reserve: int = 0,
         error_budget: int = 8,
         rate_limit_retries: int = 3,
@@ -204,6 +227,9 @@ class RateGovernor:
     ) -> None:
         self._metrics = metrics
         self._minutely_reserve = minutely_reserve
+        self._minutely_burst = minutely_burst
+        #: Exact's documented minute, for an answer that does not say its window's size
+        self._minutely_limit = minutely_limit
         self._daily_reserve = daily_reserve
         self._error_budget = error_budget
         self._retries = rate_limit_retries
@@ -288,6 +314,13 @@ class RateGovernor:
             await turn.keep(wait)
             await self._sleep(wait)
             state.minutely.remaining = None  # a new window: the next answer tells
+            return
+        share = state.minutely.share_wait(
+            now, self._minutely_reserve, self._minutely_burst, self._minutely_limit
+        )
+        if share > 0:
+            await turn.keep(share)
+            await self._sleep(share)
 
     def _observe(self, connection_id: str, state: Windows, headers: Mapping[str, str]) -> None:
         for window, prefix in ((state.minutely, "Minutely-"), (state.daily, "")):
@@ -297,6 +330,7 @@ class RateGovernor:
                 continue
             window.remaining = remaining
             window.reset = reset / 1000 if reset is not None else None
+            window.limit = _header(headers, f"X-RateLimit-{prefix}Limit")
             if self._metrics is not None:
                 name = "minutely" if prefix else "daily"
                 self._metrics.remaining.labels(connection=connection_id, window=name).set(remaining)

@@ -5,6 +5,7 @@ injected ``sleep`` only moves the fake clock."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass, field
 
 import pytest
@@ -239,3 +240,35 @@ async def test_a_network_error_is_counted_and_passed_on():
         await gov.call("default", 1, ENDPOINT, unreachable)
     labels = {"endpoint": ENDPOINT, "status": "unreachable"}
     assert registry.get_sample_value("mlc_exact_requests_total", labels) == 1.0
+
+
+async def test_past_the_burst_the_rest_of_the_minute_is_spread_evenly_until_its_reset():
+    clock = Clock()
+    clock.now = START - 10  # 12:00:00, a whole minute ahead, Exact's 60 calls in it
+    remaining = iter(range(59, -1, -1))
+    gov = governor(clock, minutely_reserve=2, minutely_burst=20, reset_margin=1.0)
+
+    class Minute(Exact):
+        async def send(self) -> Answer:
+            self.sent_at.append(self.clock.now)
+            return Answer(headers=limits(next(remaining), now=self.clock.now))
+
+    exact = Minute(clock)
+    for _ in range(58):  # every call of the minute but the reserve
+        await call(gov, exact)
+    offsets = [t - exact.sent_at[0] for t in exact.sent_at]
+    gaps = [b - a for a, b in itertools.pairwise(offsets)]
+    assert offsets[19] == 0  # the burst of 20 went at once
+    assert all(0.9 < gap < 1.2 for gap in gaps[19:])  # then about one a second
+    assert offsets[-1] <= 60  # and the minute's calls all fit in it: no wait for a reset
+    assert not any(s > 5 for s in clock.slept)
+
+
+async def test_a_window_with_room_is_not_spread_when_its_reset_is_near():
+    clock = Clock()
+    clock.now = START + 40  # 12:00:50, ten seconds to the reset
+    exact = Exact(clock, *(Answer(headers=limits(30, now=clock.now)) for _ in range(3)))
+    gov = governor(clock, minutely_reserve=2, minutely_burst=0)
+    for _ in range(3):
+        await call(gov, exact)
+    assert clock.slept == []  # 28 calls usable in 10 s: no need to hold any back
