@@ -17,10 +17,10 @@ through ``call``::
       ├─ other 4xx ─▶ count against the endpoint's hourly budget
       └─ return the response (the caller classifies it)
 
-A division's minute is spent evenly past its first ``minutely_burst`` calls: a caller that
-reads as often as webhooks arrive would otherwise spend the minute's 60 calls in its first
-seconds and then wait up to a minute with nothing read. The wait needs only the last answer's
-remaining count and reset, so replicas sharing the windows pace alike.
+A division's minute is spent evenly past its first ``minutely_burst`` calls, up to its reset:
+a caller that reads as often as webhooks arrive would otherwise spend the minute's 60 calls in
+its first seconds and then wait up to a minute with nothing read. The wait needs only the
+last answer's remaining count and reset, so replicas sharing the windows pace alike.
 
 The turn to call, the windows last read and the error counts live in a ``RateLimitStore``:
 ``LocalRateLimits`` (this process only, the default) or ``PostgresRateLimits``
@@ -111,18 +111,18 @@ class Window:
         return self.reset - now if now < self.reset else None
 
     def share_wait(self, now: float, reserve: int, burst: int, default_limit: int) -> float:
-        """Seconds until the next call is within the minute's even pace: past the first
-        ``burst`` calls of a window, the calls left are spread over the time left, so at
-        ``t`` seconds before the reset at least ``usable * t / 60 - burst`` stay unspent."""
+        """Seconds until the next call is within the minute's even pace: the first ``burst``
+        calls of a window go at once, the rest are spread over the whole window, so that at
+        ``t`` seconds before the reset at least ``(usable - burst) * t / 60`` stay unspent
+        and the last one is made at the reset, not long before it."""
         if self.remaining is None or self.reset is None or not now < self.reset:
             return 0.0
-        usable = (self.limit or default_limit) - reserve
-        if usable <= 0:
+        paced = (self.limit or default_limit) - reserve - burst
+        if paced <= 0:
             return 0.0
         left = min(self.reset - now, _MINUTE)
         after = self.remaining - reserve - 1  # usable calls left once this one is made
-        allowed_left = (after + burst) * _MINUTE / usable  # when ``after`` is enough
-        return max(left - allowed_left, 0.0)
+        return max(left - max(after, 0) * _MINUTE / paced, 0.0)
 
 
 @dataclass
@@ -214,7 +214,7 @@ class RateGovernor:
         *,
         metrics: ExactMetrics | None = None,
         minutely_reserve: int = 2,
-        minutely_burst: int = 20,
+        minutely_burst: int = 10,
         minutely_limit: int = 60,
         daily_reserve: int = 0,
         error_budget: int = 8,

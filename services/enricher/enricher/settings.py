@@ -54,8 +54,9 @@ class Settings(ServiceSettings):
     #: Calls left in Exact's minute at which the enricher waits for the next minute instead.
     enricher_exact_minutely_reserve: int = 2
     #: Calls of a division's minute made as fast as they come; past them the rest of the minute
-    #: is spread evenly, so that reads keep coming until the minute resets.
-    enricher_exact_minutely_burst: int = 20
+    #: is spread evenly up to its reset (with Exact's 60 and the reserve, one every 1.25 s), so
+    #: that reads keep coming until the minute resets.
+    enricher_exact_minutely_burst: int = 10
     #: Error responses (4xx other than 429) per endpoint and hour after which the enricher stops
     #: calling that endpoint until the hour ends; Exact blocks the key past 10.
     enricher_exact_error_budget: int = 8

@@ -75,7 +75,8 @@ async def call(gov: RateGovernor, exact: Exact, endpoint: str = ENDPOINT, divisi
 
 async def test_calls_go_straight_through_while_the_minute_has_room():
     clock = Clock()
-    exact = Exact(clock, Answer(headers=limits(40, 4000, now=START)), Answer())
+    # ten seconds into the minute, ten calls spent: within the burst and the even pace
+    exact = Exact(clock, Answer(headers=limits(50, 4000, now=START)), Answer())
     gov = governor(clock)
     assert (await call(gov, exact)).status_code == 200
     assert (await call(gov, exact)).status_code == 200
@@ -246,7 +247,7 @@ async def test_past_the_burst_the_rest_of_the_minute_is_spread_evenly_until_its_
     clock = Clock()
     clock.now = START - 10  # 12:00:00, a whole minute ahead, Exact's 60 calls in it
     remaining = iter(range(59, -1, -1))
-    gov = governor(clock, minutely_reserve=2, minutely_burst=20, reset_margin=1.0)
+    gov = governor(clock, minutely_reserve=2, minutely_burst=10, reset_margin=1.0)
 
     class Minute(Exact):
         async def send(self) -> Answer:
@@ -258,10 +259,11 @@ async def test_past_the_burst_the_rest_of_the_minute_is_spread_evenly_until_its_
         await call(gov, exact)
     offsets = [t - exact.sent_at[0] for t in exact.sent_at]
     gaps = [b - a for a, b in itertools.pairwise(offsets)]
-    assert offsets[19] == 0  # the burst of 20 went at once
-    assert all(0.9 < gap < 1.2 for gap in gaps[19:])  # then about one a second
-    assert offsets[-1] <= 60  # and the minute's calls all fit in it: no wait for a reset
-    assert not any(s > 5 for s in clock.slept)
+    assert offsets[9] == 0  # the burst of 10 went at once
+    # then the other 48 evenly over the rest of the minute, the last at its reset
+    assert all(1.2 < gap < 1.3 for gap in gaps[10:])
+    assert 59.9 < offsets[-1] <= 60.0 + 1e-6
+    assert not any(s > 1.3 for s in clock.slept)  # never a wait for the reset itself
 
 
 async def test_a_window_with_room_is_not_spread_when_its_reset_is_near():
