@@ -212,7 +212,7 @@ async def attempt_send(
         ),
         provider_id=receipt.provider_id,
     )
-    log.info("notification_sent", provider_id=receipt.provider_id, attempt=attempt)
+    log.debug("notification_sent", provider_id=receipt.provider_id, attempt=attempt)
 
 
 async def _fail(
