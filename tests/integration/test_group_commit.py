@@ -4,6 +4,7 @@ fails alone while the units batched with it commit."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -217,3 +218,24 @@ async def test_a_merge_that_stops_early_lets_a_follow_up_run_before_the_items_af
         assert results == ["4"] * 4 + ["8"] * 4  # the first finishes ran before 4..7
         rows = dict(await pool.fetch("SELECT id, note FROM gc_rows"))  # type: ignore[arg-type]
         assert rows == {**dict.fromkeys(range(4), "seen"), **dict.fromkeys(range(4, 8), "ok")}
+
+
+async def test_json_parameters_reach_postgresql_as_the_standard_library_writes_them(
+    private_database_url: str,
+) -> None:
+    """The pool's json/jsonb codec (orjson) writes what json.dumps would: PostgreSQL parses
+    both to the same value, keys that are not strings included, and reads it back."""
+    value = {
+        "text": "Factuur 2026/0042 — € 1.234,56 ✓",
+        "nested": [1, 2.5, None, True, {"deep": ["a", {"b": 0}]}],
+        7: "an int key",
+        "big": 2**53 + 1,
+    }
+    async with db.pool(private_database_url, max_size=1) as pool:
+        ours, standard = await pool.fetchrow(
+            "SELECT $1::jsonb AS ours, $2::text::jsonb AS standard", value, json.dumps(value)
+        )
+        assert ours == standard
+        assert ours["7"] == "an int key"
+        assert ours["big"] == 2**53 + 1
+        assert ours["nested"][4] == {"deep": ["a", {"b": 0}]}

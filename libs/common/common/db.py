@@ -8,14 +8,15 @@ in its own transaction, under an advisory lock so that replicas starting togethe
 from __future__ import annotations
 
 import functools
-import json
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
+import orjson
 
 from common.runtime import DependencyRefused, address, wait_for_dependency
 
@@ -32,10 +33,18 @@ class _Connection(asyncpg.Connection):  # type: ignore[misc]
         return ""
 
 
+def _json_text(value: Any) -> str:
+    """JSON for a ``json``/``jsonb`` parameter. orjson: the grouped writes of every service
+    pass their rows as one JSON document, and the standard library's encoder and decoder were
+    several per cent of a service's CPU; keys that are not strings are written as strings,
+    as the standard library does."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 async def _init_connection(connection: asyncpg.Connection) -> None:
     for kind in ("json", "jsonb"):
         await connection.set_type_codec(
-            kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+            kind, encoder=_json_text, decoder=orjson.loads, schema="pg_catalog"
         )
 
 

@@ -109,6 +109,8 @@ class Texts:
             autoescape=False,  # plain text: SMS, voice and text email, never HTML  # noqa: S701
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=False,
+            # the templates ship with the package: no file check before every render
+            auto_reload=False,
         )
         self._env.filters["money"] = _money
         self._env.filters["day"] = _day

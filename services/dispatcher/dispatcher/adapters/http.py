@@ -13,12 +13,12 @@ connect, including the wait for a pooled connection), ``TransportFailure`` other
 from __future__ import annotations
 
 import base64
-import json as jsonlib
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
 import aiohttp
+import orjson
 from multidict import CIMultiDictProxy
 
 __all__ = ["HttpClient", "NotSent", "Reply", "TransportFailure", "basic_auth"]
@@ -50,7 +50,7 @@ class Reply:
         self.content = content
 
     def json(self) -> Any:
-        return jsonlib.loads(self.content)
+        return orjson.loads(self.content)
 
     @property
     def text(self) -> str:

@@ -14,7 +14,6 @@ like fold non-ASCII letters as Python does).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -52,7 +51,7 @@ def _notice(row: asyncpg.Record) -> Notice:
 def _message(message: Message | None) -> tuple[str | None, Any]:
     if message is None:
         return None, None
-    return type(message).__name__, json.loads(message.model_dump_json())
+    return type(message).__name__, message.model_dump(mode="json")
 
 
 #: Decisions of concurrent deliveries, one round trip for all (migration 006).
