@@ -370,6 +370,42 @@ def py_spy() -> str | None:
     return shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
 
 
+async def _table_writes(database_url: str, output: Path, notifications: int) -> None:
+    """Rows inserted, updated (HOT or not), deleted per notification, per table, with the
+    indexes each keeps, and the time spent in each stored function: where PostgreSQL's share
+    of the CPU goes."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        tables = await connection.fetch(
+            "SELECT t.schemaname || '.' || t.relname AS name, t.n_tup_ins, t.n_tup_upd,"
+            " t.n_tup_hot_upd, t.n_tup_del,"
+            " (SELECT count(*) FROM pg_index i WHERE i.indrelid = t.relid) AS indexes"
+            " FROM pg_stat_user_tables t ORDER BY t.n_tup_ins + t.n_tup_upd DESC"
+        )
+        functions = await connection.fetch(
+            "SELECT schemaname || '.' || funcname AS name, calls, total_time, self_time"
+            " FROM pg_stat_user_functions ORDER BY self_time DESC"
+        )
+    finally:
+        await connection.close()
+    per = max(notifications, 1)
+    lines = ["table  inserts  updates  hot-updates  deletes (per notification)  indexes"]
+    for row in tables:
+        if row["n_tup_ins"] + row["n_tup_upd"] + row["n_tup_del"] == 0:
+            continue
+        counts = (row[k] / per for k in ("n_tup_ins", "n_tup_upd", "n_tup_hot_upd", "n_tup_del"))
+        lines.append(
+            f"{row['name']}  " + "  ".join(f"{c:.2f}" for c in counts) + f"  {row['indexes']}"
+        )
+    lines += ["", "function  calls  total-ms  self-ms  self-us per notification"]
+    for row in functions:
+        lines.append(
+            f"{row['name']}  {row['calls']}  {row['total_time']:.0f}  {row['self_time']:.0f}"
+            f"  {1000 * row['self_time'] / per:.1f}"
+        )
+    await asyncio.to_thread(output.write_text, "\n".join(lines) + "\n", encoding="utf-8")
+
+
 # one run -------------------------------------------------------------------------------------
 
 
@@ -448,6 +484,7 @@ async def measure(
             profiler.stop()
             say(f"run {run.number}: py-spy profile: {profiler.output}")
         await sampler.stop()
+        await _table_writes(postgres.url("mlc"), logs / "pg-writes.txt", run.invoices)
         run.pg_connections_max = dict(sampler.most)
         run.pg_connections_end = dict(sampler.last)
         say(f"run {run.number}: idle again {waited:.1f} s after the last SMS; collecting")
@@ -555,6 +592,9 @@ async def private_stack(
         await asyncio.gather(asyncio.to_thread(rabbit.start), asyncio.to_thread(postgres.start))
         admin = await asyncpg.connect(postgres.url())
         await admin.execute("CREATE DATABASE mlc")
+        # time spent in each stored function, for logs/pg-writes.txt (a few % of overhead
+        # per call at most; the same in every run, so comparisons stand)
+        await admin.execute("ALTER DATABASE mlc SET track_functions = 'pl'")
         await admin.close()
         stack = PipelineStack.on_free_ports(rabbit.url, postgres.url("mlc"), logs)
         stack.broker_admin = BrokerAdmin(node=rabbit.node)
