@@ -139,3 +139,49 @@ async def test_concurrent_reads_of_decisions_and_preferences_each_get_their_own_
         # another connection's rows are not read for this one
         assert await notices.of_document(unique("other"), 7, "SalesInvoices", documents[1]) == {}
         assert notices._documents.fetches < len(documents) / 2  # read together, not one by one
+
+
+async def test_decisions_of_one_batch_fold_as_if_stored_one_by_one_in_order(database_url):
+    """Concurrent deliveries' decisions are stored by one call of ``enricher.record_many``;
+    several of them about the same notice must end as the same calls one at a time would."""
+    from enricher.adapters.notices import _notice_item, _record_many
+
+    async with db.pool(database_url) as pool:
+        await db.migrate(pool, "enricher", "enricher")
+        notices = PostgresNotices(pool)
+        conn, document = unique("conn"), uuid4()
+        later = key(conn, document, "a-later-state")
+        cancelled = key(conn, document, "b-cancelled-midway")
+        was_cancelled = key(conn, document, "c-cancelled-before")
+        keeps_number = key(conn, document, "d-keeps-its-number")
+        await notices.record(was_cancelled, "cancelled", due_at=NOW, number="F0")
+        await notices.record(keeps_number, "pending", due_at=NOW, number="F9")
+
+        def decided(k: NoticeKey, state: str, number: str | None, minutes: int = 0):  # type: ignore[no-untyped-def]
+            return _notice_item(k, number, state, NOW + timedelta(minutes=minutes), None, None)
+
+        batch = [
+            decided(later, "pending", "F1"),
+            decided(cancelled, "pending", "F2"),
+            decided(later, "sent", None, minutes=5),
+            decided(cancelled, "cancelled", None),
+            decided(was_cancelled, "pending", "F3"),
+            decided(cancelled, "pending", "F4", minutes=9),
+            decided(keeps_number, "skipped", None, minutes=7),
+        ]
+        async with pool.acquire() as connection, connection.transaction():
+            results = await _record_many(connection, batch)
+        assert results == [{}] * len(batch)  # one per item, as a merge expects
+
+        stored = await notices.of_document(conn, 7, "SalesInvoices", document)
+        view = {rule: (n.state, n.document_number, n.due_at - NOW) for rule, n in stored.items()}
+        assert view == {
+            "a-later-state": ("sent", "F1", timedelta(minutes=5)),
+            "b-cancelled-midway": ("cancelled", "F2", timedelta(0)),
+            "c-cancelled-before": ("cancelled", "F0", timedelta(0)),
+            "d-keeps-its-number": ("skipped", "F9", timedelta(minutes=7)),
+        }
+
+        with pytest.raises(Exception, match="no item kind other"):
+            async with pool.acquire() as connection, connection.transaction():
+                await _record_many(connection, [decided(later, "sent", None), {"k": "other"}])
