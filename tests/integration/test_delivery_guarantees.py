@@ -237,7 +237,7 @@ async def test_a_sent_claim_whose_publish_was_abandoned_is_still_reported_sent(b
     assert entry["provider_id"] == row["provider_id"]
 
 
-async def test_a_relay_whose_broker_refuses_marks_nothing_and_loses_nothing(bare_stack: Stack):
+async def test_a_relay_whose_broker_refuses_deletes_nothing_and_loses_nothing(bare_stack: Stack):
     stack = bare_stack
     command = stack.command("+31611110006")
     await stack.claims.claim(command)
@@ -275,6 +275,8 @@ async def test_a_relay_whose_broker_refuses_marks_nothing_and_loses_nothing(bare
         stop.set()
         await loop
     assert await outbox.pending(stack.pool) == 0
+    # relayed events leave the outbox: it holds only what is still to be published
+    assert await stack.pool.fetchval("SELECT count(*) FROM dispatch.outbox") == 0
 
 
 # --- failures that can be retried, and every attempt in the trail -------------------------

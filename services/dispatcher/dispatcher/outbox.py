@@ -1,10 +1,12 @@
 """The outbox relay: publishes, with publisher confirms, the events that claim changes queued
-in ``dispatch.outbox``, and marks them relayed.
+in ``dispatch.outbox``, and deletes them once relayed.
 
 Rows are taken in id order under ``FOR UPDATE SKIP LOCKED`` (replicas share the work) and
-marked in the same transaction after every publish of the batch was confirmed. A relay that
-dies mid-batch marks nothing: the next one publishes the batch again (at-least-once; the
-events' message ids are deterministic and the auditor records each once).
+deleted in the same transaction after every publish of the batch was confirmed. A relay that
+dies mid-batch deletes nothing: the next one publishes the batch again (at-least-once; the
+events' message ids are deterministic and the auditor records each once). The events
+themselves stay in the audit trail; the outbox holds only what is still to be relayed
+(migration 005).
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ OUTBOX_MODELS: dict[str, type[Message]] = {
     "suppression.lifted": SuppressionChanged,
 }
 
-#: Relayed rows are kept this long for inspection, then deleted.
+#: Rows marked relayed (``relayed_at``, by a replica of a version before migration 005, which
+#: marked instead of deleting) are deleted this long after.
 _KEEP_DAYS = 7
 
 
@@ -59,7 +62,7 @@ class EventPublisher(Protocol):
 
 
 async def relay_once(db: asyncpg.Pool, publisher: EventPublisher, *, limit: int = 100) -> int:
-    """Publish up to ``limit`` pending events, confirmed, and mark them. Returns how many."""
+    """Publish up to ``limit`` pending events, confirmed, and delete them. Returns how many."""
     async with db.acquire() as connection, connection.transaction():
         rows = await connection.fetch(
             """SELECT id, message_type, body, correlation_id FROM dispatch.outbox
@@ -68,7 +71,7 @@ async def relay_once(db: asyncpg.Pool, publisher: EventPublisher, *, limit: int 
         )
         # Published together: the events of one type leave as one batch (ADR 0010), in id
         # order, their confirms awaited together. Consumers do not rely on the order across
-        # types (the trail only moves forward). Any refusal rolls back and marks none.
+        # types (the trail only moves forward). Any refusal rolls back and deletes none.
         await asyncio.gather(
             *(
                 publisher.publish(
@@ -80,7 +83,7 @@ async def relay_once(db: asyncpg.Pool, publisher: EventPublisher, *, limit: int 
         )
         if rows:
             await connection.execute(
-                "UPDATE dispatch.outbox SET relayed_at = now() WHERE id = ANY($1::bigint[])",
+                "DELETE FROM dispatch.outbox WHERE id = ANY($1::bigint[])",
                 [row["id"] for row in rows],
             )
     return len(rows)
@@ -118,8 +121,8 @@ async def relay_forever(
 ) -> None:
     """Relay until ``stop``: at once when woken, else every ``poll_seconds``. A failure (broker
     or database gone) is logged and retried with backoff; nothing is lost meanwhile. About
-    hourly it also deletes relayed events older than a week and forgets the commands of old
-    settled claims (``forget_old_commands``)."""
+    hourly it also deletes rows an earlier version marked relayed more than a week ago and
+    forgets the commands of old settled claims (``forget_old_commands``)."""
     backoff = poll_seconds
     rounds = 0
     while not stop.is_set():
