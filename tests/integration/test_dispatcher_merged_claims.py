@@ -5,7 +5,7 @@ answers (in flight, sent, failed, deferred), and what the claims table and the o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -108,8 +108,12 @@ def _comparable(result: Any) -> Any:
     return (result.outcome, result.attempts, result.provider_id, result.budget_used, wait)
 
 
-async def _apply(pool: asyncpg.Pool, calls: list[Call], *, merged: bool) -> Any:
+async def _apply(
+    pool: asyncpg.Pool, calls: list[Call], *, merged: bool, setup: Sequence[Call] = ()
+) -> Any:
     await pool.execute("TRUNCATE dispatch.claims, dispatch.outbox")
+    for call in setup:  # one by one in both runs: the state the calls meet
+        await call(PostgresClaimStore(pool, stale_seconds=60))
     group = GroupCommit(pool, max_batch=200) if merged else None
     store = PostgresClaimStore(pool, stale_seconds=60, group=group)
     if merged:
@@ -140,3 +144,47 @@ async def test_merged_claims_and_settles_decide_and_keep_what_one_by_one_calls_d
     assert [r[0] for r in again[:5]] == ["sent", "failed", "claimed", "deferred", "in_flight"]
     assert again[2][1] == 2  # a released claim is taken again: its second attempt
     assert again[3][4] == 60  # deferred until the provider's retry time, about an hour
+
+
+def _every_key_once() -> tuple[list[Call], list[Call]]:
+    """Thirty claims held in every state there is (the first scenario before its last round)
+    and five more sending, then a batch naming each key once: the thirty claimed again,
+    twenty new keys claimed, the five settled. (A batch naming a key twice goes item by item,
+    as the first test shows.)"""
+    commands = [_command(n) for n in range(60)]
+    setup = _scenario()[:-30]
+    setup += [lambda s, c=c: s.claim(c) for c in commands[40:45]]
+    batch: list[Call] = [lambda s, c=c: s.claim(c) for c in commands[:40]]
+    batch += [lambda s, c=c: s.claim(c) for c in commands[45:55]]
+    for n, c in enumerate(commands[40:45]):
+        event = NotificationSent(
+            notification_id=c.notification_id, attempt=1, channel="sms", provider_id=f"SMb{n}"
+        )
+        batch.append(
+            lambda s, k=c.idempotency_key, e=event: s.settle(
+                k, "sent", e, provider_id=e.provider_id
+            )
+        )
+    return setup, batch
+
+
+async def test_a_batch_naming_each_key_once_decides_and_keeps_what_one_by_one_calls_do(
+    private_database_url: str,
+) -> None:
+    """Such a batch is applied a statement per step for all its items (migration 006), not
+    item by item: its answers, claims and outbox must still be those of calls one by one."""
+    setup, batch = _every_key_once()
+    async with db.pool(private_database_url, max_size=2) as pool:
+        await db.migrate(pool, "dispatch", "dispatcher")
+        alone, alone_tables, _ = await _apply(pool, batch, merged=False, setup=setup)
+        merged, merged_tables, group = await _apply(pool, batch, merged=True, setup=setup)
+
+    assert group is not None
+    assert group.batches == 1, f"{group.batches} transactions for {len(batch)} calls"
+    assert merged == alone
+    assert merged_tables == alone_tables
+    kinds = [r[0] if r else None for r in alone]
+    assert kinds[:5] == ["sent", "failed", "claimed", "deferred", "in_flight"]
+    assert set(kinds[30:50]) == {"claimed"}  # new keys
+    assert kinds[50:] == [None] * 5  # settles answer nothing
+    assert len(merged_tables["outbox"]) == len(alone_tables["outbox"]) > 5
