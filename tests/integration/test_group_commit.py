@@ -7,6 +7,7 @@ import asyncio
 import json
 from typing import Any
 
+import asyncpg
 import pytest
 
 from common import db
@@ -125,11 +126,71 @@ class _BulkInsert:
         return [r["id"] for r in rows]
 
 
-def _merged(merge: _BulkInsert, row_id: int, note: str = "ok") -> Merged[int, int]:
+def _merged(
+    merge: _BulkInsert, row_id: int, note: str = "ok", *, single: bool = False
+) -> Merged[int, int]:
     async def finish(conn: Any, inserted: int) -> int:
         return inserted * 10
 
-    return Merged(merge, (row_id, note), finish)
+    return Merged(merge, (row_id, note), finish, single_statement=single)
+
+
+class _InTransaction(_BulkInsert):
+    """The same merge, noting whether each call ran inside a transaction block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_block: list[bool] = []
+
+    async def __call__(self, conn: Any, items: Any) -> list[int]:
+        self.in_block.append(conn.is_in_transaction())
+        return await super().__call__(conn, items)
+
+
+async def test_single_statement_units_run_as_one_call_without_begin_and_commit(
+    private_database_url: str,
+) -> None:
+    async with db.pool(private_database_url, max_size=2) as pool:
+        await _table(pool)
+        group = GroupCommit(pool, max_batch=100)
+        merge = _InTransaction()
+        results = await asyncio.gather(
+            *(group.run(_merged(merge, i, single=True)) for i in range(50))
+        )
+        assert results == [i * 10 for i in range(50)]
+        assert (merge.calls, merge.in_block) == ([50], [False])
+        # committed when run() returned: another connection sees every row
+        other = await asyncpg.connect(private_database_url)
+        try:
+            assert await other.fetchval("SELECT count(*) FROM gc_rows") == 50
+        finally:
+            await other.close()
+
+
+async def test_a_failing_single_statement_item_fails_alone_and_the_others_commit(
+    private_database_url: str,
+) -> None:
+    async with db.pool(private_database_url, max_size=2) as pool:
+        await _table(pool)
+        await pool.execute("INSERT INTO gc_rows (id, note) VALUES (7, 'taken')")
+        group = GroupCommit(pool, max_batch=100)
+        merge = _InTransaction()
+        outcomes = await asyncio.gather(
+            *(group.run(_merged(merge, i, "new", single=True)) for i in range(20)),
+            return_exceptions=True,
+        )
+        assert [i for i, o in enumerate(outcomes) if isinstance(o, BaseException)] == [7]
+        assert "duplicate key" in str(outcomes[7])
+        # the statement rolled back whole, then each unit ran alone in its own transaction
+        assert merge.calls == [20] + [1] * 20
+        assert merge.in_block == [False] + [True] * 20
+        rows = dict(await pool.fetch("SELECT id, note FROM gc_rows"))  # type: ignore[arg-type]
+        assert rows == {**dict.fromkeys(range(20), "new"), 7: "taken"}
+        # a lone unit at fault fails once, with its error, and is not run again
+        merge.calls.clear()
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await group.run(_merged(merge, 7, single=True))
+        assert merge.calls == [1]
 
 
 async def test_merged_units_queued_together_run_as_one_statement_and_each_gets_its_result(

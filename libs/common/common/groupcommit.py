@@ -27,6 +27,11 @@ Queued ``Merged`` units that follow one another with the same ``merge`` run as o
 statement is called again for the rest after it. Alone, a ``Merged`` unit is a call with one
 item. Since every
 unit of a rolled-back batch runs again alone, an item at fault still fails alone.
+
+A batch made only of ``Merged`` units marked ``single_statement`` with one ``merge`` (a merge
+that answers every item in one call, and finishes that run no statement) is that one call,
+sent without BEGIN and COMMIT: a statement alone is its own transaction, committed before
+its answer comes back. Two round trips of three saved per batch, the same guarantees.
 """
 
 from __future__ import annotations
@@ -65,11 +70,15 @@ class Merged(Generic[R, T]):
     (the rare follow-up one item needs); without one, the unit's result is the item's. Such a
     follow-up must come before the items queued after it: ``merge`` then stops after that
     item, returning fewer results than items, and the rest are merged again once the
-    finishes of the first ones ran."""
+    finishes of the first ones ran.
+
+    ``single_statement``: ``merge`` always answers every item in its one call and ``finish``
+    runs no statement, so a batch of such units needs no transaction around that call."""
 
     merge: Callable[[Any, Sequence[Any]], Awaitable[Sequence[R]]]
     item: Any
     finish: Callable[[Any, R], Awaitable[T]] = _as_is
+    single_statement: bool = False
 
     async def __call__(self, db: Any) -> T:
         """The unit alone: a call of ``merge`` with its one item."""
@@ -185,7 +194,21 @@ class GroupCommit:
         if not live:
             return
         async with self._pool.acquire() as db:
-            if len(live) > 1:
+            if _one_statement(live):
+                try:
+                    results = await _statement_alone(
+                        db, [u for u, _ in live if isinstance(u, Merged)]
+                    )
+                except Exception as exc:
+                    if len(live) == 1:
+                        self._fail(live, exc)
+                        return
+                    # one item at fault (the statement rolled back whole): each alone below
+                    log.debug("group_commit_split", units=len(live), error=type(exc).__name__)
+                else:
+                    self._done(live, results)
+                    return
+            elif len(live) > 1:
                 try:
                     async with db.transaction():
                         results = await _run_all(db, [unit for unit, _ in live])
@@ -193,11 +216,7 @@ class GroupCommit:
                     # one unit (or the commit) failed: each is run alone below
                     log.debug("group_commit_split", units=len(live), error=type(exc).__name__)
                 else:
-                    self.batches += 1
-                    self.units += len(live)
-                    for (_, future), result in zip(live, results, strict=True):
-                        if not future.done():
-                            future.set_result(result)
+                    self._done(live, results)
                     return
             for unit, future in live:
                 try:
@@ -211,6 +230,30 @@ class GroupCommit:
                     self.units += 1
                     if not future.done():
                         future.set_result(result)
+
+    def _done(self, live: list[tuple[Unit[Any], asyncio.Future[Any]]], results: list[Any]) -> None:
+        self.batches += 1
+        self.units += len(live)
+        for (_, future), result in zip(live, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+
+def _one_statement(live: list[tuple[Unit[Any], asyncio.Future[Any]]]) -> bool:
+    """Whether the batch is one call of one merge that needs no transaction around it."""
+    first = live[0][0]
+    return isinstance(first, Merged) and all(
+        isinstance(unit, Merged) and unit.single_statement and unit.merge == first.merge
+        for unit, _ in live
+    )
+
+
+async def _statement_alone(db: Any, units: Sequence[Merged[Any, Any]]) -> list[Any]:
+    """The units' one merge call, outside a transaction block: the statement commits alone."""
+    merged = await units[0].merge(db, [u.item for u in units])
+    if len(merged) != len(units):
+        raise RuntimeError(f"{len(merged)} results for {len(units)} single-statement items")
+    return [await u.finish(db, result) for u, result in zip(units, merged, strict=True)]
 
 
 async def in_transaction(pool: asyncpg.Pool, unit: Unit[T], group: GroupCommit | None) -> T:

@@ -97,6 +97,8 @@ class PostgresClaimStore:
                 self._stale,
             ),
             _claim,
+            # dispatch.claim_many answers every item in its one call; _claim reads nothing
+            single_statement=True,
         )
         return await in_transaction(self._db, unit, self._group)
 
@@ -127,6 +129,7 @@ class PostgresClaimStore:
                 event.model_dump_json(),
                 correlation_id,
             ),
+            single_statement=True,
         )
         await in_transaction(self._db, unit, self._group)
         self._queued()

@@ -209,7 +209,9 @@ class PostgresNotices:
     ) -> None:
         """Store the decision (never over a cancelled one)."""
         item_ = _notice_item(key, number, state, due_at, message, detail)
-        await in_transaction(self._db, Merged(_record_many, item_), self._group)
+        # enricher.record_many answers every item in its one call (migration 007)
+        unit: Merged[Any, Any] = Merged(_record_many, item_, single_statement=True)
+        await in_transaction(self._db, unit, self._group)
 
     async def cancel_invoice(
         self,
