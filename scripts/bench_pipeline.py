@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import re
@@ -54,7 +55,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -164,7 +165,31 @@ async def drive(
     """Post every body to ingress: ``concurrency`` at a time, or (with ``rate``) one every
     1/rate seconds whatever the answers, at most ``inflight`` waiting. A non-200 answer (such
     as ingress's own rate limit) is retried, after its ``Retry-After`` when it gives one, up to
-    five times, as a vendor retries: the webhook counts once it is acknowledged."""
+    five times, as a vendor retries: the webhook counts once it is acknowledged.
+
+    The harness's own garbage collector is paused meanwhile: a full collection of its
+    lists of bodies and tasks stalls the load generator for 100-200 ms, and an open loop
+    counts that stall into every answer it delays (at 2,000/s, a p99 of 44-123 ms against
+    12-16 ms with it paused, the same ingress)."""
+    with _collector_paused():
+        return await _drive(url, bodies, concurrency=concurrency, rate=rate, inflight=inflight)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+async def _drive(
+    url: str, bodies: list[bytes], *, concurrency: int, rate: float | None, inflight: int
+) -> Drive:
     result = Drive(time.time(), [None] * len(bodies))
     headers = {"Content-Type": "application/json; charset=utf-8"}
     connector = aiohttp.TCPConnector(limit=inflight if rate else concurrency)
