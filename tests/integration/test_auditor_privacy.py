@@ -385,6 +385,7 @@ async def test_a_trail_written_before_006_is_converted_in_place_and_its_clear_co
             "007_record_functions.sql",
             "008_record_many.sql",
             "009_outcome_one_write.sql",
+            "010_record_many_single.sql",
             schema.CONVERSION,
         ]
         assert again == []

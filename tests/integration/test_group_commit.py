@@ -181,16 +181,19 @@ async def test_a_failing_single_statement_item_fails_alone_and_the_others_commit
         )
         assert [i for i, o in enumerate(outcomes) if isinstance(o, BaseException)] == [7]
         assert "duplicate key" in str(outcomes[7])
-        # the statement rolled back whole, then each unit ran alone in its own transaction
-        assert merge.calls == [20] + [1] * 20
-        assert merge.in_block == [False] + [True] * 20
+        # the statement rolled back whole, then the batch in a transaction (where a merge
+        # that must stop early may), then each unit alone in its own
+        assert merge.calls == [20, 20] + [1] * 20
+        assert merge.in_block == [False, True] + [True] * 20
         rows = dict(await pool.fetch("SELECT id, note FROM gc_rows"))  # type: ignore[arg-type]
         assert rows == {**dict.fromkeys(range(20), "new"), 7: "taken"}
-        # a lone unit at fault fails once, with its error, and is not run again
+        # a lone unit at fault is run again in a transaction (where a merge that must stop
+        # early may), and fails with its own error
         merge.calls.clear()
+        merge.in_block.clear()
         with pytest.raises(asyncpg.UniqueViolationError):
             await group.run(_merged(merge, 7, single=True))
-        assert merge.calls == [1]
+        assert (merge.calls, merge.in_block) == ([1, 1], [False, True])
 
 
 async def test_merged_units_queued_together_run_as_one_statement_and_each_gets_its_result(

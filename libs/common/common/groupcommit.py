@@ -29,9 +29,10 @@ item. Since every
 unit of a rolled-back batch runs again alone, an item at fault still fails alone.
 
 A batch made only of ``Merged`` units marked ``single_statement`` with one ``merge`` (a merge
-that answers every item in one call, and finishes that run no statement) is that one call,
-sent without BEGIN and COMMIT: a statement alone is its own transaction, committed before
-its answer comes back. Two round trips of three saved per batch, the same guarantees.
+that answers every item in one call or raises, and finishes that run no statement then) is
+that one call, sent without BEGIN and COMMIT: a statement alone is its own transaction,
+committed before its answer comes back. Two round trips of three saved per batch, the same
+guarantees: when the call raises, the batch runs again in a transaction, as any other.
 """
 
 from __future__ import annotations
@@ -72,8 +73,10 @@ class Merged(Generic[R, T]):
     item, returning fewer results than items, and the rest are merged again once the
     finishes of the first ones ran.
 
-    ``single_statement``: ``merge`` always answers every item in its one call and ``finish``
-    runs no statement, so a batch of such units needs no transaction around that call."""
+    ``single_statement``: outside a transaction block ``merge`` answers every item in its one
+    call or raises, and ``finish`` then runs no statement, so a batch of such units needs no
+    transaction around that call (a merge that may stop early says so with
+    ``json_function(alone_flag=True)``, and raises when alone instead)."""
 
     merge: Callable[[Any, Sequence[Any]], Awaitable[Sequence[R]]]
     item: Any
@@ -102,15 +105,26 @@ def item(kind: str, *args: Any) -> dict[str, Any]:
     return {"k": kind, "a": [_json(a) for a in args]}
 
 
-def json_function(name: str) -> Callable[[Any, Sequence[dict[str, Any]]], Awaitable[list[Any]]]:
+def json_function(
+    name: str, *, alone_flag: bool = False
+) -> Callable[[Any, Sequence[dict[str, Any]]], Awaitable[list[Any]]]:
     """A ``Merged`` unit's merge: SQL function ``name`` (``jsonb`` -> ``SETOF jsonb``) called
     once with the items as a JSON array; its rows, one per item applied. Make one per function
-    (at import) and share it: units merge only with units of the same merge."""
+    (at import) and share it: units merge only with units of the same merge.
 
-    query = f"SELECT {name}($1::jsonb) AS r"
+    ``alone_flag``: the function takes a second argument, true when the call is its own
+    transaction (no transaction block open on the connection: a single-statement batch). A
+    function that would stop early for a follow-up raises then instead, and the batch's units
+    run each alone in a transaction, where it may stop."""
+
+    query = f"SELECT {name}($1::jsonb{', $2' if alone_flag else ''}) AS r"
 
     async def merge(db: Any, items: Sequence[dict[str, Any]]) -> list[Any]:
-        return [row["r"] for row in await db.fetch(query, list(items))]
+        if alone_flag:
+            rows = await db.fetch(query, list(items), not db.is_in_transaction())
+        else:
+            rows = await db.fetch(query, list(items))
+        return [row["r"] for row in rows]
 
     merge.__qualname__ = f"json_function({name})"
     return merge
@@ -200,15 +214,13 @@ class GroupCommit:
                         db, [u for u, _ in live if isinstance(u, Merged)]
                     )
                 except Exception as exc:
-                    if len(live) == 1:
-                        self._fail(live, exc)
-                        return
-                    # one item at fault (the statement rolled back whole): each alone below
+                    # an item needing a follow-up in a transaction, or one at fault (the
+                    # statement rolled back whole): the batch in a transaction, below
                     log.debug("group_commit_split", units=len(live), error=type(exc).__name__)
                 else:
                     self._done(live, results)
                     return
-            elif len(live) > 1:
+            if len(live) > 1:
                 try:
                     async with db.transaction():
                         results = await _run_all(db, [unit for unit, _ in live])

@@ -76,7 +76,8 @@ _CHANNELS: tuple[str, ...] = get_args(Channel)
 
 #: Records of the trail's three busiest kinds, one round trip for all (migration 008): each
 #: item's row of its ``audit.record_<kind>``, in order.
-_record_many = json_function("audit.record_many")
+#: Alone (a single-statement batch) it raises where it would stop for a repair (migration 010).
+_record_many = json_function("audit.record_many", alone_flag=True)
 
 
 def skip_reason(reason: str) -> str:
@@ -219,7 +220,7 @@ class PostgresTrail(TrailQueries):
                 return []
             return await self._drop_foreign_statuses(db, c.notification_id, row["o_provider_id"])
 
-        unit = Merged(_record_many, item("requested", *args), finish)
+        unit = Merged(_record_many, item("requested", *args), finish, single_statement=True)
         self._refused(await self._tx(unit))
 
     async def outcome(
@@ -279,7 +280,7 @@ class PostgresTrail(TrailQueries):
                 dropped = await self._drop_foreign_statuses(db, event.notification_id, provider_id)
             return True, row["o_channel"], dropped
 
-        unit = Merged(_record_many, item("outcome", *args), finish)
+        unit = Merged(_record_many, item("outcome", *args), finish, single_statement=True)
         recorded, channel, dropped = await self._tx(unit)
         if not recorded:
             return False
@@ -393,7 +394,9 @@ class PostgresTrail(TrailQueries):
             claimed,
             FINAL_RANK,
         )
-        unit: Merged[dict[str, Any], dict[str, Any]] = Merged(_record_many, item("status", *args))
+        unit: Merged[dict[str, Any], dict[str, Any]] = Merged(
+            _record_many, item("status", *args), single_statement=True
+        )
         row = await self._tx(unit)
         if row["o_owner"] is not None:
             self._refuse(event.provider_id, event.status, claimed, str(row["o_owner"]))
