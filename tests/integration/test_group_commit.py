@@ -167,35 +167,6 @@ async def test_single_statement_units_run_as_one_call_without_begin_and_commit(
             await other.close()
 
 
-async def test_a_failing_single_statement_item_fails_alone_and_the_others_commit(
-    private_database_url: str,
-) -> None:
-    async with db.pool(private_database_url, max_size=2) as pool:
-        await _table(pool)
-        await pool.execute("INSERT INTO gc_rows (id, note) VALUES (7, 'taken')")
-        group = GroupCommit(pool, max_batch=100)
-        merge = _InTransaction()
-        outcomes = await asyncio.gather(
-            *(group.run(_merged(merge, i, "new", single=True)) for i in range(20)),
-            return_exceptions=True,
-        )
-        assert [i for i, o in enumerate(outcomes) if isinstance(o, BaseException)] == [7]
-        assert "duplicate key" in str(outcomes[7])
-        # the statement rolled back whole, then the batch in a transaction (where a merge
-        # that must stop early may), then each unit alone in its own
-        assert merge.calls == [20, 20] + [1] * 20
-        assert merge.in_block == [False, True] + [True] * 20
-        rows = dict(await pool.fetch("SELECT id, note FROM gc_rows"))  # type: ignore[arg-type]
-        assert rows == {**dict.fromkeys(range(20), "new"), 7: "taken"}
-        # a lone unit at fault is run again in a transaction (where a merge that must stop
-        # early may), and fails with its own error
-        merge.calls.clear()
-        merge.in_block.clear()
-        with pytest.raises(asyncpg.UniqueViolationError):
-            await group.run(_merged(merge, 7, single=True))
-        assert (merge.calls, merge.in_block) == ([1, 1], [False, True])
-
-
 async def test_merged_units_queued_together_run_as_one_statement_and_each_gets_its_result(
     private_database_url: str,
 ) -> None:
@@ -231,23 +202,38 @@ async def test_a_plain_unit_between_merged_ones_keeps_its_place_in_the_order(
         assert rows == {**dict.fromkeys(range(5), "marked"), **dict.fromkeys(range(5, 10), "ok")}
 
 
+@pytest.mark.parametrize("single", [False, True], ids=["in-a-transaction", "single-statement"])
 async def test_a_failing_merged_item_fails_alone_and_the_items_merged_with_it_commit(
-    private_database_url: str,
+    private_database_url: str, single: bool
 ) -> None:
     async with db.pool(private_database_url, max_size=2) as pool:
         await _table(pool)
         await pool.execute("INSERT INTO gc_rows (id, note) VALUES (7, 'taken')")
         group = GroupCommit(pool, max_batch=100)
-        merge = _BulkInsert()
+        merge = _InTransaction()
         outcomes = await asyncio.gather(
-            *(group.run(_merged(merge, i, "new")) for i in range(20)), return_exceptions=True
+            *(group.run(_merged(merge, i, "new", single=single)) for i in range(20)),
+            return_exceptions=True,
         )
-        failures = [o for o in outcomes if isinstance(o, BaseException)]
-        assert len(failures) == 1
-        assert "duplicate key" in str(failures[0])
-        assert isinstance(outcomes[7], BaseException)
+        assert [i for i, o in enumerate(outcomes) if isinstance(o, BaseException)] == [7]
+        assert "duplicate key" in str(outcomes[7])
         rows = dict(await pool.fetch("SELECT id, note FROM gc_rows"))  # type: ignore[arg-type]
         assert rows == {**dict.fromkeys(range(20), "new"), 7: "taken"}
+        # the batch in a transaction rolled back, then each unit ran alone in its own; a
+        # single-statement batch was first the call alone (rolled back whole)
+        first = [(20, False)] if single else []
+        assert (
+            list(zip(merge.calls, merge.in_block, strict=True))
+            == first + [(20, True)] + [(1, True)] * 20
+        )
+        if single:
+            # a lone unit at fault is run again in a transaction (where a merge that must
+            # stop early may), and fails with its own error
+            merge.calls.clear()
+            merge.in_block.clear()
+            with pytest.raises(asyncpg.UniqueViolationError):
+                await group.run(_merged(merge, 7, single=True))
+            assert (merge.calls, merge.in_block) == ([1, 1], [False, True])
 
 
 async def test_a_merge_that_stops_early_lets_a_follow_up_run_before_the_items_after_it(
