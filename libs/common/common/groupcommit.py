@@ -114,8 +114,8 @@ def json_function(
 
     ``alone_flag``: the function takes a second argument, true when the call is its own
     transaction (no transaction block open on the connection: a single-statement batch). A
-    function that would stop early for a follow-up raises then instead, and the batch's units
-    run each alone in a transaction, where it may stop."""
+    function that would stop early for a follow-up raises then instead, and the batch runs
+    again in a transaction, where it may stop."""
 
     query = f"SELECT {name}($1::jsonb{', $2' if alone_flag else ''}) AS r"
 

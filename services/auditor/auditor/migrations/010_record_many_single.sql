@@ -2,8 +2,8 @@
 -- BEGIN and COMMIT, common.groupcommit's single_statement units). Such a call cannot stop
 -- early for the repair of statuses another connection signed for (the repair must run in
 -- the same transaction, before the items after it): it raises instead, everything it did is
--- rolled back, and the batch's records are then applied each alone in a transaction of its
--- own, where the repair runs as before. A cross-tenant status is rare; every other batch
+-- rolled back, and the batch runs again in a transaction, where the call stops for the
+-- repair as before. A cross-tenant status is rare; every other batch
 -- saves the two round trips of BEGIN and COMMIT. Called with one argument, as before.
 
 DROP FUNCTION audit.record_many(jsonb);

@@ -1,7 +1,7 @@
 -- dispatch.claim_many (migration 004) with one statement per step for the whole batch instead
--- of one to three per item: each statement PL/pgSQL runs sets up its executor again, and that
--- was most of the function's cost. The answers and the rows are those of applying the items
--- one by one in array order, as before:
+-- of one to three per item: each statement PL/pgSQL runs sets up its executor again (about
+-- 8 % of a batch's time; the rows are the rest). The answers and the rows are those of
+-- applying the items one by one in array order, as before:
 --
 --   1. every claim's INSERT .. ON CONFLICT, in key order (two batches lock in the same order);
 --   2. the holders of the claims not taken, read under their row locks;
